@@ -1,0 +1,147 @@
+"""Wiring: config, store, scheduler, collectors, HTTP server and reloads.
+
+Subsystems (health checks, benchmarks) plug in through :class:`Subsystem`: they
+register jobs for the current config and contribute exposition parts.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import threading
+import time
+from dataclasses import replace
+from typing import Callable, Protocol
+
+from prometheus_client import CollectorRegistry
+
+from . import __version__
+from .collectors import Part, SnapshotCollector
+from .collectors.exporter import ExporterSelf, build_labels
+from .collectors.gpu import GpuFigures
+from .collectors.host import HostFigures
+from .collectors.models import ModelCapabilities
+from .config import Config, ConfigError, load_config
+from .nvml import NvmlReader
+from .pollers import CheckpointPoller, GpuPoller, HostPoller
+from .scheduler import Jobs
+from .server import HttpServer, make_app
+from .state import Store
+
+log = logging.getLogger(__name__)
+
+# Modules that provide ``subsystem(app) -> Subsystem``; missing ones are skipped.
+SUBSYSTEM_MODULES = ("wan_exporter.health.subsystem", "wan_exporter.bench.subsystem")
+
+
+class Subsystem(Protocol):
+    def parts(self) -> list[Part]: ...
+
+    def register_jobs(self, cfg: Config) -> None: ...
+
+    def shutdown(self) -> None: ...
+
+
+class App:
+    def __init__(self, config: Config, config_path: str | None = None,
+                 config_loader: Callable[[], Config] | None = None) -> None:
+        self._config = config
+        self.config_path = config_path
+        if config_loader is None and config_path:
+            config_loader = lambda: load_config(config_path)  # noqa: E731
+        self._config_loader = config_loader
+        self.store = Store()
+        self.jobs = Jobs(self.store)
+        self.nvml = NvmlReader(timeout=config.exporter.nvml_timeout)
+        self.gpu_poller = GpuPoller(self.store, self.nvml)
+        self.host_poller = HostPoller(self.store, self.config)
+        self.checkpoint_poller = CheckpointPoller(self.store, self.config)
+        self.subsystems: list[Subsystem] = []
+        for mod_name in SUBSYSTEM_MODULES:
+            try:
+                mod = importlib.import_module(mod_name)
+            except ModuleNotFoundError as e:
+                if e.name and mod_name.startswith(e.name):
+                    continue
+                raise
+            self.subsystems.append(mod.subsystem(self))
+        parts: list[Part] = [ExporterSelf(build_labels(__version__)), ModelCapabilities(), GpuFigures(), HostFigures()]
+        for s in self.subsystems:
+            parts.extend(s.parts())
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.registry.register(SnapshotCollector(self.store, self.config, parts))
+        self.server: HttpServer | None = None
+        self._reload_lock = threading.Lock()
+        self.store.set(config_last_reload_success=True, config_last_reload_at=time.time())
+
+    def config(self) -> Config:
+        return self._config
+
+    # -- lifecycle -----------------------------------------------------------------
+    def start(self, listen_address: str, wsgi_wrapper: Callable | None = None) -> None:
+        app = make_app(self.registry, lambda: self.store.snapshot.ready, lambda: [m.name for m in self._config.models])
+        if wsgi_wrapper is not None:
+            app = wsgi_wrapper(app)
+        self.server = HttpServer(app, listen_address)
+        self.server.start()
+        log.info("listening on %s (port %d)", listen_address, self.server.port)
+        self._register_jobs()
+        self.jobs.start()
+        threading.Thread(target=self._first_snapshot, name="first-snapshot", daemon=True).start()
+
+    def _first_snapshot(self) -> None:
+        """Ready once host, checkpoint and GPU have each been read once (NVML bounded by its timeout)."""
+        for poll in (self.host_poller.poll, self.checkpoint_poller.poll, self.gpu_poller.poll):
+            try:
+                poll()
+            except Exception:  # noqa: BLE001
+                log.exception("first poll failed")
+        self.store.set(ready=True)
+
+    def stop(self) -> None:
+        self.jobs.shutdown()
+        for s in self.subsystems:
+            try:
+                s.shutdown()
+            except Exception:  # noqa: BLE001
+                log.exception("subsystem shutdown failed")
+        if self.server is not None:
+            self.server.stop()
+
+    def _register_jobs(self) -> None:
+        cfg = self._config
+        self.jobs.clear()
+        sch = cfg.schedules
+        delay = 1.0  # first scheduled runs after the synchronous first snapshot
+        self.jobs.add("collector.gpu", self.gpu_poller.poll, sch.gpu, first_delay=delay + sch.gpu.interval)
+        self.jobs.add("collector.host", self.host_poller.poll, sch.host, first_delay=delay + sch.host.interval)
+        self.jobs.add("collector.checkpoint", self.checkpoint_poller.poll, sch.layout,
+                      first_delay=delay + sch.layout.interval)
+        for s in self.subsystems:
+            s.register_jobs(cfg)
+
+    # -- reload --------------------------------------------------------------------
+    def reload(self) -> bool:
+        """Re-read the config; on any error keep the running one and report the failure."""
+        with self._reload_lock:
+            if self._config_loader is None:
+                log.info("reload requested, but running on an embedded config: nothing to reload")
+                return True
+            try:
+                new = self._config_loader()
+            except ConfigError as e:
+                log.error("config reload failed, keeping the running config:\n%s", e)
+                self.store.set(config_last_reload_success=False)
+                return False
+            except Exception as e:  # noqa: BLE001
+                log.error("config reload failed, keeping the running config: %s", e)
+                self.store.set(config_last_reload_success=False)
+                return False
+            self._config = new
+            self.nvml.timeout = new.exporter.nvml_timeout
+            self.store.update(lambda s: replace(s, config_last_reload_success=True,
+                                                config_last_reload_at=time.time(),
+                                                config_generation=s.config_generation + 1))
+            self._register_jobs()
+            log.info("config reloaded: %d models", len(new.models))
+            return True

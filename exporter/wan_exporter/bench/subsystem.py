@@ -1,0 +1,153 @@
+"""Scheduled benchmarks: one job per device, so one benchmark per GPU at a time.
+
+Before each run the courtesy check looks at the last NVML reading: a GPU busy with
+someone else's work is skipped and the skip counted. Results are folded into the
+store; baselines are recorded from the first healthy runs.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import defaultdict
+from dataclasses import replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Callable
+
+from ..config import Config, ModelConfig, state_dir
+from ..pollers import resolve_model_dir
+from ..state import BenchmarkAggregate, BenchmarkResult, Snapshot, frozen_map
+from . import aggregate
+from .baselines import Baselines
+from .collector import BenchmarkFigures
+from .runner import run_once
+
+if TYPE_CHECKING:
+    from ..app import App
+
+log = logging.getLogger(__name__)
+
+
+def device_key(device: str) -> str:
+    return "cuda:0" if device == "cuda" else device
+
+
+def gpu_index(device: str) -> int | None:
+    d = device_key(device)
+    return int(d.split(":")[1]) if d.startswith("cuda:") else None
+
+
+def courtesy_skip(snap: Snapshot, cfg: Config, device: str) -> str | None:
+    """A bounded skip reason when the GPU should not be used now, else None."""
+    idx = gpu_index(device)
+    if idx is None:
+        return None
+    gpu_status = snap.collectors.get("gpu")
+    gpu = next((g for g in snap.gpus if g.index == idx), None)
+    if gpu_status is None or not gpu_status.success or gpu is None:
+        return "gpu_unavailable"
+    if gpu.utilization_ratio is not None and gpu.utilization_ratio > cfg.benchmark.busy_utilization_ratio:
+        return "gpu_busy"
+    if gpu.process_memory_bytes is not None and gpu.process_memory_bytes > cfg.benchmark.busy_foreign_memory_bytes:
+        return "gpu_memory_in_use"
+    return None
+
+
+class BenchmarkSubsystem:
+    def __init__(self, app: "App") -> None:
+        self.app = app
+        self.store = app.store
+        self._baselines: Baselines | None = None
+        self._device_locks: dict[str, threading.Lock] = defaultdict(threading.Lock)
+
+    def parts(self) -> list:
+        return [BenchmarkFigures()]
+
+    def shutdown(self) -> None:
+        pass
+
+    def baselines(self, cfg: Config) -> Baselines:
+        path = state_dir(cfg) / "baselines.json"
+        if self._baselines is None or self._baselines.path != path:
+            self._baselines = Baselines(path)
+        return self._baselines
+
+    def register_jobs(self, cfg: Config) -> None:
+        by_device: dict[str, list[tuple[str, str]]] = defaultdict(list)
+        for m in cfg.models:
+            for p in m.profiles:
+                by_device[device_key(m.device)].append((m.name, p))
+        self._publish_config_baselines(cfg)
+        for device, pairs in by_device.items():
+            self.app.jobs.add(f"benchmark.{device}", self._job(device, pairs), cfg.schedules.benchmark,
+                              first_delay=2.0)
+
+    def _publish_config_baselines(self, cfg: Config) -> None:
+        def fn(s: Snapshot) -> Snapshot:
+            b = {k: v for k, v in s.baselines.items() if k[2] != "config"}
+            for m in cfg.models:
+                for p, secs in m.baselines.items():
+                    b[(m.name, p, "config")] = secs
+            return replace(s, baselines=frozen_map(b))
+
+        self.store.update(fn)
+
+    def _job(self, device: str, pairs: list[tuple[str, str]]) -> Callable[[], None]:
+        def run() -> None:
+            for model_name, profile_name in pairs:
+                cfg = self.app.config()
+                try:
+                    m = cfg.model(model_name)
+                except KeyError:
+                    continue  # removed by a reload since the job was built
+                if profile_name not in m.profiles:
+                    continue
+                self.run_one(cfg, m, profile_name)
+
+        return run
+
+    def run_one(self, cfg: Config, m: ModelConfig, profile_name: str) -> BenchmarkResult | None:
+        """Run (or skip) one benchmark now and publish its outcome."""
+        with self._device_locks[device_key(m.device)]:
+            snap = self.store.snapshot
+            model_dir = resolve_model_dir(m, cfg)
+            reason = "model_missing" if model_dir is None else courtesy_skip(snap, cfg, m.device)
+            if reason is not None:
+                log.info("benchmark %s/%s skipped: %s", m.name, profile_name, reason)
+                self._update(m.name, profile_name, lambda a: aggregate.skip(a, reason))
+                return None
+            out_path = None
+            if cfg.benchmark.keep_last_output:
+                out_dir = Path(cfg.benchmark.output_dir) if cfg.benchmark.output_dir else state_dir(cfg) / "outputs"
+                out_path = str(out_dir / f"{m.name}-{profile_name}.mp4")
+            result, versions = run_once(cfg, m, profile_name, model_dir, output_path=out_path)
+        if result.success:
+            log.info("benchmark %s/%s: %.3fs", m.name, profile_name, result.duration_seconds or 0)
+        else:
+            log.warning("benchmark %s/%s failed (%s): %s", m.name, profile_name, result.reason, result.detail[:300])
+        self._record(cfg, result, versions)
+        return result
+
+    def _update(self, model: str, profile: str, fn: Callable[[BenchmarkAggregate], BenchmarkAggregate]) -> None:
+        def upd(s: Snapshot) -> Snapshot:
+            b = dict(s.benchmarks)
+            b[(model, profile)] = fn(b.get((model, profile)) or BenchmarkAggregate())
+            return replace(s, benchmarks=frozen_map(b))
+
+        self.store.update(upd)
+
+    def _record(self, cfg: Config, r: BenchmarkResult, versions: dict) -> None:
+        self._update(r.model, r.profile,
+                     lambda a: aggregate.fold(a, r, cfg.benchmark.buckets, cfg.benchmark.stability_window))
+        healthy = r.success and r.duration_seconds is not None and all(r.sanity.values())
+        if healthy:
+            gpu = r.gpu_name or r.device
+            rec = self.baselines(cfg).observe(r.model, r.profile, gpu, r.duration_seconds, cfg.benchmark.baseline_runs)
+            if rec is not None:
+                self.store.put("baselines", (r.model, r.profile, "recorded"), rec)
+        if versions:
+            self.store.set(versions=frozen_map({k: str(v) for k, v in versions.items()}))
+
+
+def subsystem(app: "App") -> BenchmarkSubsystem:
+    return BenchmarkSubsystem(app)

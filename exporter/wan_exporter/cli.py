@@ -1,0 +1,200 @@
+"""Command line: run the exporter (node_exporter-style flags) and one-shot operator commands."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import queue
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+from . import DEFAULT_PORT, __version__
+from .config import Config, ConfigError, load_config
+
+log = logging.getLogger("wan_exporter")
+
+EPILOG = textwrap.dedent(f"""\
+    commands:
+      wan-exporter [flags]                 run the exporter (default)
+      wan-exporter check-config PATH       validate a config file; exit 1 listing every error
+      wan-exporter check-model PATH        run every health check once on a model directory
+      wan-exporter bench --model NAME      run one benchmark generation now and print its figures
+      wan-exporter tiny-models DIR         build tiny random Wan pipelines of every kind into DIR
+
+    With no --config.file the exporter runs on its embedded default: the Wan2.2 models
+    looked up in the local Hugging Face cache (never downloaded). --demo runs tiny
+    models on the CPU instead. The default port is {DEFAULT_PORT}.
+    """)
+
+
+def _logging(level: str) -> None:
+    logging.basicConfig(
+        level=getattr(logging, level.upper(), logging.INFO),
+        format="ts=%(asctime)s level=%(levelname)s logger=%(name)s msg=%(message)r",
+        datefmt="%Y-%m-%dT%H:%M:%S%z",
+        stream=sys.stderr,
+    )
+    if level != "debug":
+        logging.getLogger("apscheduler").setLevel(logging.WARNING)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="wan-exporter",
+        description="Prometheus exporter for Wan video-generation models run with diffusers on NVIDIA GPUs.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--version", action="version", version=f"wan-exporter {__version__}")
+    p.add_argument("--config.file", dest="config_file", metavar="PATH",
+                   help="YAML config file (default: embedded default config)")
+    p.add_argument("--web.listen-address", dest="listen_address", default=f":{DEFAULT_PORT}", metavar="HOST:PORT",
+                   help=f"address to serve /metrics on (default :{DEFAULT_PORT})")
+    p.add_argument("--web.config.file", dest="web_config_file", metavar="PATH",
+                   help="exporter-toolkit web config: TLS, basic auth, headers")
+    p.add_argument("--log.level", dest="log_level", default="info", choices=["debug", "info", "warn", "error"],
+                   help="log level (default info)")
+    p.add_argument("--demo", action="store_true",
+                   help="run tiny random Wan models on the CPU (built on first use) so real figures appear at once")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+
+    cc = sub.add_parser("check-config", help="validate a config file",
+                        description="Validate a config file. Exit 0 when valid, else 1 with every error and its path.")
+    cc.add_argument("path")
+
+    cm = sub.add_parser("check-model", help="run every health check once on a model directory",
+                        description="Run the layout, header, hash and load checks once on a model directory "
+                                    "and print a report. Exit 0 when healthy, 1 when not, 2 on usage errors.")
+    cm.add_argument("path")
+    cm.add_argument("--kind", help="catalog kind, to compare the checkpoint with its published facts")
+    cm.add_argument("--no-hash", action="store_true", help="skip the full content hash (reads every byte)")
+    cm.add_argument("--no-load", action="store_true", help="skip the load check (starts a child process)")
+    cm.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
+    b = sub.add_parser("bench", help="run one benchmark generation now",
+                       description="Run one benchmark generation of a configured model now, showing progress, "
+                                   "and print the measured figures.")
+    b.add_argument("--config.file", dest="config_file", metavar="PATH")
+    b.add_argument("--demo", action="store_true", help="use the tiny demo models")
+    b.add_argument("--model", required=True, help="model name from the config")
+    b.add_argument("--profile", help="profile name (default: the model's first profile)")
+    b.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
+    t = sub.add_parser("tiny-models", help="build tiny random Wan pipelines of every kind",
+                       description="Build randomly initialised tiny Wan pipelines of every kind with the real "
+                                   "diffusers classes and save them with save_pretrained. Fully offline.")
+    t.add_argument("dir")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    _logging(args.log_level if args.command is None else "warn")
+    if args.command == "check-config":
+        return cmd_check_config(args.path)
+    if args.command == "check-model":
+        from .health.report import cmd_check_model
+
+        return cmd_check_model(args)
+    if args.command == "bench":
+        from .bench.oneshot import cmd_bench
+
+        return cmd_bench(args)
+    if args.command == "tiny-models":
+        return cmd_tiny_models(Path(args.dir))
+    return cmd_run(args)
+
+
+def cmd_check_config(path: str) -> int:
+    try:
+        cfg = load_config(path, check_paths=True)
+    except ConfigError as e:
+        print(f"{path}: invalid, {len(e.errors)} error(s):", file=sys.stderr)
+        for err in e.errors:
+            print(f"  {err}", file=sys.stderr)
+        return 1
+    print(f"{path}: valid ({len(cfg.models)} models, {len(cfg.profiles)} profiles)")
+    return 0
+
+
+def ensure_tiny_models(verbose: bool = True) -> Path:
+    """Build the demo's tiny models once, in a child process (the exporter never imports torch)."""
+    from .tiny import TINY_KINDS, default_cache_dir
+
+    root = default_cache_dir()
+    if all((root / k / ".complete").exists() for k in TINY_KINDS):
+        return root
+    if verbose:
+        print(f"building tiny demo models into {root} (first run only) ...", file=sys.stderr, flush=True)
+    subprocess.run([sys.executable, "-m", "wan_exporter", "tiny-models", str(root)], check=True, timeout=600)
+    return root
+
+
+def cmd_tiny_models(dest: Path) -> int:
+    from .tiny import build_all
+
+    def progress(kind: str, path: Path) -> None:
+        print(f"  built {kind} -> {path}", file=sys.stderr, flush=True)
+
+    out = build_all(dest, progress=progress)
+    print(f"{len(out)} tiny models in {dest}")
+    return 0
+
+
+def resolve_config(config_file: str | None, demo: bool) -> tuple[Config, str | None]:
+    from .defaults import default_config, demo_config
+
+    if config_file:
+        return load_config(config_file), config_file
+    if demo:
+        return demo_config(ensure_tiny_models()), None
+    return default_config(), None
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from .app import App
+
+    try:
+        cfg, path = resolve_config(args.config_file, args.demo)
+    except ConfigError as e:
+        log.error("%s", e)
+        return 1
+    except (subprocess.SubprocessError, OSError) as e:
+        log.error("could not build the demo models: %s", e)
+        return 1
+    wrapper = None
+    if args.web_config_file:
+        try:
+            from .webconfig import make_wrapper
+
+            wrapper = make_wrapper(args.web_config_file)
+        except Exception as e:  # noqa: BLE001 - reported and fatal at start: never serve unprotected
+            log.error("invalid --web.config.file: %s", e)
+            return 1
+    app = App(cfg, config_path=path)
+    try:
+        app.start(args.listen_address, wsgi_wrapper=wrapper)
+    except OSError as e:
+        log.error("cannot listen on %s: %s", args.listen_address, e)
+        return 1
+    events: queue.Queue[str] = queue.Queue()
+    signal.signal(signal.SIGHUP, lambda *_: events.put("reload"))
+    signal.signal(signal.SIGTERM, lambda *_: events.put("stop"))
+    signal.signal(signal.SIGINT, lambda *_: events.put("stop"))
+    log.info("wan-exporter %s started with %d models (pid %d)", __version__, len(cfg.models), os.getpid())
+    while True:
+        try:
+            ev = events.get(timeout=1.0)
+        except queue.Empty:
+            continue
+        if ev == "reload":
+            app.reload()
+        elif ev == "stop":
+            break
+    log.info("shutting down")
+    app.stop()
+    return 0

@@ -1,0 +1,156 @@
+"""Background pollers for the GPU, the host and the model files.
+
+Each poll builds fresh readings and swaps them into the store, with a
+:class:`CollectorStatus` telling whether it worked and, if not, why (bounded reason).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Callable
+
+import psutil
+
+from . import checkpoint, hfcache
+from .config import Config, ModelConfig
+from .nvml import NvmlReader, NvmlUnavailable
+from .state import CollectorStatus, HostReading, Snapshot, Store, frozen_map
+
+log = logging.getLogger(__name__)
+
+
+def resolve_model_dir(m: ModelConfig, cfg: Config) -> Path | None:
+    """Where the model's files are: its path, or its hub id's snapshot in the local cache."""
+    if m.path is not None:
+        p = Path(os.path.expanduser(m.path))
+        return p if p.is_dir() else None
+    return hfcache.resolve(m.hub_id or "", m.revision, cfg.exporter.hf_cache_dir)
+
+
+def _status(s: Snapshot, status: CollectorStatus) -> dict:
+    d = dict(s.collectors)
+    d[status.collector] = status
+    return {"collectors": frozen_map(d)}
+
+
+class GpuPoller:
+    def __init__(self, store: Store, reader: NvmlReader) -> None:
+        self.store = store
+        self.reader = reader
+
+    def poll(self) -> None:
+        t0 = time.perf_counter()
+        try:
+            gpus, xids = self.reader.read()
+        except NvmlUnavailable as e:
+            if e.reason not in ("library_missing", "no_driver"):
+                log.warning("GPU collector: %s", e)
+            else:
+                log.debug("GPU collector: %s", e)
+            st = CollectorStatus("gpu", False, time.perf_counter() - t0, e.reason)
+            # Readings we can no longer vouch for are dropped: absent, not stale.
+            self.store.update(lambda s: replace(s, gpus=(), **_status(s, st)))
+            return
+        st = CollectorStatus("gpu", True, time.perf_counter() - t0)
+
+        def fn(s: Snapshot) -> Snapshot:
+            totals = dict(s.gpu_xid_totals)
+            for key, n in xids.items():
+                totals[key] = totals.get(key, 0) + n
+            # Known GPUs start at zero so increase() sees the first XID.
+            return replace(s, gpus=tuple(gpus), gpu_xid_totals=frozen_map(totals), **_status(s, st))
+
+        self.store.update(fn)
+
+
+class HostPoller:
+    def __init__(self, store: Store, config: Callable[[], Config]) -> None:
+        self.store = store
+        self.config = config
+        psutil.cpu_percent(interval=None)  # prime: the next call measures since now
+
+    def poll(self) -> None:
+        t0 = time.perf_counter()
+        cfg = self.config()
+        try:
+            vm = psutil.virtual_memory()
+            try:
+                load1 = os.getloadavg()[0]
+            except OSError:
+                load1 = None
+            fs: dict[str, tuple[int, int]] = {}
+            for m in cfg.models:
+                d = resolve_model_dir(m, cfg)
+                if d is None:
+                    continue
+                try:
+                    du = psutil.disk_usage(str(d))
+                    fs[m.name] = (du.free, du.total)
+                except OSError:
+                    pass
+            reading = HostReading(
+                memory_total_bytes=vm.total,
+                memory_available_bytes=vm.available,
+                cpu_count=psutil.cpu_count() or 0,
+                cpu_utilization_ratio=psutil.cpu_percent(interval=None) / 100.0,
+                load1=load1,
+                model_fs=frozen_map(fs),
+            )
+        except Exception as e:  # noqa: BLE001
+            log.warning("host collector failed: %s", e)
+            st = CollectorStatus("host", False, time.perf_counter() - t0, "error")
+            self.store.update(lambda s: replace(s, host=None, **_status(s, st)))
+            return
+        st = CollectorStatus("host", True, time.perf_counter() - t0)
+        self.store.update(lambda s: replace(s, host=reading, **_status(s, st)))
+
+
+class CheckpointPoller:
+    """Derives what each present checkpoint says about itself (header reads only)."""
+
+    def __init__(self, store: Store, config: Callable[[], Config]) -> None:
+        self.store = store
+        self.config = config
+        self._cache: dict[str, tuple[tuple, dict]] = {}
+
+    def poll(self) -> None:
+        t0 = time.perf_counter()
+        cfg = self.config()
+        facts: dict[str, dict] = {}
+        ok = True
+        for m in cfg.models:
+            d = resolve_model_dir(m, cfg)
+            if d is None:
+                facts[m.name] = {"present": False}
+                continue
+            try:
+                key = _dir_signature(d)
+                cached = self._cache.get(m.name)
+                if cached and cached[0] == key:
+                    facts[m.name] = cached[1]
+                    continue
+                f = checkpoint.derive_facts(d)
+                entry = facts[m.name] = {"present": True, "dir": str(d), "facts": f}
+                self._cache[m.name] = (key, entry)
+            except Exception as e:  # noqa: BLE001 - a bad checkpoint is a finding, not a crash
+                ok = False
+                log.warning("checkpoint facts for %s: %s", m.name, e)
+                facts[m.name] = {"present": True, "dir": str(d), "facts": None}
+        st = CollectorStatus("checkpoint", ok, time.perf_counter() - t0, "" if ok else "error")
+        self.store.update(lambda s: replace(s, checkpoint_facts=frozen_map(facts), **_status(s, st)))
+
+
+def _dir_signature(d: Path) -> tuple:
+    """Cheap change detector: mtimes and sizes of the files that facts are derived from."""
+    sig = []
+    for p in [d / "model_index.json", *sorted(d.glob("*/config.json")), *sorted(d.glob("*/*.safetensors*"))]:
+        try:
+            st = p.stat()
+            sig.append((str(p.relative_to(d)), st.st_size, st.st_mtime_ns))
+        except OSError:
+            sig.append((str(p), None, None))
+    return tuple(sig)

@@ -1,0 +1,229 @@
+"""Immutable results and the snapshot store that collectors read.
+
+Workers (health checks, benchmark runners, the GPU and host pollers) produce frozen
+result dataclasses and hand them to :class:`Store`. The store swaps in a new
+:class:`Snapshot` under a lock; collectors read ``store.snapshot`` (one attribute
+read, no lock) and translate it into metric families. A scrape therefore never waits
+on work and never sees a half-written update.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field, replace
+from types import MappingProxyType
+from typing import Any, Callable, Mapping
+
+EMPTY: Mapping[str, Any] = MappingProxyType({})
+
+
+def frozen_map(d: Mapping | None = None) -> Mapping:
+    return MappingProxyType(dict(d or {}))
+
+
+@dataclass(frozen=True)
+class CollectorStatus:
+    """Outcome of the last cycle of one background collector (gpu, host, ...)."""
+
+    collector: str
+    success: bool
+    duration_seconds: float
+    reason: str = ""  # bounded: "" | "no_gpu" | "library_missing" | "timeout" | "error" | ...
+
+
+@dataclass(frozen=True)
+class HealthIssue:
+    """One finding of a health check. ``kind`` is from a bounded set; ``detail`` is for logs and CLI only."""
+
+    kind: str
+    detail: str = ""
+    path: str = ""  # relative path inside the model directory; never used as a label
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """Result of one health check (layout, headers, hash, load) of one model."""
+
+    model: str
+    check: str
+    success: bool
+    duration_seconds: float
+    finished_at: float  # wall-clock seconds
+    issues: tuple[HealthIssue, ...] = ()
+    # check-specific figures, e.g. files_expected, files_present, size_bytes,
+    # verified_bytes, expected_bytes, parameters, experts
+    facts: Mapping[str, Any] = field(default_factory=frozen_map)
+
+
+@dataclass(frozen=True)
+class BenchmarkResult:
+    """Measured outcome of one benchmark generation (one child-process run)."""
+
+    model: str
+    profile: str
+    success: bool
+    started_at: float  # wall-clock seconds
+    finished_at: float
+    reason: str = ""  # failure reason from a bounded set; "" on success
+    detail: str = ""  # human-readable error, logs only
+    duration_seconds: float | None = None  # generation call, excluding process start and load
+    process_start_seconds: float | None = None
+    phases: Mapping[str, float] = field(default_factory=frozen_map)  # load, text_encode, image_encode, denoise, vae_decode, export
+    steps: int | None = None
+    seconds_per_step: float | None = None
+    frames: int | None = None
+    width: int | None = None
+    height: int | None = None
+    peak_memory_bytes: int | None = None
+    peak_memory_kind: str = ""  # "cuda" | "rss"
+    energy_joules: float | None = None
+    sanity: Mapping[str, bool] = field(default_factory=frozen_map)  # check -> passed (nan, black, frozen, shape, ...)
+    output_digest: str = ""
+    device: str = ""
+    gpu_uuid: str = ""
+    gpu_name: str = ""
+
+
+@dataclass(frozen=True)
+class GpuReading:
+    """One GPU as read from NVML in one poll. ``None`` means not supported / not read."""
+
+    index: int
+    uuid: str
+    name: str
+    driver_version: str = ""
+    cuda_version: str = ""
+    compute_capability: str = ""
+    memory_total_bytes: int | None = None
+    memory_used_bytes: int | None = None
+    utilization_ratio: float | None = None
+    memory_utilization_ratio: float | None = None
+    temperature_celsius: float | None = None
+    power_watts: float | None = None
+    power_limit_watts: float | None = None
+    energy_joules: float | None = None
+    sm_clock_hertz: float | None = None
+    throttle_reasons: Mapping[str, bool] = field(default_factory=frozen_map)
+    ecc_errors: Mapping[tuple[str, str], int] = field(default_factory=frozen_map)  # (error_type, counter_type) -> count
+    processes: int | None = None
+    process_memory_bytes: int | None = None
+
+
+@dataclass(frozen=True)
+class HostReading:
+    memory_total_bytes: int
+    memory_available_bytes: int
+    cpu_count: int
+    cpu_utilization_ratio: float | None
+    load1: float | None
+    # model name -> (filesystem free bytes, total bytes) where its files live
+    model_fs: Mapping[str, tuple[int, int]] = field(default_factory=frozen_map)
+
+
+@dataclass(frozen=True)
+class JobStatus:
+    job: str
+    last_run_at: float | None = None
+    last_success_at: float | None = None
+    last_duration_seconds: float | None = None
+    runs: int = 0
+    failures: int = 0
+
+
+@dataclass(frozen=True)
+class BenchmarkAggregate:
+    """Counters and histogram buckets accumulated over the process lifetime for one model+profile."""
+
+    runs: int = 0
+    failures: Mapping[str, int] = field(default_factory=frozen_map)  # reason -> count
+    skipped: Mapping[str, int] = field(default_factory=frozen_map)  # reason -> count
+    bucket_counts: tuple[int, ...] = ()  # non-cumulative, one per bucket bound + the +Inf bucket
+    duration_sum: float = 0.0
+    duration_count: int = 0
+    sanity_checks: int = 0
+    sanity_passed: int = 0
+    sanity_failures: Mapping[str, int] = field(default_factory=frozen_map)  # check -> count
+    recent_durations: tuple[float, ...] = ()  # last N successful durations, for stability
+    last: BenchmarkResult | None = None
+    last_success: BenchmarkResult | None = None
+    reproducible: bool | None = None  # None: not yet measured (needs two runs with the same seed)
+    consecutive_failures: int = 0
+    energy_joules_sum: float = 0.0
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """Everything a scrape needs, immutable. Replace, never mutate."""
+
+    created_at: float = 0.0
+    config_generation: int = 0
+    config_last_reload_success: bool = True
+    config_last_reload_at: float | None = None
+    ready: bool = False
+    gpus: tuple[GpuReading, ...] = ()
+    gpu_xid_totals: Mapping[tuple[str, str], int] = field(default_factory=frozen_map)  # (gpu uuid, xid) -> count
+    host: HostReading | None = None
+    collectors: Mapping[str, CollectorStatus] = field(default_factory=frozen_map)
+    checks: Mapping[tuple[str, str], CheckResult] = field(default_factory=frozen_map)  # (model, check) -> latest
+    check_last_success: Mapping[tuple[str, str], float] = field(default_factory=frozen_map)
+    checkpoint_facts: Mapping[str, Mapping[str, Any]] = field(default_factory=frozen_map)  # model -> derived facts
+    benchmarks: Mapping[tuple[str, str], BenchmarkAggregate] = field(default_factory=frozen_map)  # (model, profile)
+    baselines: Mapping[tuple[str, str, str], float] = field(default_factory=frozen_map)  # (model, profile, gpu_name) -> seconds
+    jobs: Mapping[str, JobStatus] = field(default_factory=frozen_map)
+    versions: Mapping[str, str] = field(default_factory=frozen_map)  # diffusers, torch, transformers when known (from a child)
+
+
+class Store:
+    """Holds the current :class:`Snapshot`; writers swap in a new one atomically."""
+
+    def __init__(self, snapshot: Snapshot | None = None) -> None:
+        self._lock = threading.Lock()
+        self._snapshot = snapshot or Snapshot(created_at=time.time())
+        self._listeners: list[Callable[[Snapshot], None]] = []
+
+    @property
+    def snapshot(self) -> Snapshot:
+        return self._snapshot
+
+    def update(self, fn: Callable[[Snapshot], Snapshot]) -> Snapshot:
+        """Apply ``fn`` to the current snapshot and publish its result."""
+        with self._lock:
+            new = fn(self._snapshot)
+            new = replace(new, created_at=time.time())
+            self._snapshot = new
+        for listener in list(self._listeners):
+            listener(new)
+        return new
+
+    def set(self, **changes: Any) -> Snapshot:
+        return self.update(lambda s: replace(s, **changes))
+
+    def put(self, attr: str, key: Any, value: Any) -> Snapshot:
+        """Replace one entry of a mapping attribute, e.g. ``put("checks", (m, c), result)``."""
+
+        def fn(s: Snapshot) -> Snapshot:
+            d = dict(getattr(s, attr))
+            d[key] = value
+            return replace(s, **{attr: frozen_map(d)})
+
+        return self.update(fn)
+
+    def subscribe(self, listener: Callable[[Snapshot], None]) -> None:
+        self._listeners.append(listener)
+
+
+__all__ = [
+    "BenchmarkAggregate",
+    "BenchmarkResult",
+    "CheckResult",
+    "CollectorStatus",
+    "GpuReading",
+    "HealthIssue",
+    "HostReading",
+    "JobStatus",
+    "Snapshot",
+    "Store",
+    "field",
+    "frozen_map",
+]

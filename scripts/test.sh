@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Set up everything the test suite needs on a fresh Debian machine, then run it.
+# Usage: bash scripts/test.sh [pytest args...]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+SUDO=""
+if [ "$(id -u)" -ne 0 ] && command -v sudo >/dev/null; then SUDO="sudo"; fi
+
+need_apt=""
+for bin in promtool prometheus prometheus-alertmanager amtool; do
+  command -v "$bin" >/dev/null || need_apt=1
+done
+if [ -n "$need_apt" ]; then
+  echo "==> installing Prometheus and Alertmanager (Debian packages)"
+  $SUDO apt-get update -q
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends prometheus prometheus-alertmanager
+fi
+
+PY="${PYTHON:-python3}"
+echo "==> installing Python dependencies"
+# The CPU build of torch first, so the ranges below do not pull several GB of CUDA wheels.
+"$PY" -m pip install -q torch==2.13.0
+"$PY" -m pip install -q -e '.[test]'
+
+echo "==> running the test suite"
+exec "$PY" -m pytest "$@"

@@ -1,0 +1,135 @@
+"""Config: every bad input gets its own message with its YAML path; good input types cleanly."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from support.procs import REPO, exporter_env
+from wan_exporter.config import ConfigError, parse_config
+from wan_exporter.defaults import default_config, demo_config
+
+MODEL = "{name: m1, kind: wan2.2-t2v-a14b, hub_id: Wan-AI/Wan2.2-T2V-A14B-Diffusers}"
+
+
+def errors_of(text: str, **kw) -> list[str]:
+    with pytest.raises(ConfigError) as exc:
+        parse_config(text, **kw)
+    return exc.value.errors
+
+
+def test_empty_config_is_valid_and_typed():
+    cfg = parse_config("")
+    assert cfg.models == ()
+    assert cfg.schedules.benchmark.interval == 3600.0
+    assert cfg.schedules.load.enabled is False
+
+
+def test_example_config_is_valid():
+    cfg = parse_config((REPO / "examples" / "wan-exporter.yaml").read_text())
+    assert [m.name for m in cfg.models] == ["t2v-a14b", "i2v-a14b", "ti2v-5b"]
+    assert cfg.model("t2v-a14b").baselines == {"probe-480p": 20.0}
+    assert cfg.benchmark.busy_foreign_memory_bytes == 1 << 30
+    assert cfg.hashing.chunk_bytes == 8 << 20
+    assert cfg.schedules.hash.interval == 86400.0
+
+
+def test_embedded_default_and_demo_configs_are_valid(tmp_path):
+    assert [m.kind for m in default_config().models] == ["wan2.2-t2v-a14b", "wan2.2-i2v-a14b", "wan2.2-ti2v-5b"]
+    demo = demo_config(tmp_path)
+    assert all(m.device == "cpu" and m.kind.startswith("tiny-") for m in demo.models)
+    assert all(m.name.startswith("tiny-") for m in demo.models)
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("schedules:\n  benchmark:\n    interval: soon\n", "schedules.benchmark.interval: expected a duration like 15m"),
+        ("modles: []\n", "modles: unknown key (did you mean 'models'?)"),
+        (f"models:\n  - {MODEL}\n  - {{name: m2, kind: wan2.2-t2v-a14b, hubid: x/y}}\n",
+         "models[1].hubid: unknown key (did you mean 'hub_id'?)"),
+        ("models:\n  - {name: m1, kind: wan2.2-t2v-a14x, hub_id: a/b}\n",
+         "models[0].kind: unknown model kind 'wan2.2-t2v-a14x' (did you mean 'wan2.2-t2v-a14b'?)"),
+        (f"models:\n  - {MODEL}\n  - {MODEL}\n", "models[1].name: duplicate model name 'm1' (also models[0])"),
+        ("models:\n  - {name: 'bad name/..', kind: wan2.2-t2v-a14b, hub_id: a/b}\n", "models[0].name: invalid model name"),
+        ("models:\n  - {name: m, kind: wan2.2-t2v-a14b}\n", "models[0]: exactly one of path or hub_id is required"),
+        ("models:\n  - {name: m, kind: wan2.2-t2v-a14b, hub_id: a/b, dtype: fp8}\n",
+         "models[0].dtype: expected one of bfloat16, float16, float32"),
+        ("models:\n  - {name: m, kind: wan2.2-t2v-a14b, hub_id: a/b, device: gpu0}\n",
+         "models[0].device: expected cpu, cuda or cuda:N"),
+        ("models:\n  - {name: m, kind: wan2.2-t2v-a14b, hub_id: a/b, profiles: [nope]}\n",
+         "models[0].profiles[0]: unknown profile 'nope'"),
+        ("profiles:\n  p: {frames: 16}\n", "profiles.p.frames: 16 frames; Wan needs 4n+1 frames"),
+        ("profiles:\n  p: {width: 833}\n", "profiles.p.width: 833 is not a positive multiple of 16"),
+        ("models:\n  - {name: m, kind: wan2.2-ti2v-5b, hub_id: a/b, profiles: [p]}\nprofiles:\n  p: {width: 848, height: 480}\n",
+         "models[0].profiles[0]: profile 'p' width 848 is not a multiple of 32"),
+        ("models:\n  - {name: m, kind: wan2.2-t2v-a14b, hub_id: a/b, profiles: [p]}\nprofiles:\n  p: {image: true}\n",
+         "takes no image input"),
+        ("benchmark:\n  busy_foreign_memory_bytes: lots\n", "benchmark.busy_foreign_memory_bytes: expected a size like 8GiB"),
+        ("benchmark:\n  keep_warm: 'yes'\n", "benchmark.keep_warm: expected true or false"),
+        ("models: {}\n", "models: expected a list"),
+        ("models:\n  - {name: m, kind: wan2.2-t2v-a14b, path: /x, device: cpu, offload: model}\n",
+         "models[0].offload: CPU offload needs a CUDA device"),
+        ("- just a list\n", "top level: expected a mapping"),
+        ("models: [\n", "invalid YAML"),
+    ],
+)
+def test_each_bad_input_has_its_message(text, expected):
+    errs = errors_of(text)
+    assert any(expected in e for e in errs), errs
+
+
+def test_every_error_is_reported_at_once():
+    text = (
+        "modles: []\n"
+        "schedules:\n  benchmark:\n    interval: soon\n"
+        "models:\n  - {name: m, kind: nope, hub_id: a/b}\n"
+    )
+    errs = errors_of(text)
+    assert len(errs) >= 3, errs
+    assert any(e.startswith("modles:") for e in errs)
+    assert any(e.startswith("schedules.benchmark.interval:") for e in errs)
+
+
+def test_python_object_tag_is_rejected_clearly():
+    errs = errors_of("models: !!python/object/apply:os.system ['echo pwned']\n")
+    assert len(errs) == 1
+    assert "line 1" in errs[0] and "tag not allowed" in errs[0]
+
+
+def test_missing_path_is_an_error_for_check_config_only(tmp_path):
+    text = "models:\n  - {name: m, kind: wan2.2-t2v-a14b, path: /nonexistent/model}\n"
+    parse_config(text)  # at run time a missing directory is a health finding, not a config error
+    assert any("models[0].path: no such directory" in e for e in errors_of(text, check_paths=True))
+
+
+def test_model_flood_is_capped():
+    models = "".join(f"  - {{name: m{i}, kind: wan2.2-t2v-a14b, hub_id: a/b}}\n" for i in range(70))
+    errs = errors_of("models:\n" + models)
+    assert any("more than exporter.max_models (64)" in e for e in errs)
+
+
+def _check_config(path: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "wan_exporter", "check-config", str(path)],
+                          capture_output=True, text=True, env=exporter_env(), timeout=60)
+
+
+def test_check_config_cli_exit_codes(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(
+        "models:\n  - {name: a, kind: wan2.2-t2v-a14b, hub_id: x/y}\n  - {name: b, kind: wan2.2-t2v-a14b, hub_id: x/y}\n"
+        "  - {name: c, kind: wan2.2-t2v-a14b, path: /no/such/dir}\n"
+        "schedules:\n  benchmark:\n    interval: later\n"
+    )
+    r = _check_config(bad)
+    assert r.returncode == 1
+    assert "models[2].path: no such directory" in r.stderr
+    assert "schedules.benchmark.interval: expected a duration like 15m" in r.stderr
+    good = tmp_path / "good.yaml"
+    good.write_text(f"models:\n  - {MODEL}\n")
+    r = _check_config(good)
+    assert r.returncode == 0, r.stderr
+    assert "valid" in r.stdout
