@@ -1,0 +1,101 @@
+"""NVML faults at the narrowest boundary (the pynvml module): the exporter keeps serving,
+reports the failure with a reason, never stalls on a hung call, and recovers."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from support import fake_pynvml
+from support.procs import write_nvml_state
+from wan_exporter.nvml import NvmlReader, NvmlUnavailable
+from wan_exporter.pollers import GpuPoller
+from wan_exporter.state import Store
+
+TWO_GPUS = [{"name": "NVIDIA H200", "util_gpu": 37, "temperature": 51, "power_mw": 123456,
+             "memory_used": 2 << 30, "processes": [{"pid": 42, "memory": 1 << 30}]},
+            {"name": "NVIDIA H200", "throttle": 0x40 | 0x1}]
+
+
+@pytest.fixture
+def nvml_state(tmp_path, monkeypatch):
+    path = tmp_path / "nvml.json"
+    monkeypatch.setenv("FAKE_NVML_STATE", str(path))
+    monkeypatch.setattr(fake_pynvml, "_drained", 0)
+    write_nvml_state(path, gpus=TWO_GPUS)
+    return path
+
+
+def test_reads_every_field(nvml_state):
+    gpus, xids = NvmlReader(timeout=2, module=fake_pynvml).read()
+    assert [g.index for g in gpus] == [0, 1]
+    g = gpus[0]
+    assert g.name == "NVIDIA H200" and g.uuid.startswith("GPU-")
+    assert g.utilization_ratio == pytest.approx(0.37)
+    assert g.temperature_celsius == 51
+    assert g.power_watts == pytest.approx(123.456)
+    assert g.memory_used_bytes == 2 << 30
+    assert g.processes == 1 and g.process_memory_bytes == 1 << 30
+    assert g.compute_capability == "9.0"
+    assert g.cuda_version == "13.0"
+    assert gpus[1].throttle_reasons["hw_thermal_slowdown"] is True
+    assert gpus[1].throttle_reasons["hw_slowdown"] is False
+    assert xids == {}
+
+
+def test_repeated_xid_counts_each_time(nvml_state):
+    write_nvml_state(nvml_state, gpus=TWO_GPUS, xid_events=[[0, 79], [0, 79], [1, 48]])
+    store = Store()
+    poller = GpuPoller(store, NvmlReader(timeout=2, module=fake_pynvml))
+    poller.poll()
+    poller.poll()
+    totals = store.snapshot.gpu_xid_totals
+    uuid0 = store.snapshot.gpus[0].uuid
+    assert totals[(uuid0, "79")] == 2
+    assert sum(totals.values()) == 3
+
+
+@pytest.mark.parametrize("fault, reason", [("library_missing", "library_missing"), ("gpu_lost", "gpu_lost"),
+                                           ("unknown", "unknown_error")])
+def test_fault_is_reported_then_recovers(nvml_state, fault, reason):
+    store = Store()
+    poller = GpuPoller(store, NvmlReader(timeout=2, module=fake_pynvml))
+    poller.poll()
+    assert store.snapshot.collectors["gpu"].success
+    write_nvml_state(nvml_state, gpus=TWO_GPUS, fault=fault)
+    poller.poll()
+    st = store.snapshot.collectors["gpu"]
+    assert not st.success and st.reason == reason
+    assert store.snapshot.gpus == ()  # no stale readings published
+    write_nvml_state(nvml_state, gpus=TWO_GPUS)
+    poller.poll()  # re-initialises NVML
+    assert store.snapshot.collectors["gpu"].success
+    assert len(store.snapshot.gpus) == 2
+
+
+def test_hung_call_never_stalls_the_poller(nvml_state):
+    reader = NvmlReader(timeout=0.3, module=fake_pynvml)
+    store = Store()
+    poller = GpuPoller(store, reader)
+    poller.poll()
+    write_nvml_state(nvml_state, gpus=TWO_GPUS, fault="hang", hang_seconds=2)
+    t0 = time.monotonic()
+    poller.poll()
+    assert time.monotonic() - t0 < 1.0
+    assert store.snapshot.collectors["gpu"].reason == "timeout"
+    t0 = time.monotonic()
+    poller.poll()  # the stuck call is still running: fail fast, no new thread
+    assert time.monotonic() - t0 < 0.1
+    assert store.snapshot.collectors["gpu"].reason == "timeout"
+    write_nvml_state(nvml_state, gpus=TWO_GPUS)
+    time.sleep(2.2)  # the hung call returns
+    poller.poll()
+    assert store.snapshot.collectors["gpu"].success
+
+
+def test_missing_library_without_fake(monkeypatch):
+    monkeypatch.setenv("WAN_EXPORTER_NVML_MODULE", "no_such_nvml_module")
+    with pytest.raises(NvmlUnavailable) as e:
+        NvmlReader(timeout=1).read()
+    assert e.value.reason == "library_missing"
