@@ -13,7 +13,7 @@ from prometheus_client.core import HistogramMetricFamily, Metric
 
 from ..config import Config
 from ..state import Snapshot
-from ..collectors._families import bool_value, counter, gauge
+from ..collectors._families import bool_value, counter, gauge, labelled
 from .recommend import recommendation_families
 from .runner import REASONS
 
@@ -51,9 +51,9 @@ class BenchmarkFigures:
 
     def families(self, snap: Snapshot, cfg: Config) -> Iterable[Metric]:
         L = ["model", "profile"]
-        hist = HistogramMetricFamily("wan_generation_duration_seconds",
-                                     "Duration of successful benchmark generations (excluding process start and load).",
-                                     labels=L)
+        hist = labelled(HistogramMetricFamily(
+            "wan_generation_duration_seconds",
+            "Duration of successful benchmark generations (excluding process start and load).", labels=L), L)
         phase = gauge("wan_generation_phase_duration_seconds", "Duration of each phase of the last successful run.",
                       L + ["phase"])
         per_step = gauge("wan_generation_seconds_per_step", "Seconds per denoising step in the last successful run.", L)

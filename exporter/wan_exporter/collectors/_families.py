@@ -8,15 +8,21 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoM
 
 
 def gauge(name: str, doc: str, labels: Sequence[str] = (), unit: str = "") -> GaugeMetricFamily:
-    return GaugeMetricFamily(name, doc, labels=list(labels), unit=unit)
+    return labelled(GaugeMetricFamily(name, doc, labels=list(labels), unit=unit), labels)
 
 
 def counter(name: str, doc: str, labels: Sequence[str] = ()) -> CounterMetricFamily:
-    return CounterMetricFamily(name, doc, labels=list(labels))
+    return labelled(CounterMetricFamily(name, doc, labels=list(labels)), labels)
 
 
 def info(name: str, doc: str, labels: Sequence[str] = ()) -> InfoMetricFamily:
-    return InfoMetricFamily(name, doc, labels=list(labels))
+    return labelled(InfoMetricFamily(name, doc, labels=list(labels)), labels)
+
+
+def labelled(fam, labels: Sequence[str]):
+    """Remember a family's label names, for the generated metrics reference."""
+    fam.wan_labelnames = tuple(labels)
+    return fam
 
 
 def bool_value(v: bool) -> float:
