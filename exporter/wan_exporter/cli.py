@@ -123,10 +123,10 @@ def cmd_check_config(path: str) -> int:
 
 def ensure_tiny_models(verbose: bool = True) -> Path:
     """Build the demo's tiny models once, in a child process (the exporter never imports torch)."""
-    from .tiny import TINY_KINDS, default_cache_dir
+    from .tiny import MARKER, TINY_KINDS, default_cache_dir
 
     root = default_cache_dir()
-    if all((root / k / ".complete").exists() for k in TINY_KINDS):
+    if all((root / k / MARKER).exists() for k in TINY_KINDS):
         return root
     if verbose:
         print(f"building tiny demo models into {root} (first run only) ...", file=sys.stderr, flush=True)
@@ -137,8 +137,8 @@ def ensure_tiny_models(verbose: bool = True) -> Path:
 def cmd_tiny_models(dest: Path) -> int:
     from .tiny import build_all
 
-    def progress(kind: str, path: Path) -> None:
-        print(f"  built {kind} -> {path}", file=sys.stderr, flush=True)
+    def progress(kind: str, state: str) -> None:
+        print(f"  {kind}: {state}", file=sys.stderr, flush=True)
 
     out = build_all(dest, progress=progress)
     print(f"{len(out)} tiny models in {dest}")

@@ -19,7 +19,7 @@ Rule (also in the README):
 
 from __future__ import annotations
 
-from typing import Callable, Iterable
+from typing import Iterable
 
 from prometheus_client.core import Metric
 
@@ -31,9 +31,11 @@ from ..state import Snapshot
 USE_CASES = {"text_to_video": ("t2v", "ti2v"), "image_to_video": ("i2v", "ti2v"), "text_image_to_video": ("ti2v",)}
 PRIORITIES = ("speed", "quality", "memory")
 
-# Set by the health subsystem: model name -> "healthy" | "degraded" | "critical" | "missing".
-StatusFn = Callable[[Snapshot, Config, str], str]
-status_fn: StatusFn | None = None
+
+def _status(snap: Snapshot, cfg: Config, model: str) -> str | None:
+    from ..health.verdict import verdict
+
+    return verdict(snap, model, cfg.thresholds).status
 
 
 def _best_run(snap: Snapshot, cfg: Config, model: str):
@@ -71,7 +73,7 @@ def recommendation_families(snap: Snapshot, cfg: Config) -> Iterable[Metric]:
                 if ok and on_this and mode == m.offload and run and run[1]:
                     ok = run[1] <= g.memory_total_bytes
                 fits.add_metric([m.name, str(g.index), mode], bool_value(ok))
-        status = status_fn(snap, cfg, m.name) if status_fn else "healthy"
+        status = _status(snap, cfg, m.name)
         if run is not None and status in ("healthy", "degraded"):
             runs[m.name] = (e, run)
     for use_case, tasks in USE_CASES.items():

@@ -1,0 +1,86 @@
+"""The health subsystem inside the real App: jobs registered per schedule, results published to
+the store and visible on the app's registry, stale models forgotten after a reload."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import replace
+from pathlib import Path
+
+from test_health_fixtures import write_model
+from wan_exporter.app import App
+from wan_exporter.config import Config, ExporterSettings, ModelConfig, Schedule, Schedules
+from wan_exporter.health.subsystem import HealthSubsystem
+
+
+def make_app(tmp_path: Path, **kw) -> tuple[App, HealthSubsystem]:  # noqa: ANN003
+    d = write_model(tmp_path / "model")
+    cfg = Config(
+        models=(ModelConfig(name="m", kind="tiny-wan2.1-t2v", path=str(d), device="cpu"),
+                ModelConfig(name="hub", kind="wan2.2-ti2v-5b", hub_id="Wan-AI/Wan2.2-TI2V-5B-Diffusers")),
+        exporter=ExporterSettings(state_dir=str(tmp_path / "state"), hf_cache_dir=str(tmp_path / "hf")),
+        **kw,
+    )
+    app = App(cfg)
+    sub = next(s for s in app.subsystems if isinstance(s, HealthSubsystem))
+    return app, sub
+
+
+def status(app: App, model: str) -> str | None:
+    for s in ("healthy", "degraded", "critical", "missing"):
+        if app.registry.get_sample_value("wan_model_health_status", {"model": model, "status": s}) == 1:
+            return s
+    return None
+
+
+def test_jobs_follow_the_schedules(tmp_path: Path) -> None:
+    app, sub = make_app(tmp_path)
+    app._register_jobs()
+    ids = app.jobs.job_ids()
+    assert {"health.layout", "health.headers", "health.hash"} <= set(ids)
+    assert "health.load" not in ids  # disabled by default
+    cfg = replace(app.config(), schedules=Schedules(load=Schedule(interval=3600, enabled=True, timeout=60)))
+    app._config = cfg
+    app._register_jobs()
+    assert "health.load" in app.jobs.job_ids()
+
+
+def test_runs_publish_results_visible_on_the_registry(tmp_path: Path) -> None:
+    app, sub = make_app(tmp_path)
+    sub.run_layout()
+    sub.run_headers()
+    sub.run_hash()
+    snap = app.store.snapshot
+    assert snap.checks[("m", "hash")].success
+    assert (tmp_path / "state" / "manifests" / "m.json").is_file()
+    assert [i.kind for i in snap.checks[("hub", "layout")].issues] == ["missing_model"]
+    assert status(app, "m") == "healthy"
+    assert status(app, "hub") == "missing"
+    assert app.registry.get_sample_value("wan_model_integrity_ratio", {"model": "m"}) == 1.0
+    assert app.registry.get_sample_value("wan_model_catalog_mismatches", {"model": "m"}) == 0
+
+
+def test_reload_forgets_models_no_longer_configured(tmp_path: Path) -> None:
+    app, sub = make_app(tmp_path)
+    sub.run_layout()
+    app._config = replace(app.config(), models=app.config().models[:1])
+    app._register_jobs()
+    assert ("hub", "layout") not in app.store.snapshot.checks
+    assert ("m", "layout") in app.store.snapshot.checks
+
+
+def test_scheduled_layout_check_runs_and_is_recorded_as_a_job(tmp_path: Path) -> None:
+    app, sub = make_app(tmp_path)
+    app._register_jobs()
+    app.jobs.start()
+    try:
+        deadline = time.monotonic() + 10
+        while ("m", "layout") not in app.store.snapshot.checks and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert app.store.snapshot.checks[("m", "layout")].success
+        while "health.layout" not in app.store.snapshot.jobs and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert app.store.snapshot.jobs["health.layout"].failures == 0
+    finally:
+        app.jobs.shutdown()
+        sub.shutdown()
