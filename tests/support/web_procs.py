@@ -1,0 +1,165 @@
+"""HTTPS clients, an exporter served over TLS, and a real Prometheus, for the web-security tests."""
+
+from __future__ import annotations
+
+import base64
+import json
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from pathlib import Path
+from typing import Callable
+
+from support.procs import REPO, ExporterProcess, free_port, http_get, wait_for
+
+
+def client_context(ca: Path | None = None, cert: Path | None = None, key: Path | None = None) -> ssl.SSLContext:
+    ctx = ssl.create_default_context(cafile=str(ca) if ca else None)
+    if cert is not None:
+        ctx.load_cert_chain(str(cert), str(key) if key else None)
+    return ctx
+
+
+def basic(user: str, password: str) -> dict:
+    return {"Authorization": "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()}
+
+
+def https_get(url: str, *, ctx: ssl.SSLContext | None = None, headers: dict | None = None,
+              timeout: float = 5.0) -> tuple[int, dict, bytes]:
+    """(status, headers, body); raises on a failed handshake or connection."""
+    req = urllib.request.Request(url, headers=headers or {})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout, context=ctx) as r:
+            return r.status, dict(r.headers), r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, dict(e.headers), e.read()
+
+
+def peer_serial(host: str, port: int, ctx: ssl.SSLContext) -> int:
+    """Serial number of the certificate the server presents now."""
+    from cryptography import x509
+
+    with socket.create_connection((host, port), timeout=5) as raw, ctx.wrap_socket(raw, server_hostname=host) as s:
+        der = s.getpeercert(binary_form=True)
+    return x509.load_der_x509_certificate(der).serial_number
+
+
+def curl(*args: str, timeout: float = 20) -> tuple[int, str, str]:
+    """Run curl; (exit code, HTTP status ('000' when no answer), headers + body)."""
+    if shutil.which("curl") is None:
+        import pytest
+
+        pytest.skip("curl not installed")
+    r = subprocess.run(["curl", "-sS", "-i", "--max-time", "10", "-w", "\n%{http_code}", *args],
+                       capture_output=True, text=True, timeout=timeout)
+    out, _, code = r.stdout.rpartition("\n")
+    return r.returncode, code.strip(), out + r.stderr
+
+
+class SecureExporter(ExporterProcess):
+    """The real exporter with ``--web.config.file``; ready once it answers ``probe``."""
+
+    def __init__(self, args: list[str], probe: Callable[[str], bool], scheme: str = "https", **kw) -> None:
+        super().__init__(args, **kw)
+        self.probe = probe
+        self.scheme = scheme
+
+    @property
+    def url(self) -> str:
+        return f"{self.scheme}://127.0.0.1:{self.port}"
+
+    def start(self, ready_timeout: float = 60.0) -> "SecureExporter":
+        import subprocess as sp
+
+        self._log = open(self.log_path, "wb") if self.log_path else sp.DEVNULL
+        self.proc = sp.Popen(self.args, env=self.env, stdout=self._log, stderr=sp.STDOUT, cwd=str(REPO))
+        wait_for(lambda: self.alive() and self.probe(self.url), ready_timeout, 0.1, "exporter to answer over TLS")
+        return self
+
+
+class PrometheusProcess:
+    """A real Prometheus on loopback with the given scrape config."""
+
+    def __init__(self, config: str, workdir: Path) -> None:
+        self.port = free_port()
+        self.dir = Path(workdir)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.config_path = self.dir / "prometheus.yml"
+        self.config_path.write_text(config)
+        self.log_path = self.dir / "prometheus.log"
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> "PrometheusProcess":
+        binary = shutil.which("prometheus")
+        if binary is None:
+            import pytest
+
+            pytest.skip("prometheus not installed")
+        self._log = open(self.log_path, "wb")
+        self.proc = subprocess.Popen(
+            [binary, f"--config.file={self.config_path}", f"--storage.tsdb.path={self.dir / 'data'}",
+             f"--web.listen-address=127.0.0.1:{self.port}", "--log.level=warn"],
+            stdout=self._log, stderr=subprocess.STDOUT, cwd=str(self.dir))
+        wait_for(lambda: self.proc.poll() is None and http_get(self.url + "/-/ready", 1)[0] == 200, 30, 0.1,
+                 "prometheus to be ready")
+        return self
+
+    def api(self, path: str, **params: str) -> dict:
+        q = ("?" + urllib.parse.urlencode(params)) if params else ""
+        status, body = http_get(self.url + path + q)
+        assert status == 200, body
+        return json.loads(body)["data"]
+
+    def targets(self) -> dict[str, dict]:
+        """Active targets by job name."""
+        return {t["labels"]["job"]: t for t in self.api("/api/v1/targets")["activeTargets"]}
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        self._log.close()
+
+    def log_tail(self, n: int = 3000) -> str:
+        return self.log_path.read_text(errors="replace")[-n:] if self.log_path.exists() else ""
+
+    def __enter__(self) -> "PrometheusProcess":
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def wait_targets(prom: PrometheusProcess, jobs: list[str], timeout: float = 20) -> dict[str, dict]:
+    """Targets once each named job has been scraped at least once."""
+
+    def done() -> dict | None:
+        t = prom.targets()
+        return t if all(j in t and t[j]["health"] != "unknown" for j in jobs) else None
+
+    return wait_for(done, timeout, 0.25, f"prometheus to scrape {jobs}")
+
+
+def write_atomically(path: Path, data: bytes | str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(data.encode() if isinstance(data, str) else data)
+    tmp.replace(path)
+
+
+def settle(seconds: float = 1.1) -> None:
+    """Wait past the exporter's once-per-second rotation check."""
+    time.sleep(seconds)
