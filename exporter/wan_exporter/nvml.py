@@ -177,7 +177,7 @@ class NvmlReader:
         uuid = _text(self._call(nv.nvmlDeviceGetUUID, h))
         name = _text(self._call(nv.nvmlDeviceGetName, h))
         cc = self._opt(nv.nvmlDeviceGetCudaComputeCapability, h)
-        mem = self._opt(nv.nvmlDeviceGetMemoryInfo, h)
+        mem = self._memory(nv, h)
         util = self._opt(nv.nvmlDeviceGetUtilizationRates, h)
         temp = self._opt(nv.nvmlDeviceGetTemperature, h, getattr(nv, "NVML_TEMPERATURE_GPU", 0))
         power = self._opt(nv.nvmlDeviceGetPowerUsage, h)  # milliwatts
@@ -217,6 +217,16 @@ class NvmlReader:
             processes=len(procs) if procs is not None else None,
             process_memory_bytes=proc_mem,
         )
+
+    def _memory(self, nv: Any, h: Any) -> Any:
+        """Memory info v2 when the driver has it: its ``used`` excludes driver-reserved memory,
+        which is what nvidia-smi shows (v1 counts the reservation as used: ~600 MiB on an idle H200)."""
+        v2 = getattr(nv, "nvmlMemory_v2", None)
+        if v2 is not None:
+            mem = self._opt(nv.nvmlDeviceGetMemoryInfo, h, v2)
+            if mem is not None:
+                return mem
+        return self._opt(nv.nvmlDeviceGetMemoryInfo, h)
 
     def _drain_xids(self, nv: Any, gpus: list[GpuReading]) -> dict[tuple[str, str], int]:
         """Count XID events since the last read. Every event counts, repeats included."""

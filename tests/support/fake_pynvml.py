@@ -135,7 +135,10 @@ def nvmlDeviceGetCudaComputeCapability(h):
     return tuple(_gpu(h)["cc"])
 
 
-def nvmlDeviceGetMemoryInfo(h):
+nvmlMemory_v2 = 0x02000028
+
+
+def nvmlDeviceGetMemoryInfo(h, version=None):
     g = _gpu(h)
     return SimpleNamespace(total=g["memory_total"], used=g["memory_used"], free=g["memory_total"] - g["memory_used"])
 

@@ -13,7 +13,7 @@ from prometheus_client.core import HistogramMetricFamily, Metric
 
 from ..config import Config
 from ..state import Snapshot
-from ..collectors._families import bool_value, counter, gauge, labelled
+from ..collectors._families import bool_value, counter, gauge, info, labelled
 from .recommend import recommendation_families
 from .runner import REASONS
 
@@ -54,6 +54,12 @@ class BenchmarkFigures:
         hist = labelled(HistogramMetricFamily(
             "wan_generation_duration_seconds",
             "Duration of successful benchmark generations (excluding process start and load).", labels=L), L)
+        last_dur = gauge("wan_generation_last_duration_seconds", "Duration of the last successful generation.", L)
+        prof_info = info("wan_benchmark_profile", "Each configured benchmark profile, with its inputs.",
+                         ["profile", "width", "height", "frames", "steps", "image"])
+        for pname, prof in sorted(cfg.profiles.items()):
+            prof_info.add_metric([pname, str(prof.width), str(prof.height), str(prof.frames), str(prof.steps),
+                                  str(prof.image).lower()], {})
         phase = gauge("wan_generation_phase_duration_seconds", "Duration of each phase of the last successful run.",
                       L + ["phase"])
         per_step = gauge("wan_generation_seconds_per_step", "Seconds per denoising step in the last successful run.", L)
@@ -126,6 +132,8 @@ class BenchmarkFigures:
                 s = agg.last_success
                 if s is not None:
                     last_ok.add_metric(lv, s.finished_at)
+                    if s.duration_seconds is not None:
+                        last_dur.add_metric(lv, s.duration_seconds)
                     for ph in PHASES:
                         if ph in s.phases:
                             phase.add_metric(lv + [ph], s.phases[ph])
@@ -157,7 +165,7 @@ class BenchmarkFigures:
         for (model, reason), n in sorted(skips.items()):
             if model in seen_models:
                 skipped.add_metric([model, reason], n)
-        fams = [hist, phase, per_step, peak, peak_ratio, frames, fps, pps, energy, start, runs, fails, skipped,
+        fams = [hist, last_dur, prof_info, phase, per_step, peak, peak_ratio, frames, fps, pps, energy, start, runs, fails, skipped,
                 last_ok, last_run, last_result, consecutive, sanity_ratio, sanity_fail, repro, baseline, perf, spread]
         fams.extend(recommendation_families(snap, cfg))
         return fams

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
-from dataclasses import asdict
+from dataclasses import fields
 
 from ..config import ConfigError
 from ..pollers import resolve_model_dir
@@ -48,7 +48,7 @@ def cmd_bench(args) -> int:
     print(f"benchmark {m.name} / {profile} on {m.device} ...", file=sys.stderr, flush=True)
     result, versions = run_once(cfg, m, profile, model_dir, on_progress=None if args.json else _progress)
     if args.json:
-        d = asdict(result)
+        d = {f.name: getattr(result, f.name) for f in fields(result)}
         d["phases"] = dict(result.phases)
         d["sanity"] = dict(result.sanity)
         d["versions"] = versions

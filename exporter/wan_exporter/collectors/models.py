@@ -39,6 +39,8 @@ class ModelCapabilities:
                           "Denoiser parameters counted from the checkpoint's safetensors headers.", ["model"])
         ck_experts = gauge("wan_model_checkpoint_experts", "Denoising experts found in the checkpoint's model_index.json.", ["model"])
         ck_dtype = gauge("wan_model_checkpoint_dtype", "1 for each tensor dtype stored in the checkpoint.", ["model", "dtype"])
+        m_cfg = info("wan_model_config", "How the exporter runs each model: device, GPU index (empty on CPU), dtype, offload.",
+                     ["model", "device", "gpu", "dtype", "offload"])
         ck_boundary = gauge("wan_model_checkpoint_boundary_ratio", "boundary_ratio recorded in the checkpoint's model_index.json.", ["model"])
 
         for m in cfg.models:
@@ -47,6 +49,8 @@ class ModelCapabilities:
                 continue
             n = m.name
             m_info.add_metric([n, e.model_id, e.key, e.family, e.task, e.pipeline], {})
+            gpu = ("0" if m.device == "cuda" else m.device.split(":", 1)[1]) if m.device.startswith("cuda") else ""
+            m_cfg.add_metric([n, m.device, gpu, m.dtype, m.offload], {})
             found = snap.checkpoint_facts.get(n)
             if found is not None:
                 present.add_metric([n], bool_value(found.get("present", False)))
@@ -87,5 +91,5 @@ class ModelCapabilities:
                     ck_dtype.add_metric([n, d], 1)
                 if f.boundary_ratio is not None:
                     ck_boundary.add_metric([n], f.boundary_ratio)
-        return [m_info, present, params, active, res, frames, fps, steps, inputs, outputs, prec, lora, experts,
+        return [m_info, m_cfg, present, params, active, res, frames, fps, steps, inputs, outputs, prec, lora, experts,
                 boundary, vram_min, vram_rec, cc, size_mult, ck_params, ck_experts, ck_dtype, ck_boundary]

@@ -1,0 +1,193 @@
+"""Benchmarks end to end: real diffusers pipelines in spawned children, measured and published.
+
+Every tiny pipeline kind runs through the runner's child process; faults are injected
+through the config's fault switch, which the child honours in its real code path.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from dataclasses import replace
+
+import pytest
+from prometheus_client import generate_latest
+
+from support.procs import ExporterProcess, exporter_env, parse_metrics, sample, samples_named, wait_for, write_nvml_state
+from wan_exporter.app import App
+from wan_exporter.config import parse_config
+
+pytestmark = pytest.mark.e2e
+
+KINDS = {
+    "t2v-a14b": ("tiny-wan2.2-t2v-a14b", "tiny"),
+    "i2v-a14b": ("tiny-wan2.2-i2v-a14b", "tiny-image"),
+    "ti2v-5b": ("tiny-wan2.2-ti2v-5b", "tiny"),
+    "ti2v-5b-image": ("tiny-wan2.2-ti2v-5b", "tiny-image"),
+    "wan21-t2v": ("tiny-wan2.1-t2v", "tiny"),
+    "wan21-i2v": ("tiny-wan2.1-i2v", "tiny-image"),
+}
+
+
+@pytest.fixture(scope="module")
+def tiny_dir(tmp_path_factory):
+    d = tmp_path_factory.mktemp("tiny")
+    subprocess.run([sys.executable, "-m", "wan_exporter", "tiny-models", str(d)], check=True, env=exporter_env(),
+                   timeout=300, capture_output=True)
+    return d
+
+
+def config_text(tiny_dir, models: dict, state_dir, extra: str = "", timeout: str = "2m") -> str:
+    lines = ["models:"]
+    for name, (kind, profile, *rest) in models.items():
+        fault = rest[0] if rest else "none"
+        device = rest[1] if len(rest) > 1 else "cpu"
+        lines.append(f"  - {{name: {name}, kind: {kind}, path: '{tiny_dir}/{kind}', device: '{device}', "
+                     f"dtype: float32, profiles: [{profile}], fault: {fault}}}")
+    lines += [
+        "profiles:",
+        f"  tiny: {{width: 32, height: 32, frames: 9, steps: 2, timeout: {timeout}}}",
+        f"  tiny-image: {{width: 32, height: 32, frames: 9, steps: 2, image: true, timeout: {timeout}}}",
+        "benchmark: {kill_grace: 2s, baseline_runs: 1}",
+        f"exporter: {{state_dir: '{state_dir}'}}",
+        extra,
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def bench_app(text: str) -> tuple[App, object]:
+    cfg = parse_config(text)
+    app = App(cfg)
+    bench = next(s for s in app.subsystems if type(s).__name__ == "BenchmarkSubsystem")
+    return app, bench
+
+
+def run_all(app, bench) -> dict:
+    cfg = app.config()
+    out = {}
+    for m in cfg.models:
+        for p in m.profiles:
+            out[m.name] = bench.run_one(cfg, m, p)
+    return out
+
+
+def test_every_pipeline_kind_is_measured_and_published(tiny_dir, tmp_path):
+    app, bench = bench_app(config_text(tiny_dir, KINDS, tmp_path / "state"))
+    results = run_all(app, bench)
+    for name, r in results.items():
+        assert r is not None and r.success, (name, r and r.reason, r and r.detail)
+    # The same seed again on the same device: the output digest must repeat.
+    cfg = app.config()
+    assert bench.run_one(cfg, cfg.model("t2v-a14b"), "tiny").success
+    s = parse_metrics(generate_latest(app.registry).decode())
+    assert sample(s, "wan_benchmark_output_reproducible", model="t2v-a14b", profile="tiny") == 1
+    assert sample(s, "wan_generation_duration_seconds_count", model="t2v-a14b", profile="tiny") == 2
+    assert sample(s, "wan_benchmark_duration_spread_ratio", model="t2v-a14b", profile="tiny") is None  # needs 3
+    for name, (kind, profile) in KINDS.items():
+        lv = {"model": name, "profile": profile}
+        runs = 2 if name == "t2v-a14b" else 1
+        assert sample(s, "wan_benchmark_runs_total", **lv) == runs
+        assert sample(s, "wan_generation_duration_seconds_count", **lv) == runs
+        assert sample(s, "wan_generation_duration_seconds_sum", **lv) > 0
+        assert sample(s, "wan_generation_duration_seconds_bucket", le="+Inf", **lv) == runs
+        for phase in ("load", "text_encode", "denoise", "vae_decode"):
+            assert sample(s, "wan_generation_phase_duration_seconds", phase=phase, **lv) > 0, (name, phase)
+        if profile == "tiny-image":
+            assert sample(s, "wan_generation_phase_duration_seconds", phase="image_encode", **lv) > 0, name
+        assert sample(s, "wan_generation_seconds_per_step", **lv) > 0
+        assert sample(s, "wan_generation_frames", **lv) == 9
+        assert sample(s, "wan_generation_pixels_per_second", **lv) > 0
+        # On CPU the child's peak RSS is the figure; torch alone is hundreds of MB.
+        assert sample(s, "wan_generation_peak_memory_bytes", **lv) > 100 << 20
+        assert sample(s, "wan_benchmark_output_sanity_ratio", **lv) == 1
+        assert sample(s, "wan_benchmark_last_run_success", **lv) == 1
+        assert sample(s, "wan_benchmark_last_success_timestamp_seconds", **lv) > time.time() - 600
+        assert sample(s, "wan_benchmark_process_start_seconds", **lv) > 0
+        assert sample(s, "wan_benchmark_baseline_seconds", source="recorded", **lv) > 0
+        assert sample(s, "wan_benchmark_performance_ratio", **lv) > 0
+        # Nothing measured it: no energy on CPU, no reproducibility after one run.
+        assert sample(s, "wan_generation_energy_joules", **lv) is None
+        if runs == 1:
+            assert sample(s, "wan_benchmark_output_reproducible", **lv) is None
+        assert sample(s, "wan_benchmark_failures_total", reason="oom", **lv) == 0
+    build = samples_named(s, "wan_exporter_build_info")
+    assert len(build) == 1 and dict(next(iter(build)))["diffusers_version"] != "unknown"
+
+
+# cuda_error and load_failed are classified in-process in test_bench_child.py; here the faults
+# that need a real child: an exception crossing the pipe, NaN weights, and a SIGKILL.
+@pytest.mark.parametrize("fault, reason", [("oom", "oom"), ("nan", "nan_output"), ("crash", "crash")])
+def test_fault_costs_one_failed_run(tiny_dir, tmp_path, fault, reason):
+    kind, profile = KINDS["t2v-a14b"]
+    app, bench = bench_app(config_text(tiny_dir, {"m": (kind, profile, fault)}, tmp_path / "state"))
+    cfg = app.config()
+    r = bench.run_one(cfg, cfg.model("m"), profile)
+    assert not r.success and r.reason == reason, (r.reason, r.detail)
+    s = parse_metrics(generate_latest(app.registry).decode())
+    lv = {"model": "m", "profile": profile}
+    assert sample(s, "wan_benchmark_failures_total", reason=reason, **lv) == 1
+    assert sample(s, "wan_benchmark_runs_total", **lv) == 1
+    assert sample(s, "wan_benchmark_last_run_success", **lv) == 0
+    assert sample(s, "wan_generation_duration_seconds_count", **lv) == 0
+    assert sample(s, "wan_benchmark_last_success_timestamp_seconds", **lv) is None
+    if fault == "nan":
+        assert sample(s, "wan_benchmark_output_sanity_failures_total", check="finite", **lv) == 1
+        assert sample(s, "wan_benchmark_output_sanity_ratio", **lv) == 0
+
+
+def test_busy_gpu_is_skipped_and_counted(tiny_dir, tmp_path, monkeypatch):
+    state = write_nvml_state(tmp_path / "nvml.json", gpus=[{"util_gpu": 95}])
+    monkeypatch.setenv("WAN_EXPORTER_NVML_MODULE", "support.fake_pynvml")
+    monkeypatch.setenv("FAKE_NVML_STATE", str(state))
+    kind, profile = KINDS["t2v-a14b"]
+    app, bench = bench_app(config_text(tiny_dir, {"m": (kind, profile, "none", "cuda:0")}, tmp_path / "state"))
+    app.gpu_poller.poll()
+    cfg = app.config()
+    assert bench.run_one(cfg, cfg.model("m"), profile) is None
+    write_nvml_state(state, gpus=[{"util_gpu": 0, "processes": [{"pid": 7, "memory": 8 << 30}]}])
+    app.gpu_poller.poll()
+    assert bench.run_one(cfg, cfg.model("m"), profile) is None
+    s = parse_metrics(generate_latest(app.registry).decode())
+    assert sample(s, "wan_benchmark_skipped_total", model="m", reason="gpu_busy") == 1
+    assert sample(s, "wan_benchmark_skipped_total", model="m", reason="gpu_memory_in_use") == 1
+    assert sample(s, "wan_benchmark_runs_total", model="m", profile=profile) == 0
+
+
+def test_wedged_benchmark_never_blocks_scrape(tiny_dir, tmp_path):
+    kind, profile = KINDS["t2v-a14b"]
+    cfg = tmp_path / "wan.yaml"
+    cfg.write_text(config_text(tiny_dir, {"m": (kind, profile, "hang")}, tmp_path / "state", timeout="20s",
+                               extra="schedules: {benchmark: {interval: 1h}}"))
+    t_start = time.monotonic()
+    with ExporterProcess([f"--config.file={cfg}"], log_path=tmp_path / "exporter.log") as exp:
+        worst = 0.0
+        deadline = time.monotonic() + 45
+        seen_timeout = False
+        while time.monotonic() < deadline and not seen_timeout:
+            t0 = time.monotonic()
+            s = exp.metrics()
+            worst = max(worst, time.monotonic() - t0)
+            seen_timeout = sample(s, "wan_benchmark_failures_total", model="m", profile=profile, reason="timeout") == 1
+            time.sleep(0.25)
+        assert seen_timeout, exp.log_tail()
+        # The hung child was killed in bounded time: profile timeout + kill grace + start-up slack.
+        assert time.monotonic() - t_start < 20 + 2 + 15
+        assert worst < 1.0, f"a scrape took {worst:.2f}s while a benchmark was wedged"
+        exp.alive()
+
+
+def test_bench_cli_prints_measured_figures_as_json(tiny_dir, tmp_path):
+    import json
+
+    kind, profile = KINDS["ti2v-5b-image"]
+    cfg = tmp_path / "wan.yaml"
+    cfg.write_text(config_text(tiny_dir, {"m": (kind, profile)}, tmp_path / "state"))
+    r = subprocess.run([sys.executable, "-m", "wan_exporter", "bench", "--config.file", str(cfg), "--model", "m",
+                        "--json"], capture_output=True, text=True, env=exporter_env(), timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    d = json.loads(r.stdout)
+    assert d["success"] and d["model"] == "m" and d["profile"] == profile
+    assert d["frames"] == 9 and d["width"] == 32 and d["duration_seconds"] > 0
+    assert set(d["sanity"]) >= {"finite", "not_black", "not_frozen", "shape"}
+    assert d["phases"]["image_encode"] > 0
