@@ -191,3 +191,23 @@ def test_bench_cli_prints_measured_figures_as_json(tiny_dir, tmp_path):
     assert d["frames"] == 9 and d["width"] == 32 and d["duration_seconds"] > 0
     assert set(d["sanity"]) >= {"finite", "not_black", "not_frozen", "shape"}
     assert d["phases"]["image_encode"] > 0
+
+
+def test_keep_warm_reuses_the_loaded_pipeline(tiny_dir, tmp_path):
+    kind, profile = KINDS["t2v-a14b"]
+    app, bench = bench_app(config_text(tiny_dir, {"m": (kind, profile)}, tmp_path / "state",
+                                       extra="").replace("benchmark: {kill_grace: 2s, baseline_runs: 1}",
+                                                         "benchmark: {kill_grace: 2s, baseline_runs: 1, keep_warm: true}"))
+    cfg = app.config()
+    first = bench.run_one(cfg, cfg.model("m"), profile)
+    second = bench.run_one(cfg, cfg.model("m"), profile)
+    try:
+        assert first.success and second.success, (first.detail, second.detail)
+        assert "load" in first.phases and first.process_start_seconds is not None
+        # The second run found the pipeline loaded in the same worker: no load, no process start.
+        assert "load" not in second.phases and second.process_start_seconds is None
+        assert second.output_digest == first.output_digest
+        assert bench._warm["m"].alive
+    finally:
+        bench.shutdown()
+    assert not bench._warm

@@ -57,6 +57,41 @@ def _entry(target: str, request: dict, conn: Any) -> None:
         conn.close()
 
 
+def _collect(proc: Any, parent: Any, out: ChildOutcome, t0: float, timeout: float,
+             on_progress: Callable[[dict], None] | None) -> None:
+    """Read the child's messages until its result, its death or the deadline."""
+    deadline = t0 + timeout
+    while True:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            out.timed_out = True
+            return
+        if not parent.poll(min(remaining, 0.5)):
+            if not proc.is_alive() and not parent.poll(0):
+                return
+            continue
+        try:
+            kind, payload = parent.recv()
+        except (EOFError, OSError):
+            return  # child died (killed, segfault) or closed the pipe
+        if kind == "started":
+            out.start_seconds = time.monotonic() - t0
+        elif kind == "progress":
+            out.progress.append(payload)
+            if on_progress is not None:
+                try:
+                    on_progress(payload)
+                except Exception:  # noqa: BLE001 - display only
+                    pass
+        elif kind == "result":
+            out.result = payload
+            return
+        elif kind == "error":
+            out.result = {"success": False, "reason": "crash",
+                          "detail": f"{payload.get('type')}: {payload.get('detail')}"}
+            return
+
+
 def run_in_child(target: str, request: dict, timeout: float, kill_grace: float = 10.0,
                  on_progress: Callable[[dict], None] | None = None) -> ChildOutcome:
     """Run ``target`` ("module:function") in a spawned child; always returns within about timeout + grace."""
@@ -64,44 +99,89 @@ def run_in_child(target: str, request: dict, timeout: float, kill_grace: float =
     proc = _ctx.Process(target=_entry, args=(target, request, child), daemon=True)
     out = ChildOutcome()
     t0 = time.monotonic()
-    deadline = t0 + timeout
     proc.start()
     child.close()
     try:
-        while True:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                out.timed_out = True
-                break
-            if not parent.poll(min(remaining, 0.5)):
-                if not proc.is_alive() and not parent.poll(0):
-                    break
-                continue
-            try:
-                kind, payload = parent.recv()
-            except (EOFError, OSError):
-                break  # child died (killed, segfault) or closed the pipe
-            if kind == "started":
-                out.start_seconds = time.monotonic() - t0
-            elif kind == "progress":
-                out.progress.append(payload)
-                if on_progress is not None:
-                    try:
-                        on_progress(payload)
-                    except Exception:  # noqa: BLE001 - display only
-                        pass
-            elif kind == "result":
-                out.result = payload
-                break
-            elif kind == "error":
-                out.result = {"success": False, "reason": "crash",
-                              "detail": f"{payload.get('type')}: {payload.get('detail')}"}
-                break
+        _collect(proc, parent, out, t0, timeout, on_progress)
     finally:
         out.exitcode = _reap(proc, kill_grace, terminate=out.timed_out)
         parent.close()
     out.duration_seconds = time.monotonic() - t0
     return out
+
+
+def _warm_entry(target: str, conn: Any) -> None:
+    """Child side of a :class:`WarmWorker`: serve requests until told to stop or killed."""
+    conn.send(("started", {}))
+    mod_name, _, fn_name = target.partition(":")
+    fn = getattr(importlib.import_module(mod_name), fn_name)
+    while True:
+        try:
+            request = conn.recv()
+        except (EOFError, OSError):
+            return
+        if request is None:
+            return
+        try:
+            conn.send(("result", fn(request, lambda d: conn.send(("progress", d)))))
+        except BaseException as e:  # noqa: BLE001
+            try:
+                conn.send(("error", {"type": type(e).__name__, "detail": str(e)[:2000]}))
+            except Exception:  # noqa: BLE001
+                return
+
+
+class WarmWorker:
+    """A long-lived spawned child that serves one request at a time (keep-warm benchmarks).
+
+    Same bounds as :func:`run_in_child`: a call that overruns its timeout kills the
+    worker (SIGTERM, then SIGKILL), and the next call starts a fresh one.
+    """
+
+    def __init__(self, target: str, kill_grace: float = 10.0) -> None:
+        self.target = target
+        self.kill_grace = kill_grace
+        self._proc: Any = None
+        self._conn: Any = None
+
+    @property
+    def alive(self) -> bool:
+        return self._proc is not None and self._proc.is_alive()
+
+    def call(self, request: dict, timeout: float, on_progress: Callable[[dict], None] | None = None) -> ChildOutcome:
+        out = ChildOutcome()
+        t0 = time.monotonic()
+        if not self.alive:
+            self.close()
+            parent, child = _ctx.Pipe(duplex=True)
+            self._proc = _ctx.Process(target=_warm_entry, args=(self.target, parent), daemon=True)
+            self._proc.start()
+            parent.close()
+            self._conn = child
+        try:
+            self._conn.send(request)
+            _collect(self._proc, self._conn, out, t0, timeout, on_progress)
+        except (OSError, EOFError):
+            pass
+        if out.result is None:  # timed out or died: never reuse a worker in an unknown state
+            out.exitcode = _reap(self._proc, self.kill_grace, terminate=True)
+            self._proc = None
+            self._conn.close()
+            self._conn = None
+        out.duration_seconds = time.monotonic() - t0
+        return out
+
+    def close(self) -> None:
+        if self._conn is not None:
+            try:
+                self._conn.send(None)
+            except (OSError, EOFError, ValueError):
+                pass
+        if self._proc is not None:
+            _reap(self._proc, self.kill_grace, terminate=False)
+        if self._conn is not None:
+            self._conn.close()
+        self._proc = self._conn = None
 
 
 def _reap(proc: Any, grace: float, terminate: bool) -> int | None:

@@ -551,6 +551,13 @@ def _load_phase(torch: Any, req: dict[str, Any], result: dict[str, Any], progres
     if _is_cuda(device) and not torch.cuda.is_available():  # fail before spending time on a load
         raise CudaUnavailable(f"device {device} requested, but torch.cuda.is_available() is False")
     result["gpu_name"], result["gpu_uuid"] = _gpu_identity(torch, device)
+    key = _warm_key(req) if req.get("keep_loaded") and req["fault"] == "none" else None
+    if key is not None and key in _WARM:
+        pipe, image_mode = _WARM[key]
+        _uninstall(pipe)
+        result["warm"] = True  # nothing loaded this run: no "load" phase is reported
+        return pipe, image_mode
+    _WARM.clear()  # one pipeline per warm worker: release the previous one's memory first
     _emit(progress, {"event": "phase", "phase": "load", "generation": 1})
     t0 = time.perf_counter()
     pipe = load_pipeline(req)
@@ -562,7 +569,25 @@ def _load_phase(torch: Any, req: dict[str, Any], result: dict[str, Any], progres
     place(pipe, req)
     _sync(torch, device)
     result["phases"]["load"] = time.perf_counter() - t0
+    if key is not None:
+        _WARM[key] = (pipe, image_mode)
     return pipe, image_mode
+
+
+# Keep-warm: pipelines a long-lived worker keeps loaded between runs (holds memory by design).
+_WARM: dict[tuple, tuple[Any, bool]] = {}
+
+
+def _warm_key(req: dict[str, Any]) -> tuple:
+    return (req["model_dir"], req["pipeline"], req["device"], req["dtype"], req["offload"], bool(req["vae_tiling"]),
+            bool(req["image"]))
+
+
+def _uninstall(pipe: Any) -> None:
+    """Drop the previous run's phase timers (instance attributes shadowing the real methods)."""
+    for name in ("encode_prompt", "encode_image", "prepare_latents"):
+        pipe.__dict__.pop(name, None)
+    pipe.vae.__dict__.pop("decode", None)
 
 
 def _measured_generation(torch: Any, pipe: Any, req: dict[str, Any], image: Any, recorder: _Recorder,

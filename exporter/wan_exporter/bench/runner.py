@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Callable
 
 from .. import catalog
-from ..childproc import ChildOutcome, run_in_child
+from ..childproc import ChildOutcome, WarmWorker, run_in_child
 from ..config import Config, ModelConfig, Profile
 from ..state import BenchmarkResult, frozen_map
 
@@ -106,12 +106,21 @@ def to_result(m: ModelConfig, profile_name: str, outcome: ChildOutcome, started_
 
 
 def run_once(cfg: Config, m: ModelConfig, profile_name: str, model_dir: Path, output_path: str | None = None,
-             on_progress: Callable[[dict], None] | None = None) -> tuple[BenchmarkResult, dict]:
-    """Run one generation now; returns the result and the child's versions (for build_info)."""
+             on_progress: Callable[[dict], None] | None = None,
+             warm: WarmWorker | None = None) -> tuple[BenchmarkResult, dict]:
+    """Run one generation now; returns the result and the child's versions (for build_info).
+
+    With ``warm`` the generation runs in that long-lived worker, which keeps the pipeline
+    loaded between runs; otherwise in a fresh spawned child.
+    """
     profile = cfg.profiles[profile_name]
     request = build_request(m, profile, model_dir, output_path)
     started = time.time()
-    outcome = run_in_child(CHILD_TARGET, request, timeout=profile.timeout, kill_grace=cfg.benchmark.kill_grace,
-                           on_progress=on_progress)
+    if warm is not None:
+        request["keep_loaded"] = True
+        outcome = warm.call(request, timeout=profile.timeout, on_progress=on_progress)
+    else:
+        outcome = run_in_child(CHILD_TARGET, request, timeout=profile.timeout, kill_grace=cfg.benchmark.kill_grace,
+                               on_progress=on_progress)
     versions = dict((outcome.result or {}).get("versions") or {})
     return to_result(m, profile_name, outcome, started), versions

@@ -14,13 +14,14 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
+from ..childproc import WarmWorker
 from ..config import Config, ModelConfig, state_dir
 from ..pollers import resolve_model_dir
 from ..state import BenchmarkAggregate, BenchmarkResult, Snapshot, frozen_map
 from . import aggregate
 from .baselines import Baselines
 from .collector import BenchmarkFigures
-from .runner import run_once
+from .runner import CHILD_TARGET, run_once
 
 if TYPE_CHECKING:
     from ..app import App
@@ -59,12 +60,22 @@ class BenchmarkSubsystem:
         self.store = app.store
         self._baselines: Baselines | None = None
         self._device_locks: dict[str, threading.Lock] = defaultdict(threading.Lock)
+        self._warm: dict[str, WarmWorker] = {}
 
     def parts(self) -> list:
         return [BenchmarkFigures()]
 
     def shutdown(self) -> None:
-        pass
+        for name in list(self._warm):
+            self._warm.pop(name).close()
+
+    def _warm_worker(self, cfg: Config, m: ModelConfig) -> WarmWorker | None:
+        if not cfg.benchmark.keep_warm:
+            return None
+        w = self._warm.get(m.name)
+        if w is None:
+            w = self._warm[m.name] = WarmWorker(CHILD_TARGET, kill_grace=cfg.benchmark.kill_grace)
+        return w
 
     def baselines(self, cfg: Config) -> Baselines:
         path = state_dir(cfg) / "baselines.json"
@@ -73,6 +84,9 @@ class BenchmarkSubsystem:
         return self._baselines
 
     def register_jobs(self, cfg: Config) -> None:
+        keep = {m.name for m in cfg.models} if cfg.benchmark.keep_warm else set()
+        for name in [n for n in self._warm if n not in keep]:  # reload turned keep-warm off or removed the model
+            self._warm.pop(name).close()
         by_device: dict[str, list[tuple[str, str]]] = defaultdict(list)
         for m in cfg.models:
             for p in m.profiles:
@@ -120,7 +134,8 @@ class BenchmarkSubsystem:
             if cfg.benchmark.keep_last_output:
                 out_dir = Path(cfg.benchmark.output_dir) if cfg.benchmark.output_dir else state_dir(cfg) / "outputs"
                 out_path = str(out_dir / f"{m.name}-{profile_name}.mp4")
-            result, versions = run_once(cfg, m, profile_name, model_dir, output_path=out_path)
+            result, versions = run_once(cfg, m, profile_name, model_dir, output_path=out_path,
+                                        warm=self._warm_worker(cfg, m))
         if result.success:
             log.info("benchmark %s/%s: %.3fs", m.name, profile_name, result.duration_seconds or 0)
         else:
