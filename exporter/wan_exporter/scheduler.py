@@ -43,19 +43,28 @@ class Jobs:
             self._started = False
 
     def clear(self) -> None:
+        """Remove every job; their status stays, but the interval is forgotten until re-added."""
+        from .state import frozen_map
+
         self._sched.remove_all_jobs()
+        self.store.update(lambda s: replace(s, jobs=frozen_map(
+            {k: replace(v, interval_seconds=None) for k, v in s.jobs.items()})))
 
     def job_ids(self) -> list[str]:
         return [j.id for j in self._sched.get_jobs()]
 
     def add(self, job_id: str, func: Callable[[], object], schedule: Schedule, run_now: bool = True,
             first_delay: float = 0.0) -> None:
-        """Register ``func`` to run every ``schedule.interval`` seconds (first run soon after start)."""
+        """Register ``func`` to run every ``schedule.interval`` seconds (first run soon after start).
+
+        The first run comes after ``first_delay``, but never later than one interval: a job
+        configured to run every 2s does not wait a start-up delay meant for daily ones.
+        """
         if not schedule.enabled:
             return
         from datetime import datetime, timedelta, timezone
 
-        start = datetime.now(timezone.utc) + timedelta(seconds=first_delay)
+        start = datetime.now(timezone.utc) + timedelta(seconds=min(first_delay, schedule.interval))
         self._sched.add_job(
             self._wrap(job_id, func),
             trigger="interval",
@@ -67,6 +76,16 @@ class Jobs:
             next_run_time=start if run_now else None,
         )
 
+    def _set_interval(self, job_id: str, interval: float) -> None:
+        from .state import frozen_map
+
+        def fn(s):
+            jobs = dict(s.jobs)
+            jobs[job_id] = replace(jobs.get(job_id) or JobStatus(job=job_id), interval_seconds=interval)
+            return replace(s, jobs=frozen_map(jobs))
+
+        self.store.update(fn)
+
     def run_now(self, job_id: str) -> bool:
         job = self._sched.get_job(job_id)
         if job is None:
@@ -75,6 +94,38 @@ class Jobs:
 
         job.modify(next_run_time=datetime.now(timezone.utc))
         return True
+
+    def reschedule_all(self, jump_seconds: float = 0.0) -> list[str]:
+        """Re-plan the jobs after the wall clock jumped by ``jump_seconds`` (see :mod:`.clockwatch`).
+
+        Next runs are planned in wall-clock time, so a step back leaves them that much
+        further away: every job whose next run now lies beyond one interval (plus jitter)
+        runs now instead, as it would have without the jump. A step forward leaves jobs
+        overdue: they run once now (coalesced). Either way the scheduler thread is woken,
+        because its sleep was computed with the old clock. Returns the jobs moved to now.
+        """
+        from datetime import datetime, timedelta, timezone
+
+        if not self._started:
+            return []
+        now = datetime.now(timezone.utc)
+        moved = []
+        for job in self._sched.get_jobs():
+            nxt = job.next_run_time
+            interval = getattr(job.trigger, "interval_length", None)
+            if nxt is None or interval is None:
+                continue  # paused, or not an interval job
+            slack = timedelta(seconds=float(interval) + float(getattr(job.trigger, "jitter", None) or 0) + 1.0)
+            if nxt > now + slack:
+                try:
+                    job.modify(next_run_time=now)
+                    moved.append(job.id)
+                except Exception:  # noqa: BLE001 - removed by a reload meanwhile
+                    log.debug("could not re-plan job %s", job.id, exc_info=True)
+        self._sched.wakeup()
+        log.info("clock jumped %+.1fs: %d job(s) re-planned to run now%s", jump_seconds, len(moved),
+                 f" ({', '.join(sorted(moved))})" if moved else "")
+        return moved
 
     def _wrap(self, job_id: str, func: Callable[[], object]) -> Callable[[], None]:
         def run() -> None:

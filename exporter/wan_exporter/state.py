@@ -129,6 +129,7 @@ class JobStatus:
     last_duration_seconds: float | None = None
     runs: int = 0
     failures: int = 0
+    interval_seconds: float | None = None
 
 
 @dataclass(frozen=True)
@@ -172,6 +173,7 @@ class Snapshot:
     baselines: Mapping[tuple[str, str, str], float] = field(default_factory=frozen_map)  # (model, profile, gpu_name) -> seconds
     jobs: Mapping[str, JobStatus] = field(default_factory=frozen_map)
     versions: Mapping[str, str] = field(default_factory=frozen_map)  # diffusers, torch, transformers when known (from a child)
+    clock_jumps: Mapping[str, int] = field(default_factory=frozen_map)  # direction (forward, backward) -> count
 
 
 class Store:

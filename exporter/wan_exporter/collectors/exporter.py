@@ -35,6 +35,7 @@ class ExporterSelf:
         j_run = gauge("wan_exporter_job_last_run_timestamp_seconds", "When the scheduled task last finished.", ["task"])
         j_ok = gauge("wan_exporter_job_last_success_timestamp_seconds", "When the scheduled task last finished without error.", ["task"])
         j_dur = gauge("wan_exporter_job_last_duration_seconds", "How long the scheduled task's last run took.", ["task"])
+        j_int = gauge("wan_exporter_job_interval_seconds", "Configured interval of the scheduled task.", ["task"])
         j_runs = counter("wan_exporter_job_runs", "Runs of the scheduled task.", ["task"])
         j_fail = counter("wan_exporter_job_failures", "Runs of the scheduled task that raised an error.", ["task"])
         for name, js in sorted(snap.jobs.items()):
@@ -44,6 +45,8 @@ class ExporterSelf:
                 j_ok.add_metric([name], js.last_success_at)
             if js.last_duration_seconds is not None:
                 j_dur.add_metric([name], js.last_duration_seconds)
+            if js.interval_seconds is not None:
+                j_int.add_metric([name], js.interval_seconds)
             j_runs.add_metric([name], js.runs)
             j_fail.add_metric([name], js.failures)
         reload_ok = gauge("wan_exporter_config_last_reload_successful", "1 when the last config (re)load succeeded.")
@@ -53,7 +56,13 @@ class ExporterSelf:
             reload_ts.add_metric([], snap.config_last_reload_at)
         models = gauge("wan_exporter_models_configured", "Models in the running config.")
         models.add_metric([], len(cfg.models))
-        return [build, ok, dur, err, j_run, j_ok, j_dur, j_runs, j_fail, reload_ok, reload_ts, models]
+        jumps = counter("wan_exporter_clock_jumps",
+                        "Steps of the wall clock against the monotonic clock (more than 5s over 1s; a host suspend "
+                        "counts as forward). Scheduled tasks are re-planned after each; timestamps around one are suspect.",
+                        ["direction"])
+        for direction in ("backward", "forward"):
+            jumps.add_metric([direction], snap.clock_jumps.get(direction, 0))
+        return [build, ok, dur, err, j_run, j_ok, j_dur, j_int, j_runs, j_fail, reload_ok, reload_ts, models, jumps]
 
 
 def build_labels(version: str) -> dict[str, str]:
