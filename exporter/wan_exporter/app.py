@@ -16,6 +16,7 @@ from typing import Callable, Protocol
 from prometheus_client import CollectorRegistry
 
 from . import __version__
+from .clockwatch import ClockWatch
 from .collectors import Part, SnapshotCollector
 from .collectors.exporter import ExporterSelf, build_labels
 from .collectors.gpu import GpuFigures
@@ -40,6 +41,40 @@ class Subsystem(Protocol):
     def register_jobs(self, cfg: Config) -> None: ...
 
     def shutdown(self) -> None: ...
+
+
+def _end_children(grace: float = 5.0) -> None:
+    """End benchmark and load-check children still running at shutdown (SIGTERM, then SIGKILL).
+
+    Without this, exit waited for the job thread awaiting its child (up to the profile
+    timeout), and a supervisor's SIGKILL then orphaned a child that went on holding its GPU.
+    Reaping stays with the thread that started the child; this only signals and waits.
+    """
+    import multiprocessing
+    import multiprocessing.connection
+    import os
+    import signal
+
+    pids: dict[int, int] = {}  # sentinel fd -> pid
+    for c in multiprocessing.active_children():
+        try:
+            pids[c.sentinel] = c.pid
+            os.kill(c.pid, signal.SIGTERM)
+        except (ValueError, OSError):  # closed by its runner meanwhile, or already gone
+            pass
+    if not pids:
+        return
+    log.info("shutting down: ending %d running child process(es)", len(pids))
+    try:
+        ended = set(multiprocessing.connection.wait(list(pids), timeout=grace))
+    except (ValueError, OSError):
+        ended = set()
+    for fd, pid in pids.items():
+        if fd not in ended:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
 
 
 class App:
@@ -72,6 +107,7 @@ class App:
         self.registry.register(SnapshotCollector(self.store, self.config, parts))
         self.server: HttpServer | None = None
         self._reload_lock = threading.Lock()
+        self.clockwatch = ClockWatch(self.store, self.jobs.reschedule_all)
         self.store.set(config_last_reload_success=True, config_last_reload_at=time.time())
 
     def config(self) -> Config:
@@ -87,6 +123,7 @@ class App:
         log.info("listening on %s (port %d)", listen_address, self.server.port)
         self._register_jobs()
         self.jobs.start()
+        self.clockwatch.start()
         threading.Thread(target=self._first_snapshot, name="first-snapshot", daemon=True).start()
 
     def _first_snapshot(self) -> None:
@@ -99,12 +136,14 @@ class App:
         self.store.set(ready=True)
 
     def stop(self) -> None:
+        self.clockwatch.stop()
         self.jobs.shutdown()
         for s in self.subsystems:
             try:
                 s.shutdown()
             except Exception:  # noqa: BLE001
                 log.exception("subsystem shutdown failed")
+        _end_children()
         if self.server is not None:
             self.server.stop()
 

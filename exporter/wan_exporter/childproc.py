@@ -185,9 +185,14 @@ class WarmWorker:
 
 
 def _reap(proc: Any, grace: float, terminate: bool) -> int | None:
-    if terminate and proc.is_alive():
+    """Wait for the child to exit: at once SIGTERM when ``terminate``, else after ``grace``; then SIGKILL."""
+    if not terminate:
+        proc.join(grace)
+        if proc.is_alive():
+            log.info("child %s still running %.0fs after its result; sending SIGTERM", proc.pid, grace)
+    if proc.is_alive():
         proc.terminate()  # SIGTERM
-    proc.join(grace if terminate else max(grace, 5.0))
+        proc.join(grace)
     if proc.is_alive():
         log.warning("child %s did not exit after SIGTERM; sending SIGKILL", proc.pid)
         proc.kill()

@@ -24,6 +24,7 @@ EPILOG = textwrap.dedent(f"""\
       wan-exporter check-model PATH        run every health check once on a model directory
       wan-exporter bench --model NAME      run one benchmark generation now and print its figures
       wan-exporter tiny-models DIR         build tiny random Wan pipelines of every kind into DIR
+      wan-exporter stack [--demo]          exporter + Prometheus + Alertmanager on loopback (no Docker)
 
     With no --config.file the exporter runs on its embedded default: the Wan2.2 models
     looked up in the local Hugging Face cache (never downloaded). --demo runs tiny
@@ -84,6 +85,10 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--profile", help="profile name (default: the model's first profile)")
     b.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
+    st = sub.add_parser("stack", add_help=False, help="run the exporter, Prometheus and Alertmanager on loopback",
+                        description="Native stack for machines without Docker (see docs/deployment.md).")
+    st.add_argument("rest", nargs=argparse.REMAINDER)
+
     t = sub.add_parser("tiny-models", help="build tiny random Wan pipelines of every kind",
                        description="Build randomly initialised tiny Wan pipelines of every kind with the real "
                                    "diffusers classes and save them with save_pretrained. Fully offline.")
@@ -104,6 +109,10 @@ def main(argv: list[str] | None = None) -> int:
         from .bench.oneshot import cmd_bench
 
         return cmd_bench(args)
+    if args.command == "stack":
+        from .stack import main as stack_main
+
+        return stack_main(args.rest)
     if args.command == "tiny-models":
         return cmd_tiny_models(Path(args.dir))
     return cmd_run(args)

@@ -61,11 +61,16 @@ class BenchmarkSubsystem:
         self._baselines: Baselines | None = None
         self._device_locks: dict[str, threading.Lock] = defaultdict(threading.Lock)
         self._warm: dict[str, WarmWorker] = {}
+        self._stopping = threading.Event()
 
     def parts(self) -> list:
         return [BenchmarkFigures()]
 
+    def stopping(self) -> None:
+        self._stopping.set()  # a running job finishes its current model and stops
+
     def shutdown(self) -> None:
+        self._stopping.set()
         for name in list(self._warm):
             self._warm.pop(name).close()
 
@@ -109,6 +114,8 @@ class BenchmarkSubsystem:
     def _job(self, device: str, pairs: list[tuple[str, str]]) -> Callable[[], None]:
         def run() -> None:
             for model_name, profile_name in pairs:
+                if self._stopping.is_set():
+                    return
                 cfg = self.app.config()
                 try:
                     m = cfg.model(model_name)
