@@ -133,3 +133,15 @@ def test_check_config_cli_exit_codes(tmp_path):
     r = _check_config(good)
     assert r.returncode == 0, r.stderr
     assert "valid" in r.stdout
+
+
+def test_non_utf8_file_is_a_clear_error(tmp_path):
+    from wan_exporter.config import load_config
+
+    bad = tmp_path / "latin1.yaml"
+    bad.write_bytes(b"models: []\n# caf\xe9\n")
+    with pytest.raises(ConfigError) as exc:
+        load_config(bad)
+    assert "not UTF-8" in exc.value.errors[0]
+    r = _check_config(bad)
+    assert r.returncode == 1 and "not UTF-8" in r.stderr and "Traceback" not in r.stderr

@@ -55,6 +55,9 @@ def test_default_config_serves_wan22_capabilities_without_gpu(tmp_path, no_gpu_e
     assert not samples_named(s, "wan_gpu_devices")
     assert not samples_named(s, "wan_gpu_memory_total_bytes")
     assert sample(s, "wan_exporter_collector_success", collector="host") == 1
+    # Scheduled tasks publish their configured interval (the staleness rules read it).
+    assert sample(s, "wan_exporter_job_interval_seconds", task="health.layout") == 30
+    assert sample(s, "wan_exporter_job_interval_seconds", task="collector.gpu") == 10
     assert first_scrape < 10
     if shutil.which("promtool"):
         r = subprocess.run(["promtool", "check", "metrics"], input=text, capture_output=True, text=True, timeout=30)

@@ -394,6 +394,8 @@ def load_config(path: str | os.PathLike, check_paths: bool = False) -> Config:
         text = p.read_text(encoding="utf-8")
     except OSError as e:
         raise ConfigError([f"cannot read config file: {e.strerror or e}"], str(p)) from None
+    except UnicodeDecodeError as e:
+        raise ConfigError([f"not UTF-8 text (byte {e.start}): a config file is plain YAML"], str(p)) from None
     return parse_config(text, str(p), check_paths=check_paths)
 
 

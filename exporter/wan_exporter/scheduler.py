@@ -65,6 +65,7 @@ class Jobs:
         from datetime import datetime, timedelta, timezone
 
         start = datetime.now(timezone.utc) + timedelta(seconds=min(first_delay, schedule.interval))
+        self._set_interval(job_id, schedule.interval)
         self._sched.add_job(
             self._wrap(job_id, func),
             trigger="interval",
