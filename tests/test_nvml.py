@@ -99,3 +99,17 @@ def test_missing_library_without_fake(monkeypatch):
     with pytest.raises(NvmlUnavailable) as e:
         NvmlReader(timeout=1).read()
     assert e.value.reason == "library_missing"
+
+
+def test_call_that_never_returns_is_abandoned_and_nvml_reinitialised(nvml_state):
+    reader = NvmlReader(timeout=0.2, module=fake_pynvml, abandon_after=0.5)
+    store = Store()
+    poller = GpuPoller(store, reader)
+    write_nvml_state(nvml_state, gpus=TWO_GPUS, fault="hang", hang_seconds=30)
+    poller.poll()
+    assert store.snapshot.collectors["gpu"].reason == "timeout"
+    write_nvml_state(nvml_state, gpus=TWO_GPUS)  # the driver answers again; the stuck call still has not returned
+    time.sleep(0.6)
+    poller.poll()
+    assert store.snapshot.collectors["gpu"].success
+    assert reader.abandoned == 1 and len(store.snapshot.gpus) == 2

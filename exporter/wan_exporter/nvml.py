@@ -73,6 +73,11 @@ class _CallThread:
     def wedged(self) -> bool:
         return self._busy_since is not None
 
+    @property
+    def wedged_for(self) -> float:
+        since = self._busy_since
+        return 0.0 if since is None else time.monotonic() - since
+
     def call(self, func: Callable[[], Any], timeout: float) -> Any:
         if self.wedged:
             raise NvmlUnavailable("timeout", "an earlier NVML call has not returned")
@@ -101,8 +106,15 @@ def _text(v: Any) -> str:
 class NvmlReader:
     """Reads every GPU once per :meth:`read` call; keeps NVML initialised between calls."""
 
-    def __init__(self, timeout: float = 2.0, module: Any = None) -> None:
+    # A call stuck this long is given up on: its thread is abandoned (it may never return)
+    # and a fresh one re-initialises NVML. At most MAX_ABANDONED threads are ever left behind.
+    ABANDON_AFTER = 60.0
+    MAX_ABANDONED = 3
+
+    def __init__(self, timeout: float = 2.0, module: Any = None, abandon_after: float | None = None) -> None:
         self.timeout = timeout
+        self.abandon_after = self.ABANDON_AFTER if abandon_after is None else abandon_after
+        self.abandoned = 0
         self._module = module
         self._nv: Any = None
         self._initialised = False
@@ -144,6 +156,13 @@ class NvmlReader:
         Raises :class:`NvmlUnavailable` when NVML cannot be read at all; a failure of
         one optional field only leaves that field ``None``.
         """
+        if (self._calls.wedged and self._calls.wedged_for > self.abandon_after
+                and self.abandoned < self.MAX_ABANDONED):
+            log.warning("an NVML call has not returned for %.0fs; abandoning it and re-initialising NVML",
+                        self._calls.wedged_for)
+            self.abandoned += 1
+            self._calls = _CallThread()
+            self._nv, self._initialised, self._event_set = None, False, None
         nv = self._ensure_init()
         try:
             count = self._call(nv.nvmlDeviceGetCount)
