@@ -148,7 +148,7 @@ def fleet(tmp_path_factory, tiny_dir):
             am_cfg.write_text(yaml.safe_dump({
                 "route": {"receiver": "hook", "group_by": ["alertname", "instance", "model"],
                           "group_wait": "1s", "group_interval": "10m", "repeat_interval": "4h"},
-                "receivers": [{"name": "hook", "webhook_configs": [{"url": hook.url, "send_resolved": True}]}],
+                "receivers": [{"name": "hook", "webhook_configs": [{"url": hook.url(), "send_resolved": True}]}],
             }))
             c1, c2 = free_port(), free_port()
             am1 = alertmanager(am_cfg, work, "am1", cluster_port=c1, peers=[f"127.0.0.1:{c2}"])

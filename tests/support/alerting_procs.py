@@ -10,19 +10,18 @@ from __future__ import annotations
 import json
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
-import time
-import urllib.error
 import urllib.parse
 import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import yaml
+
+from support.procs import WorkdirServer, free_port, wait_for  # noqa: F401 - free_port re-exported
 
 REPO = Path(__file__).resolve().parents[2]
 ALERTING = REPO / "alerting"
@@ -37,27 +36,8 @@ def binary(name: str) -> str | None:
     return shutil.which(name)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_until(pred: Callable[[], Any], timeout: float, interval: float = 0.2, what: str = "condition") -> Any:
-    """Poll ``pred`` until it returns something truthy; raise AssertionError with ``what`` on timeout."""
-    deadline = time.monotonic() + timeout
-    last_exc: Exception | None = None
-    while True:
-        try:
-            v = pred()
-            if v:
-                return v
-        except Exception as e:  # noqa: BLE001 - retried until the deadline
-            last_exc = e
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}"
-                                 + (f" (last error: {last_exc!r})" if last_exc else ""))
-        time.sleep(interval)
+# The shared helpers, under the names these tests have always used.
+wait_until = wait_for
 
 
 def http_json(url: str, body: Any = None, method: str | None = None, timeout: float = 5.0) -> Any:
@@ -129,72 +109,11 @@ def prometheus_test_config(dest: Path, targets: list[str], rules_dir: Path, aler
 # --------------------------------------------------------------------------- processes
 
 
-class _Server:
+class _Server(WorkdirServer):
     """A child process serving HTTP on a free loopback port, with its log in ``workdir``."""
 
-    name = "server"
-
-    def __init__(self, workdir: Path) -> None:
-        self.workdir = Path(workdir)
-        self.workdir.mkdir(parents=True, exist_ok=True)
-        self.port = free_port()
-        self.proc: subprocess.Popen | None = None
-        self.log_path = self.workdir / f"{self.name}.log"
-        self._log = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def address(self) -> str:
-        return f"127.0.0.1:{self.port}"
-
-    def args(self) -> list[str]:
-        raise NotImplementedError
-
-    def start(self, timeout: float = 30.0) -> "_Server":
-        self._log = open(self.log_path, "wb")
-        self.proc = subprocess.Popen(self.args(), stdout=self._log, stderr=subprocess.STDOUT, cwd=str(self.workdir))
-        wait_until(self._ready, timeout, what=f"{self.name} to be ready; log:\n{self.log_tail()}")
-        return self
-
-    def _ready(self) -> bool:
-        if self.proc is None or self.proc.poll() is not None:
-            raise AssertionError(f"{self.name} exited: {self.log_tail()}")
-        try:
-            with urllib.request.urlopen(self.url + "/-/ready", timeout=1) as r:
-                return r.status == 200
-        except (urllib.error.URLError, OSError):
-            return False
-
-    def log_tail(self, n: int = 3000) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")[-n:]
-        except OSError:
-            return ""
-
     def reload(self) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGHUP)
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-        if self._log is not None:
-            self._log.close()
-            self._log = None
-
-    def __enter__(self):
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+        self.signal(signal.SIGHUP)
 
 
 class AlertmanagerProcess(_Server):
@@ -255,10 +174,13 @@ class PrometheusProcess(_Server):
 
 
 class WebhookReceiver:
-    """Records the JSON bodies POSTed to it (Alertmanager's webhook payloads), with their paths."""
+    """Records the JSON bodies POSTed to it (Alertmanager's webhook payloads), with their paths.
+
+    Start it with ``start()`` or as a context manager; ``url(path)`` is what to give Alertmanager.
+    """
 
     def __init__(self) -> None:
-        self.received: list[tuple[str, dict]] = []
+        self.requests: list[tuple[str, dict]] = []  # (path, body), in arrival order
         self._lock = threading.Lock()
         outer = self
 
@@ -267,11 +189,11 @@ class WebhookReceiver:
                 n = int(self.headers.get("Content-Length") or 0)
                 raw = self.rfile.read(n)
                 try:
-                    body = json.loads(raw)
+                    body = json.loads(raw) if raw.strip() else {}
                 except ValueError:
                     body = {"_raw": raw.decode(errors="replace")}
                 with outer._lock:
-                    outer.received.append((self.path, body))
+                    outer.requests.append((self.path, body))
                 self.send_response(200)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
@@ -295,7 +217,8 @@ class WebhookReceiver:
         return self
 
     def stop(self) -> None:
-        self.server.shutdown()
+        if self._thread.is_alive():  # shutdown() waits for serve_forever, which never ran otherwise
+            self.server.shutdown()
         self.server.server_close()
 
     def __enter__(self) -> "WebhookReceiver":
@@ -305,8 +228,11 @@ class WebhookReceiver:
         self.stop()
 
     def payloads(self) -> list[dict]:
+        """Every notification body so far, in arrival order."""
         with self._lock:
-            return [b for _, b in self.received]
+            return [b for _, b in self.requests]
+
+    received = payloads
 
     def alerts(self, alertname: str | None = None, status: str | None = None, **labels: str) -> list[dict]:
         """Every alert of every notification so far, filtered by name, status and labels."""
@@ -324,4 +250,4 @@ class WebhookReceiver:
 
     def count(self) -> int:
         with self._lock:
-            return len(self.received)
+            return len(self.requests)

@@ -5,14 +5,12 @@ from __future__ import annotations
 import json
 import math
 import shutil
-import signal
-import subprocess
 import urllib.parse
 from pathlib import Path
 
 import yaml
 
-from .procs import free_port, http_get, wait_for
+from .procs import WorkdirServer, http_get
 
 
 def _binary(*names: str) -> str | None:
@@ -23,51 +21,7 @@ PROMETHEUS = _binary("prometheus")
 ALERTMANAGER = _binary("alertmanager", "prometheus-alertmanager")
 
 
-class _Process:
-    name = "process"
-
-    def __init__(self, workdir: Path) -> None:
-        self.workdir = workdir
-        self.port = free_port()
-        self.proc: subprocess.Popen | None = None
-        self.log_path = workdir / f"{self.name}.log"
-        self._log = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def args(self) -> list[str]:
-        raise NotImplementedError
-
-    def start(self, timeout: float = 30.0):
-        self._log = open(self.log_path, "wb")
-        self.proc = subprocess.Popen(self.args(), stdout=self._log, stderr=subprocess.STDOUT, cwd=str(self.workdir))
-        wait_for(lambda: self.alive() and http_get(self.url + "/-/ready", 1)[0] == 200, timeout,
-                 what=f"{self.name} ready")
-        return self
-
-    def alive(self) -> bool:
-        if self.proc is None or self.proc.poll() is not None:
-            raise AssertionError(f"{self.name} exited: {self.log_tail()}")
-        return True
-
-    def log_tail(self, n: int = 3000) -> str:
-        return self.log_path.read_text(errors="replace")[-n:] if self.log_path.exists() else ""
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-        if self._log is not None:
-            self._log.close()
-
-
-class AlertmanagerProcess(_Process):
+class AlertmanagerProcess(WorkdirServer):
     name = "alertmanager"
 
     def args(self) -> list[str]:
@@ -96,7 +50,7 @@ class AlertmanagerProcess(_Process):
             return json.loads(r.read())["silenceID"]
 
 
-class PrometheusProcess(_Process):
+class PrometheusProcess(WorkdirServer):
     """Prometheus scraping the exporter (job wan-exporter, as the rules expect) and the Alertmanager."""
 
     name = "prometheus"

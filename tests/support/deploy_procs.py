@@ -1,7 +1,8 @@
 """Real Prometheus, Alertmanager and a webhook receiver on loopback, for the deployment tests.
 
 The binaries are the Debian packages' (``prometheus``, ``prometheus-alertmanager``); tests that
-need them skip with the install command when they are absent.
+need them skip with the install command when they are absent. The processes are
+``support.procs.ManagedProcess``es; the receiver is ``support.alerting_procs.WebhookReceiver``.
 """
 
 from __future__ import annotations
@@ -9,17 +10,15 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
-import threading
 import urllib.parse
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 
-from support.procs import REPO, free_port, http_get, wait_for
+from support.alerting_procs import WebhookReceiver  # noqa: F401 - re-exported for the deployment tests
+from support.procs import REPO, ManagedProcess, free_port, http_get
 
 PROMETHEUS = shutil.which("prometheus")
 ALERTMANAGER = shutil.which("prometheus-alertmanager") or shutil.which("alertmanager")
@@ -44,43 +43,8 @@ def build_tiny_models(dest: Path) -> Path:
     return dest
 
 
-class Process:
-    """A binary started on loopback with its output in a log file; stopped with SIGTERM, then SIGKILL."""
-
-    def __init__(self, name: str, argv: list[str], log_path: Path, ready_url: str) -> None:
-        self.name, self.argv, self.log_path, self.ready_url = name, argv, log_path, ready_url
-        self.proc: subprocess.Popen | None = None
-        self._log = None
-
-    def start(self, timeout: float = 30.0) -> "Process":
-        self._log = open(self.log_path, "wb")
-        self.proc = subprocess.Popen(self.argv, stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-        wait_for(lambda: self._alive() and http_get(self.ready_url, 1)[0] == 200, timeout,
-                 what=f"{self.name} at {self.ready_url}")
-        return self
-
-    def _alive(self) -> bool:
-        if self.proc.poll() is not None:
-            raise AssertionError(f"{self.name} exited with {self.proc.returncode}: {self.log_tail()}")
-        return True
-
-    def log_tail(self, n: int = 3000) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")[-n:]
-        except OSError:
-            return ""
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-        if self._log is not None:
-            self._log.close()
-            self._log = None
+# A binary started on loopback with its output in a log file: Process(name, argv, log_path, ready_url).
+Process = ManagedProcess
 
 
 def prometheus(config: Path, workdir: Path, port: int | None = None) -> Process:
@@ -88,7 +52,7 @@ def prometheus(config: Path, workdir: Path, port: int | None = None) -> Process:
     return Process("prometheus", [
         PROMETHEUS, f"--config.file={config}", f"--storage.tsdb.path={workdir / 'tsdb'}",
         f"--web.listen-address=127.0.0.1:{port}", "--web.enable-lifecycle",
-    ], workdir / "prometheus.log", f"http://127.0.0.1:{port}/-/ready")
+    ], workdir / "prometheus.log", port=port)
 
 
 def alertmanager(config: Path, workdir: Path, name: str, cluster_port: int | None = None,
@@ -106,9 +70,7 @@ def alertmanager(config: Path, workdir: Path, name: str, cluster_port: int | Non
                  "--cluster.reconnect-timeout=30s", "--cluster.gossip-interval=100ms",
                  "--cluster.pushpull-interval=1s"]
         argv += [f"--cluster.peer={p}" for p in peers]
-    proc = Process(name, argv, workdir / f"{name}.log", f"http://127.0.0.1:{port}/-/ready")
-    proc.port = port  # type: ignore[attr-defined]
-    return proc
+    return Process(name, argv, workdir / f"{name}.log", port=port)
 
 
 def api(base: str, path: str, **params: str) -> dict | list:
@@ -131,40 +93,3 @@ def query(prom: str, expr: str) -> list[dict]:
 
 def active_targets(prom: str) -> list[dict]:
     return api(prom, "/api/v1/targets", state="active")["data"]["activeTargets"]
-
-
-class WebhookReceiver:
-    """An Alertmanager webhook receiver on loopback that records every POSTed notification."""
-
-    def __init__(self) -> None:
-        self.notifications: list[dict] = []
-        self._lock = threading.Lock()
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 - http.server's naming
-                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                with outer._lock:
-                    outer.notifications.append(json.loads(body or b"{}"))
-                self.send_response(200)
-                self.end_headers()
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.port = self.server.server_address[1]
-        self.url = f"http://127.0.0.1:{self.port}/"
-        self._thread = threading.Thread(target=self.server.serve_forever, name="webhook", daemon=True)
-
-    def received(self) -> list[dict]:
-        with self._lock:
-            return list(self.notifications)
-
-    def __enter__(self) -> "WebhookReceiver":
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.shutdown()
-        self.server.server_close()

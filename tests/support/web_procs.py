@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import json
 import shutil
-import signal
 import socket
 import ssl
 import subprocess
@@ -16,7 +15,7 @@ import urllib.request
 from pathlib import Path
 from typing import Callable
 
-from support.procs import REPO, ExporterProcess, free_port, http_get, wait_for
+from support.procs import ExporterProcess, WorkdirServer, http_get, wait_for
 
 
 def client_context(ca: Path | None = None, cert: Path | None = None, key: Path | None = None) -> ssl.SSLContext:
@@ -63,56 +62,39 @@ def curl(*args: str, timeout: float = 20) -> tuple[int, str, str]:
 
 
 class SecureExporter(ExporterProcess):
-    """The real exporter with ``--web.config.file``; ready once it answers ``probe``."""
+    """The real exporter with ``--web.config.file``; ready once it answers ``probe(url)``."""
+
+    ready_interval = 0.1
 
     def __init__(self, args: list[str], probe: Callable[[str], bool], scheme: str = "https", **kw) -> None:
         super().__init__(args, **kw)
         self.probe = probe
-        self.scheme = scheme
+        self.scheme = scheme  # url is <scheme>://127.0.0.1:<port>
 
-    @property
-    def url(self) -> str:
-        return f"{self.scheme}://127.0.0.1:{self.port}"
-
-    def start(self, ready_timeout: float = 60.0) -> "SecureExporter":
-        import subprocess as sp
-
-        self._log = open(self.log_path, "wb") if self.log_path else sp.DEVNULL
-        self.proc = sp.Popen(self.args, env=self.env, stdout=self._log, stderr=sp.STDOUT, cwd=str(REPO))
-        wait_for(lambda: self.alive() and self.probe(self.url), ready_timeout, 0.1, "exporter to answer over TLS")
-        return self
+    def ready(self) -> bool:
+        return self.probe(self.url)
 
 
-class PrometheusProcess:
-    """A real Prometheus on loopback with the given scrape config."""
+class PrometheusProcess(WorkdirServer):
+    """A real Prometheus on loopback with the given scrape config (skips the test when not installed)."""
+
+    name = "prometheus"
+    ready_interval = 0.1
 
     def __init__(self, config: str, workdir: Path) -> None:
-        self.port = free_port()
-        self.dir = Path(workdir)
-        self.dir.mkdir(parents=True, exist_ok=True)
+        super().__init__(workdir)
+        self.dir = self.workdir
         self.config_path = self.dir / "prometheus.yml"
         self.config_path.write_text(config)
-        self.log_path = self.dir / "prometheus.log"
-        self.proc: subprocess.Popen | None = None
 
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self) -> "PrometheusProcess":
+    def args(self) -> list[str]:
         binary = shutil.which("prometheus")
         if binary is None:
             import pytest
 
             pytest.skip("prometheus not installed")
-        self._log = open(self.log_path, "wb")
-        self.proc = subprocess.Popen(
-            [binary, f"--config.file={self.config_path}", f"--storage.tsdb.path={self.dir / 'data'}",
-             f"--web.listen-address=127.0.0.1:{self.port}", "--log.level=warn"],
-            stdout=self._log, stderr=subprocess.STDOUT, cwd=str(self.dir))
-        wait_for(lambda: self.proc.poll() is None and http_get(self.url + "/-/ready", 1)[0] == 200, 30, 0.1,
-                 "prometheus to be ready")
-        return self
+        return [binary, f"--config.file={self.config_path}", f"--storage.tsdb.path={self.dir / 'data'}",
+                f"--web.listen-address={self.address}", "--log.level=warn"]
 
     def api(self, path: str, **params: str) -> dict:
         q = ("?" + urllib.parse.urlencode(params)) if params else ""
@@ -123,25 +105,6 @@ class PrometheusProcess:
     def targets(self) -> dict[str, dict]:
         """Active targets by job name."""
         return {t["labels"]["job"]: t for t in self.api("/api/v1/targets")["activeTargets"]}
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-        self._log.close()
-
-    def log_tail(self, n: int = 3000) -> str:
-        return self.log_path.read_text(errors="replace")[-n:] if self.log_path.exists() else ""
-
-    def __enter__(self) -> "PrometheusProcess":
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
 
 def wait_targets(prom: PrometheusProcess, jobs: list[str], timeout: float = 20) -> dict[str, dict]:
