@@ -106,6 +106,7 @@ class App:
         self.registry = CollectorRegistry(auto_describe=True)
         self.registry.register(SnapshotCollector(self.store, self.config, parts))
         self.server: HttpServer | None = None
+        self.metrics_cache = None  # the pre-rendered /metrics (wan_exporter.exposition), once serving
         self._reload_lock = threading.Lock()
         self.clockwatch = ClockWatch(self.store, self.jobs.reschedule_all)
         self.store.set(config_last_reload_success=True, config_last_reload_at=time.time())
@@ -115,7 +116,9 @@ class App:
 
     # -- lifecycle -----------------------------------------------------------------
     def start(self, listen_address: str, wsgi_wrapper: Callable | None = None) -> None:
-        app = make_app(self.registry, lambda: self.store.snapshot.ready, lambda: [m.name for m in self._config.models])
+        app = make_app(self.registry, lambda: self.store.snapshot.ready, lambda: [m.name for m in self._config.models],
+                       version=lambda: (self.store.snapshot, self._config))
+        self.metrics_cache = app.metrics_cache
         if wsgi_wrapper is not None:
             app = wsgi_wrapper(app)
         self.server = HttpServer(app, listen_address)
@@ -138,6 +141,8 @@ class App:
     def stop(self) -> None:
         self.clockwatch.stop()
         self.jobs.shutdown()
+        if self.metrics_cache is not None:
+            self.metrics_cache.close()
         for s in self.subsystems:
             try:
                 s.shutdown()

@@ -126,8 +126,12 @@ class _Weights:
     complete: bool
 
 
-def derive_facts(model_dir: str | os.PathLike[str]) -> CheckpointFacts:
-    """Everything ``model_dir`` says about itself; never raises for a bad checkpoint."""
+def derive_facts(model_dir: str | os.PathLike[str], headers: Mapping[Path, Header] | None = None) -> CheckpointFacts:
+    """Everything ``model_dir`` says about itself; never raises for a bad checkpoint.
+
+    ``headers``: safetensors headers the caller has already read, by path (the header check
+    passes its own), so no header is parsed twice.
+    """
     root = Path(model_dir)
     problems = _Problems(root)
     if not root.is_dir():
@@ -147,7 +151,7 @@ def derive_facts(model_dir: str | os.PathLike[str]) -> CheckpointFacts:
         cfg = _read_json(d / "config.json", problems)
         if cfg is not None:
             configs[name] = cfg
-        w = _read_weights(d, name, problems)
+        w = _read_weights(d, name, problems, headers or {})
         if w is not None:
             weights[name] = w
     return _assemble(index, components, configs, weights, problems)
@@ -228,7 +232,7 @@ def _declared_components(index: Mapping[str, Any] | None, root: Path, problems: 
     return out
 
 
-def _read_weights(d: Path, name: str, problems: _Problems) -> _Weights | None:
+def _read_weights(d: Path, name: str, problems: _Problems, known: Mapping[Path, Header]) -> _Weights | None:
     """Tensors of one component from its safetensors headers (sharded or not)."""
     files, expected_names, complete = _weight_files(d, name, problems)
     if files is None:
@@ -236,7 +240,7 @@ def _read_weights(d: Path, name: str, problems: _Problems) -> _Weights | None:
     tensors: dict[str, TensorInfo] = {}
     for f in files:
         try:
-            header = read_header(f)
+            header = known.get(f) or read_header(f)
             size = f.stat().st_size
         except (HeaderError, OSError) as e:
             problems.add(str(e))

@@ -100,8 +100,19 @@ def _within_budget(app: WSGIApp) -> WSGIApp:
     return wrapped
 
 
-def make_app(registry: CollectorRegistry, is_ready: Callable[[], bool], models: Callable[[], list[str]]) -> WSGIApp:
-    metrics_app = _within_budget(make_wsgi_app(registry))
+def make_app(registry: CollectorRegistry, is_ready: Callable[[], bool], models: Callable[[], list[str]],
+             version: Callable[[], tuple] | None = None) -> WSGIApp:
+    """The exporter's endpoints. With ``version`` (objects whose identity changes whenever the
+    exposition may change: the snapshot and the config), /metrics is served pre-rendered
+    (:mod:`wan_exporter.exposition`); the cache is the returned app's ``metrics_cache``."""
+    metrics_raw = make_wsgi_app(registry)
+    cache = None
+    if version is not None:
+        from .exposition import PrerenderedMetrics
+
+        cache = PrerenderedMetrics(registry, version)
+        metrics_raw = cache.wsgi(metrics_raw)
+    metrics_app = _within_budget(metrics_raw)
 
     def app(environ: dict, start_response: Callable) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "/")
@@ -123,6 +134,7 @@ def make_app(registry: CollectorRegistry, is_ready: Callable[[], bool], models: 
         start_response("404 Not Found", [TEXT])
         return [b"Not found.\n"]
 
+    app.metrics_cache = cache  # type: ignore[attr-defined]
     return app
 
 

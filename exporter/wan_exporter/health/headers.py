@@ -51,7 +51,8 @@ def check(model: str, model_dir: Path | None, catalog_entry: CatalogEntry | None
         facts.update(files_checked=len(headers), tensors=sum(len(h.tensors) for h in headers.values()),
                      data_bytes=sum(h.data_size_expected - 8 - h.header_size for h in headers.values()))
         if catalog_entry is not None:
-            facts["catalog_mismatches"] = _compare(lay.root, catalog_entry, findings)
+            facts["catalog_mismatches"] = _compare(lay.root, catalog_entry, findings,
+                                                   {lay.root / rel: h for rel, h in headers.items()})
     return make_result(model, "headers", t0, findings, facts, model_dir)
 
 
@@ -170,11 +171,11 @@ def _check_json(root: Path, rel: str, findings: Findings) -> None:
         findings.add("header_invalid", "not a JSON object", rel)
 
 
-def _compare(root: Path, entry: CatalogEntry, findings: Findings) -> int:
+def _compare(root: Path, entry: CatalogEntry, findings: Findings, known: dict[Path, Header]) -> int:
     from .. import checkpoint
 
     try:
-        facts = checkpoint.derive_facts(root)
+        facts = checkpoint.derive_facts(root, headers=known)
         mismatches = checkpoint.compare_with_catalog(facts, entry)
     except Exception:  # noqa: BLE001 - a comparison bug must not hide the header findings
         log.exception("catalog comparison of %s failed", root)
