@@ -341,6 +341,26 @@ def default_table() -> table.Panel:
     )
 
 
+HEALTH_STATE_COLOURS = (("healthy", "green"), ("degraded", "orange"), ("critical", "red"), ("missing", "purple"))
+
+
+def health_state_stat(title: str, description: str, query: str, *, span: int, height: int) -> stat.Panel:
+    """Models per health state, one coloured value per state (overview and fleet)."""
+    panel = (
+        default_stat()
+        .title(title)
+        .description(description)
+        .unit(units.NoUnit)
+        .span(span)
+        .height(height)
+        .text_mode(common.BigValueTextMode.VALUE_AND_NAME)
+        .with_target(prom_query(query, "{{status}}", instant=True))
+    )
+    for state, colour in HEALTH_STATE_COLOURS:
+        panel = panel.override_by_name(state, [prop("color", {"mode": "fixed", "fixedColor": colour})])
+    return panel
+
+
 def default_state_timeline() -> statetimeline.Panel:
     return (
         statetimeline.Panel()

@@ -44,20 +44,9 @@ def rollups() -> list:
                q.fleet_runs_24h(), "runs", span=6),
         rollup("GPU energy, 24 h", "Energy all selected GPUs consumed over the last 24 h.", units.Joule,
                q.fleet_energy(), "energy", span=6),
-        (
-            c.default_stat()
-            .title("Models by health state")
-            .description("Models of the selected instances in each health state (recording rule).")
-            .unit(units.NoUnit)
-            .height(4)
-            .span(12)
-            .text_mode(cm.BigValueTextMode.VALUE_AND_NAME)
-            .with_target(c.prom_query(q.models_by_health_state(), "{{status}}", instant=True))
-            .override_by_name("healthy", [c.prop("color", {"mode": "fixed", "fixedColor": "green"})])
-            .override_by_name("degraded", [c.prop("color", {"mode": "fixed", "fixedColor": "orange"})])
-            .override_by_name("critical", [c.prop("color", {"mode": "fixed", "fixedColor": "red"})])
-            .override_by_name("missing", [c.prop("color", {"mode": "fixed", "fixedColor": "purple"})])
-        ),
+        c.health_state_stat("Models by health state",
+                            "Models of the selected instances in each health state (recording rule).",
+                            q.models_by_health_state(), span=12, height=4),
     ]
 
 

@@ -57,20 +57,9 @@ def model_card() -> object:
 
 
 def models_by_state() -> object:
-    return (
-        c.default_stat()
-        .title("Models by health state")
-        .description("How many models of the selected instances are in each health state.")
-        .unit(units.NoUnit)
-        .span(6)
-        .height(5)
-        .text_mode(cm.BigValueTextMode.VALUE_AND_NAME)
-        .with_target(c.prom_query(q.models_by_health_state(), "{{status}}", instant=True))
-        .override_by_name("healthy", [c.prop("color", {"mode": "fixed", "fixedColor": "green"})])
-        .override_by_name("degraded", [c.prop("color", {"mode": "fixed", "fixedColor": "orange"})])
-        .override_by_name("critical", [c.prop("color", {"mode": "fixed", "fixedColor": "red"})])
-        .override_by_name("missing", [c.prop("color", {"mode": "fixed", "fixedColor": "purple"})])
-    )
+    return c.health_state_stat("Models by health state",
+                               "How many models of the selected instances are in each health state.",
+                               q.models_by_health_state(), span=6, height=5)
 
 
 def alert_list() -> object:
