@@ -4,6 +4,7 @@
     python3 -m benchmarks run --quick --out /tmp/b --no-md     # a tiny smoke run (under a minute)
     python3 -m benchmarks run --only 1,7                       # some items
     python3 -m benchmarks report --out bench-results/          # re-render BENCHMARKS.md from results.json
+    python3 -m benchmarks report --results benchmarks/runs/cpu-main.json --merge benchmarks/runs/...  # as committed
     python3 -m benchmarks run --exporter-src /tmp/patched/exporter   # measure a patched exporter tree
 
 Keep this module's imports light: benchmark children are spawned and re-import it.
@@ -31,7 +32,7 @@ ITEMS = {
     "6": ("item_startup", "Startup"),
     "7": ("item_scale", "Scale"),
     "G": ("item_gpu", "On an NVIDIA GPU"),
-    "P": ("item_profile", "Profiles of what missed"),
+    "P": ("item_profile", "Profiles"),
 }
 
 
@@ -57,6 +58,7 @@ def _parser() -> argparse.ArgumentParser:
                                                 "(e.g. 'with the proposed patches')")
     rep = sub.add_parser("report", help="re-render the Markdown report from <out>/results.json")
     rep.add_argument("--out", type=Path, default=Path("bench-results"))
+    rep.add_argument("--results", type=Path, default=None, help="the main run's results.json (default <out>/results.json)")
     rep.add_argument("--md", type=Path, default=None)
     rep.add_argument("--merge", type=Path, action="append", default=[],
                      help="another run's results.json (e.g. from a GPU machine), shown in its own section")
@@ -69,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
         from . import report
 
         md = args.md or report.default_md_path()
-        report.render_file(args.out / "results.json", md, merge=args.merge)
+        report.render_file(args.results or args.out / "results.json", md, merge=args.merge)
         print(f"wrote {md}")
         return 0
     return run(args)

@@ -163,8 +163,10 @@ def run(ctx: Context) -> ItemResult:
         res.rows += rows
         res.notes += notes
     res.tables.append(in_process(ctx, work))
-    res.notes.append("Read with item 1 and 7: every scrape pays the full render (collect, serialise, gzip -9); the "
-                     "analysis below proposes rendering ahead of the scrape instead.")
+    res.notes.append("The in-process table is what one render costs, wherever it runs. Since /metrics is served "
+                     "pre-rendered (wan_exporter/exposition.py), renders run in the exporter's metrics-prerender thread "
+                     "ahead of periodic scrapes, and the py-spy table (request threads only) shows what is left in the "
+                     "scrape itself. Before that change rendering was about 90% of the request threads' samples.")
     return res
 
 

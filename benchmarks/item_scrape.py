@@ -62,6 +62,10 @@ def measure_setup(ctx: Context, label: str, exp: procs.Exporter, node: procs.Nod
                 targets.append(Target(f"raw-socket floor/{mode}", rawf.port, rawf.pid, headers))
             if node is not None:
                 targets.append(Target(f"node_exporter/{mode}", node.port, node.pid, headers))
+        idle = scrape.idle_rate(exp.pid, ctx.n(30, 2))
+        for t in targets:
+            if t.name.startswith("exporter/"):
+                t.idle_cpu_rate = idle
         ctx.log(f"  {label}: {len(targets)} targets x {rounds} rounds x {per_round} scrapes")
         scrape.interleaved(targets, rounds, per_round)
         out = {t.name: t.summary() for t in targets}
@@ -90,9 +94,14 @@ def _rows(label: str, res: dict, with_goal: bool, p99_goal: bool = True) -> list
         rows.append(Row(f"{label}: p99 latency, {how}", e["p99_ms"], "ms", "floor (same bytes, threading http.server)",
                         f["p99_ms"], goal=(f"<= {P99_GOAL_MS:g} ms and " if p99_goal else "") + f"<= {FLOOR_GOAL:g}x floor",
                         met=p99_ok if with_goal else None))
-        rows.append(Row(f"{label}: CPU per scrape, {how}", e["cpu_ms_per_scrape"], "ms",
+        marginal = e.get("cpu_ms_per_scrape_marginal", e["cpu_ms_per_scrape"])
+        rows.append(Row(f"{label}: CPU per scrape, {how}", marginal, "ms",
                         "floor (same bytes)", f["cpu_ms_per_scrape"], goal=f"<= {FLOOR_GOAL:g}x floor",
-                        met=(e["cpu_ms_per_scrape"] <= FLOOR_GOAL * f["cpu_ms_per_scrape"]) if with_goal else None))
+                        met=(marginal <= FLOOR_GOAL * f["cpu_ms_per_scrape"]) if with_goal else None,
+                        note="the exporter's background jobs subtracted (their idle rate, measured just before)"))
+        rows.append(Row(f"{label}:   CPU per scrape, background jobs included, {how}", e["cpu_ms_per_scrape"], "ms",
+                        "floor (same bytes)", f["cpu_ms_per_scrape"],
+                        note=f"exporter idle: {e.get('idle_cpu_percent', 0):.2f}% of a core"))
         n = res.get(f"node_exporter/{mode}")
         if n is not None:
             rows.append(Row(f"{label}: p99 latency vs node_exporter, {how}", e["p99_ms"], "ms",
@@ -124,13 +133,14 @@ def _periodic_rows(label: str, res: dict, p99_goal: bool) -> list[Row]:
 
 
 def _detail_table(title: str, res: dict) -> Table:
-    cols = ["target", "p50 ms", "p90 ms", "p99 ms", "max ms", "CPU ms/scrape", "bytes on wire", "scrapes", "errors"]
+    cols = ["target", "p50 ms", "p90 ms", "p99 ms", "max ms", "CPU ms/scrape", "CPU ms/scrape less background",
+            "bytes on wire", "scrapes", "errors"]
     rows = []
     for name, s in res.items():
         if name.startswith("_"):
             continue
-        rows.append([name, s["p50_ms"], s["p90_ms"], s["p99_ms"], s["max_ms"], s["cpu_ms_per_scrape"], s["bytes"],
-                     s["scrapes"], s["errors"]])
+        rows.append([name, s["p50_ms"], s["p90_ms"], s["p99_ms"], s["max_ms"], s["cpu_ms_per_scrape"],
+                     s.get("cpu_ms_per_scrape_marginal"), s["bytes"], s["scrapes"], s["errors"]])
     return Table(title, cols, rows)
 
 
@@ -299,8 +309,9 @@ def run(ctx: Context) -> ItemResult:
             node.stop()
     res.notes.append("Latency is measured by the suite's client: connect, HTTP/1.0 GET, read to EOF, close, the same "
                      "client for every target. CPU per scrape is the server process's CPU time over a block of scrapes "
-                     "(psutil, 10 ms clock ticks, summed over many blocks) divided by the scrapes; the exporter's own "
-                     "background jobs in that window are included.")
+                     "(psutil, 10 ms clock ticks, summed over many blocks) divided by the scrapes. The goal row subtracts "
+                     "the exporter's background jobs (its CPU rate over an idle window just before, times the blocks' "
+                     "duration); the row below it keeps them in.")
     return res
 
 

@@ -77,6 +77,8 @@ class Target:
     scrapes: int = 0
     errors: int = 0
     bytes: int = 0
+    wall: float = 0.0  # seconds spent in recorded blocks
+    idle_cpu_rate: float | None = None  # the process's CPU seconds per second without scrapes, if measured
     blocks: list[dict] = field(default_factory=list)  # per block: start time, tags, latencies
 
     def __post_init__(self) -> None:
@@ -113,11 +115,17 @@ class Target:
             self.latencies.extend(lats)
             self.cpu += c1 - c0
             self.scrapes += n
+            self.wall += time.monotonic() - t_start
             self.blocks.append({"t": t_start, "tag": tag, "lat": lats, "cpu": c1 - c0, "n": n})
         return lats
 
     def summary(self) -> dict:
-        return summarise(self.latencies, self.cpu, self.scrapes, self.errors, self.bytes)
+        s = summarise(self.latencies, self.cpu, self.scrapes, self.errors, self.bytes)
+        if self.idle_cpu_rate is not None and self.scrapes:
+            # What scraping adds: the CPU over the blocks less what the process spends without scrapes.
+            s["cpu_ms_per_scrape_marginal"] = max(0.0, self.cpu - self.idle_cpu_rate * self.wall) / self.scrapes * 1e3
+            s["idle_cpu_percent"] = self.idle_cpu_rate * 100
+        return s
 
 
 def summarise(lat: list[float], cpu: float, n: int, errors: int = 0, nbytes: int = 0) -> dict:
@@ -183,6 +191,14 @@ def periodic(targets: list[Target], ticks: int, interval: float) -> dict[str, di
         s["cpu_note"] = "whole window"
         out[t.name] = s
     return out
+
+
+def idle_rate(pid: int, seconds: float) -> float:
+    """CPU seconds per second the process uses while nobody scrapes it (its background jobs)."""
+    p = psutil.Process(pid)
+    c0, t0 = _cpu(p), time.monotonic()
+    time.sleep(seconds)
+    return (_cpu(p) - c0) / (time.monotonic() - t0)
 
 
 def capture(port: int, headers: dict[str, str], path: Path) -> bytes:
