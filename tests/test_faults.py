@@ -28,9 +28,9 @@ from pathlib import Path
 import psutil
 import pytest
 
-from support.faults_procs import (FullDisk, JumpingClock, ScrapeLoad, assert_served, config_text, libfaketime,
+from support.faults_procs import (build_tiny_model, FullDisk, JumpingClock, ScrapeLoad, assert_served, config_text, libfaketime,
                                   reload, value, wait_metric, work_children, zombies)
-from support.procs import ExporterProcess, exporter_env, sample, samples_named, wait_for, write_nvml_state
+from support.procs import ExporterProcess, sample, samples_named, wait_for, write_nvml_state
 
 pytestmark = pytest.mark.e2e
 
@@ -40,11 +40,7 @@ KIND = "tiny-wan2.2-ti2v-5b"  # one transformer: the quickest real pipeline to l
 @pytest.fixture(scope="module")
 def tiny_dir(tmp_path_factory) -> Path:
     """One build of a tiny real Wan pipeline for the whole module (in a child: no torch in the test process)."""
-    d = tmp_path_factory.mktemp("tiny")
-    subprocess.run([sys.executable, "-c", "import sys; from pathlib import Path; from wan_exporter.tiny import build; "
-                    "build(sys.argv[1], Path(sys.argv[2]))", KIND, str(d / KIND)],
-                   check=True, env=exporter_env(), timeout=300, capture_output=True)
-    return d
+    return build_tiny_model(tmp_path_factory.mktemp("tiny"), KIND)
 
 
 def base_env(tmp: Path) -> dict[str, str]:

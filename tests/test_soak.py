@@ -16,15 +16,13 @@ from __future__ import annotations
 
 import os
 import statistics
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
-from support.faults_procs import (ProcWatch, ScrapeLoad, config_text, describe, pct, reload, value, wait_metric)
-from support.procs import ExporterProcess, exporter_env, http_get, sample, wait_for, write_nvml_state
+from support.faults_procs import (build_tiny_model, ProcWatch, ScrapeLoad, config_text, describe, pct, reload, value, wait_metric)
+from support.procs import ExporterProcess, http_get, sample, wait_for, write_nvml_state
 
 SOAK_SECONDS = max(20.0, float(os.environ.get("WAN_SOAK_SECONDS", "90")))
 THREADS, RATE = 5, 10.0  # 50 scrapes a second in all
@@ -37,11 +35,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.e2e, pytest.mark.timeout(int(SOAK_SE
 @pytest.fixture(scope="module")
 def tiny_dir(tmp_path_factory) -> Path:
     """One tiny real Wan pipeline for the module, built in a child (the test process never imports torch)."""
-    d = tmp_path_factory.mktemp("tiny")
-    subprocess.run([sys.executable, "-c", "import sys; from pathlib import Path; from wan_exporter.tiny import build; "
-                    "build(sys.argv[1], Path(sys.argv[2]))", KIND, str(d / KIND)],
-                   check=True, env=exporter_env(), timeout=300, capture_output=True)
-    return d
+    return build_tiny_model(tmp_path_factory.mktemp("tiny"), KIND)
 
 
 def soak_config(tmp: Path, tiny_dir: Path, benchmarks: bool) -> str:

@@ -355,15 +355,18 @@ def _validate(cfg: Config, raw: Mapping[str, Any], errors: list[str], check_path
 # --------------------------------------------------------------------------- entry points
 
 
-def parse_config(text: str, source: str = "<config>", check_paths: bool = False) -> Config:
-    """Parse and validate YAML text. Raises :class:`ConfigError` listing every problem."""
+def load_yaml_mapping(text: str, source: str) -> dict:
+    """``yaml.safe_load`` a file that must be a mapping (or empty); any other outcome is a ConfigError.
+
+    Shared by the main config and the web config, so both reject object tags the same way.
+    """
     try:
         raw = yaml.safe_load(text)
     except yaml.constructor.ConstructorError as e:
         mark = e.problem_mark
         where = f"line {mark.line + 1}: " if mark else ""
         raise ConfigError(
-            [f"{where}YAML tag not allowed ({e.problem}); the config is plain YAML, python object tags are never loaded"],
+            [f"{where}YAML tag not allowed ({e.problem}); the file is plain YAML, python object tags are never loaded"],
             source,
         ) from None
     except yaml.YAMLError as e:
@@ -372,6 +375,12 @@ def parse_config(text: str, source: str = "<config>", check_paths: bool = False)
         raw = {}
     if not isinstance(raw, dict):
         raise ConfigError(["top level: expected a mapping"], source)
+    return raw
+
+
+def parse_config(text: str, source: str = "<config>", check_paths: bool = False) -> Config:
+    """Parse and validate YAML text. Raises :class:`ConfigError` listing every problem."""
+    raw = load_yaml_mapping(text, source)
     loader = _Loader()
     cfg = loader.load_dataclass(Config, raw, "")
     errors = list(loader.errors)

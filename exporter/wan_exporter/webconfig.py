@@ -37,9 +37,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Mapping
 
-import yaml
 
-from .config import ConfigError
+from .config import ConfigError, load_yaml_mapping
 from .units import parse_duration
 
 log = logging.getLogger(__name__)
@@ -390,18 +389,7 @@ def parse_web_config(text: str, source: str = "<web config>", base_dir: str | os
 
     Files are not read here; :func:`build_state` does that.
     """
-    try:
-        raw = yaml.safe_load(text)
-    except yaml.constructor.ConstructorError as e:
-        mark = e.problem_mark
-        where = f"line {mark.line + 1}: " if mark else ""
-        raise ConfigError([f"{where}YAML tag not allowed ({e.problem}); the file is plain YAML"], source) from None
-    except yaml.YAMLError as e:
-        raise ConfigError([f"invalid YAML: {e}"], source) from None
-    if raw is None:
-        raw = {}
-    if not isinstance(raw, dict):
-        raise ConfigError(["top level: expected a mapping"], source)
+    raw = load_yaml_mapping(text, source)
     parser = _Parser(Path(base_dir) if base_dir is not None else Path(source).parent)
     for k in raw:
         if k not in TOP_KEYS:

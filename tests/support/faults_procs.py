@@ -427,3 +427,16 @@ class JumpingClock:
 
     def now(self) -> float:
         return time.time() + self.offset
+
+
+def build_tiny_model(dest_root, kind: str):
+    """One tiny real Wan pipeline of ``kind`` under ``dest_root``, built in a child (no torch in the test process)."""
+    import subprocess
+    import sys
+
+    from .procs import exporter_env
+
+    subprocess.run([sys.executable, "-c", "import sys; from pathlib import Path; from wan_exporter.tiny import build; "
+                    "build(sys.argv[1], Path(sys.argv[2]))", kind, str(dest_root / kind)],
+                   check=True, env=exporter_env(), timeout=300, capture_output=True)
+    return dest_root
