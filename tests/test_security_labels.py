@@ -77,7 +77,7 @@ def test_no_prompt_or_path_in_labels_and_hostile_gpu_names_are_escaped(tmp_path)
     env = {"HF_HUB_CACHE": str(tmp_path / "hf"), "XDG_STATE_HOME": str(tmp_path / "state"),
            "WAN_EXPORTER_NVML_MODULE": "support.fake_pynvml", "FAKE_NVML_STATE": str(state)}
     with ExporterProcess([f"--config.file={cfg}"], env=env, log_path=tmp_path / "exporter.log") as exp:
-        text = wait_for(lambda: (lambda t: t if "wan_gpu_info" in t else None)(exp.metrics_text()), 15, 0.2,
+        text = wait_for(lambda: (lambda t: t if "\nwan_gpu_info{" in t else None)(exp.metrics_text()), 15, 0.2,
                         "GPU series")
     samples = parse_metrics(text)  # the client library's own parser reads it back
     values = [v for (_, labels) in samples for _, v in labels]
