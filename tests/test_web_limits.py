@@ -145,20 +145,38 @@ def test_trickling_client_cannot_extend_the_header_deadline(server_factory):
         assert closed and time.monotonic() - t0 < 2.5, "a trickle must not outlive header_timeout"
 
 
-def test_open_connections_are_capped_and_freed_by_the_header_timeout(server_factory):
-    srv = server_factory(max_connections=3, header_timeout=2.0)
-    idle = [socket.create_connection(("127.0.0.1", srv.port)) for _ in range(3)]
+def test_at_the_connection_cap_the_stalest_half_open_connection_makes_room(server_factory):
+    srv = server_factory(max_connections=3, header_timeout=3.0)
+    t0 = time.monotonic()
+    idle = []
     try:
-        time.sleep(0.2)
-        extra = socket.create_connection(("127.0.0.1", srv.port))
-        with extra:
-            assert closed_within(extra, 3) < 1.0, "beyond max_connections: closed on accept, not at the timeout"
-        for s in idle:
-            closed_within(s, 4)
-        assert http_get(url(srv, "/-/healthy"))[0] == 200
+        for _ in range(3):
+            idle.append(socket.create_connection(("127.0.0.1", srv.port)))
+            time.sleep(0.05)  # accepted in this order
+        wait_for(lambda: srv.stats["open_connections"] == 3, 3, 0.02, "3 idle connections held")
+        status, elapsed, _ = timed_get(url(srv, "/-/healthy"), timeout=3)
+        assert status == 200 and elapsed < 1.0, "the newest connection is served, not refused"
+        assert closed_within(idle[0], 1) < 1.0, "the stalest idle connection was closed to make room"
+        for s in idle[1:]:
+            closed_within(s, 5)
+            assert time.monotonic() - t0 > 2.5, "the others stay until their header deadline"
     finally:
         for s in idle:
             s.close()
+    assert srv.stats["connections_evicted"] >= 1
+    assert http_get(url(srv, "/-/healthy"))[0] == 200
+
+
+def test_connection_beyond_the_cap_is_refused_only_when_none_is_half_open(server_factory):
+    gated = GatedCollector()
+    srv = server_factory(gated, max_connections=2, max_requests=2)
+    with ThreadPoolExecutor(2) as pool:
+        held = [pool.submit(http_get, url(srv, "/metrics"), 15) for _ in range(2)]
+        wait_for(lambda: gated.inside == 2, 5, 0.02, "2 scrapes held inside collect()")
+        with socket.create_connection(("127.0.0.1", srv.port)) as extra:
+            assert closed_within(extra, 3) < 1.0, "nothing to evict: the newest is closed on accept"
+        gated.gate.set()
+        assert [f.result()[0] for f in held] == [200, 200]
     assert srv.stats["connections_refused"] >= 1
 
 

@@ -1,29 +1,31 @@
 """HTTP endpoints: /metrics, a landing page, /-/healthy and /-/ready, served with limits.
 
-A plain WSGI app served by a threading WSGI server: /metrics is prometheus_client's own
-WSGI app (content negotiation, gzip, ``name[]`` filtering) over our registry, so a scrape
-only serialises the current snapshot.
+/metrics is prometheus_client's own WSGI app (content negotiation, gzip, ``name[]``
+filtering) over our registry, so a scrape only serialises the current snapshot.
 
 The server keeps serving when clients misbehave (see :class:`Limits`):
 
-* a connection gets ``header_timeout`` in total for the TLS handshake, request line and
-  headers, then it is dropped, so slow clients cannot pin threads;
-* at most ``max_requests`` requests are served at once; one more is answered 503 at once,
-  never queued. ``/-/healthy`` is exempt, so liveness probes pass under load;
-* at most ``max_connections`` connections are open at all; beyond that they are closed on
-  accept;
+* a connection that is idle or still sending its request head costs a selector entry, not a
+  thread (:mod:`wan_exporter.connections`); it gets ``header_timeout`` in total for the TLS
+  handshake, request line and headers, then it is dropped;
+* at most ``max_connections`` connections are open; at the cap the stalest half-open one is
+  closed to make room, so a client holding many idle connections cannot keep a scraper out;
+* at most ``max_requests`` requests are served at once, each on its own thread; one more is
+  answered 503 at once, never queued. ``/-/healthy`` has slots of its own, so liveness probes
+  pass under load;
 * writing an answer is bounded by ``write_timeout``, or by the scrape's own budget from
   ``X-Prometheus-Scrape-Timeout-Seconds``; a scrape whose rendering already overran that
   budget gets 503 rather than a late answer Prometheus would discard anyway.
 
 TLS, basic auth and headers come from ``--web.config.file`` (:mod:`wan_exporter.webconfig`);
-the server does the TLS handshake in the connection's thread, with the context current at
-that moment, so certificates rotate without a restart.
+each connection's handshake uses the context current when it was accepted, so certificates
+rotate without a restart.
 """
 
 from __future__ import annotations
 
 import html
+import io
 import logging
 import math
 import socket
@@ -31,13 +33,13 @@ import ssl
 import threading
 import time
 from dataclasses import dataclass
-from socketserver import ThreadingMixIn
 from typing import TYPE_CHECKING, Callable, Iterable
-from wsgiref.simple_server import ServerHandler, WSGIRequestHandler, WSGIServer, make_server
+from wsgiref.simple_server import ServerHandler, WSGIRequestHandler
 
 from prometheus_client import CollectorRegistry, make_wsgi_app
 
 from . import __version__
+from .connections import Handoff, Intake
 
 if TYPE_CHECKING:
     from .webconfig import WebSecurity
@@ -54,12 +56,14 @@ DEADLINE_KEY = "wan_exporter.deadline"
 BOUND_WRITE_KEY = "wan_exporter.bound_write"
 REFUSAL_GRACE = 1.0  # seconds granted to deliver a 503 once a scrape's budget has run out
 TEXT = ("Content-Type", "text/plain; charset=utf-8")
+LISTEN_BACKLOG = 1024  # bursts of connections wait in the kernel, not refused
+FD_RESERVE = 256  # descriptors kept for the rest of the exporter when capping connections
 
 
 @dataclass(frozen=True)
 class Limits:
-    max_requests: int = 16  # served at once; beyond: 503 at once (/-/healthy exempt)
-    max_connections: int = 64  # open at all, incl. those still sending headers; beyond: closed on accept
+    max_requests: int = 16  # served at once; beyond: 503 at once (/-/healthy has as many of its own)
+    max_connections: int = 4096  # open at all; at the cap the stalest half-open one is closed for a new one
     header_timeout: float = 5.0  # TLS handshake + request line + headers, in total
     write_timeout: float = 30.0  # one answer, in total (a scrape's budget when that is shorter)
 
@@ -211,47 +215,75 @@ class _Stats:
             self.counts[name] = self.counts.get(name, 0) + 1
 
 
-class _Server(ThreadingMixIn, WSGIServer):
-    daemon_threads = True
-    block_on_close = False  # stopping never waits for a slow client
-    allow_reuse_address = True
-    request_queue_size = 128  # listen backlog: bursts of scrapes wait in the kernel, not refused
+class _Server:
+    """What the request handler needs of a server: the app, the limits, the shared state."""
 
-    limits: Limits
-    web: "WebSecurity | None"
-
-    def configure(self, limits: Limits, web: "WebSecurity | None") -> None:
+    def __init__(self, app: WSGIApp, host: str, port: int, limits: Limits, web: "WebSecurity | None") -> None:
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        self.socket = socket.create_server((host, port), family=family, backlog=LISTEN_BACKLOG, reuse_port=False)
+        self.server_address = self.socket.getsockname()
+        self.app = app
         self.limits = limits
         self.web = web
-        self.conn_slots = threading.BoundedSemaphore(limits.max_connections)
         self.request_slots = threading.BoundedSemaphore(limits.max_requests)
+        self.exempt_slots = threading.BoundedSemaphore(limits.max_requests)  # /-/healthy's own
         self.reaper = _Reaper()
         self.stats = _Stats()
+        self.base_environ = {"SERVER_NAME": host, "GATEWAY_INTERFACE": "CGI/1.1", "SERVER_PORT": str(self.port),
+                             "REMOTE_HOST": "", "CONTENT_LENGTH": "", "SCRIPT_NAME": ""}
+        self.cap = connection_cap(limits.max_connections)
+        self.intake = Intake(self.socket, cap=self.cap, header_timeout=limits.header_timeout, web=web,
+                             admit=self._admit, busy=self._busy, dispatch=self._dispatch, count=self.stats.inc)
 
-    def process_request(self, request: socket.socket, client_address: tuple) -> None:
-        if not self.conn_slots.acquire(blocking=False):
-            self.stats.inc("connections_refused")
-            log.debug("too many open connections (%d): closing %s", self.limits.max_connections, client_address)
-            self.shutdown_request(request)
-            return
-        try:
-            super().process_request(request, client_address)
-        except BaseException:
-            self.conn_slots.release()
-            raise
+    @property
+    def port(self) -> int:
+        return self.server_address[1]
 
-    def process_request_thread(self, request: socket.socket, client_address: tuple) -> None:
+    def get_app(self) -> WSGIApp:
+        return self.app
+
+    def _admit(self, path: str) -> threading.Semaphore | None:
+        slots = self.exempt_slots if path == HEALTH_PATH else self.request_slots
+        return slots if slots.acquire(blocking=False) else None
+
+    def _busy(self, path: str) -> bytes:
+        return f"Too many concurrent requests (limit {self.limits.max_requests}); try again.\n".encode()
+
+    def _dispatch(self, handoff: Handoff) -> None:
+        threading.Thread(target=self._serve, args=(handoff,), name="http-request", daemon=True).start()
+
+    def _serve(self, handoff: Handoff) -> None:
         try:
-            super().process_request_thread(request, client_address)
+            _Handler(handoff, self)
+        except Exception:  # noqa: BLE001 - one request's failure must not end the thread quietly
+            log.debug("connection from %s failed", handoff.addr, exc_info=True)
         finally:
-            self.conn_slots.release()
-
-    def handle_error(self, request: object, client_address: tuple) -> None:
-        log.debug("connection from %s failed", client_address, exc_info=True)
+            self.intake.done()
 
 
-class _DualStackServer(_Server):
-    address_family = socket.AF_INET6
+def connection_cap(wanted: int) -> int:
+    """``wanted``, or fewer when the process cannot have that many descriptors open.
+
+    The soft RLIMIT_NOFILE is raised towards the hard limit first (as Go's runtime does), keeping
+    FD_RESERVE descriptors for the rest of the exporter."""
+    try:
+        import resource
+    except ImportError:  # not on POSIX
+        return wanted
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    need = wanted + FD_RESERVE
+    if soft != resource.RLIM_INFINITY and soft < need:
+        target = need if hard == resource.RLIM_INFINITY else min(need, hard)
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+        except (ValueError, OSError):
+            pass
+    if soft != resource.RLIM_INFINITY and soft < need:
+        cap = max(8, soft - FD_RESERVE)
+        log.warning("open-file limit %d allows %d connections, not the %d configured", soft, cap, wanted)
+        return cap
+    return wanted
 
 
 class _ServerHandler(ServerHandler):
@@ -274,63 +306,61 @@ def _close_tls(conn: ssl.SSLSocket) -> None:
         conn.close()
 
 
-def _refuse_plain_http(conn: socket.socket) -> None:
-    """Plain HTTP reached the TLS port: say so in plain HTTP, as Go's server does."""
-    sock = socket.socket  # the plain methods: below the TLS layer that refused the bytes
-    try:
-        sock.sendall(conn, b"HTTP/1.0 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\n"
-                           b"Connection: close\r\n\r\nClient sent an HTTP request to an HTTPS server.\n")
-        sock.shutdown(conn, socket.SHUT_WR)
-        # Drain what is left of the request briefly, so closing does not reset the answer away.
-        conn.settimeout(0.2)
-        for _ in range(16):
-            if not sock.recv(conn, 4096):
-                break
-    except OSError:
-        pass
+class _Prefixed(io.RawIOBase):
+    """Reads the bytes the event loop already read, then the socket."""
+
+    def __init__(self, prefix: bytes, sock: socket.socket) -> None:
+        self._prefix = memoryview(prefix)
+        self._sock = sock
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b) -> int:  # noqa: ANN001 - io's signature
+        if self._prefix:
+            n = min(len(b), len(self._prefix))
+            b[:n] = self._prefix[:n]
+            self._prefix = self._prefix[n:]
+            return n
+        return self._sock.recv_into(b)
+
+
+class _Writer(io.RawIOBase):
+    """The answer goes straight to the socket (no buffering to flush)."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self._sock = sock
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, b) -> int:  # noqa: ANN001 - io's signature
+        self._sock.sendall(b)
+        return len(b)
 
 
 class _Handler(WSGIRequestHandler):
-    """One request per connection (HTTP/1.0), within :class:`Limits`."""
+    """One request per connection (HTTP/1.0), handed over with its head already read, within
+    :class:`Limits`."""
 
-    server: _Server
+    server: _Server  # type: ignore[assignment]
+
+    def __init__(self, handoff: Handoff, server: _Server) -> None:
+        self.handoff = handoff
+        super().__init__(handoff.sock, handoff.addr, server)  # type: ignore[arg-type]
 
     def setup(self) -> None:
-        srv = self.server
-        self._ready = False
-        self._slot = False
-        raw = self.request
-        deadline = self._header_deadline = time.monotonic() + srv.limits.header_timeout
-        raw.settimeout(srv.limits.header_timeout)  # per operation; the reaper bounds the total
-        srv.reaper.set(id(self), raw, deadline)
-        ctx = srv.web.ssl_context() if srv.web is not None and srv.web.tls_enabled else None
-        if ctx is not None:
-            try:
-                conn = ctx.wrap_socket(raw, server_side=True, do_handshake_on_connect=False)
-            except (OSError, ValueError) as e:
-                log.debug("TLS setup for %s failed: %s", self.client_address, e)
-                return
-            self.request = conn
-            srv.reaper.set(id(self), conn, deadline)  # raw is now detached from its fd
-            try:
-                conn.do_handshake()
-                problem = srv.web.check_client_cert(conn)
-            except (OSError, ValueError) as e:
-                srv.stats.inc("tls_handshake_failed")
-                log.debug("TLS handshake with %s failed: %s", self.client_address, e)
-                if isinstance(e, ssl.SSLError) and e.reason == "HTTP_REQUEST":
-                    _refuse_plain_http(conn)
-                return
-            if problem:
-                srv.stats.inc("tls_client_refused")
-                log.info("refused TLS client %s: %s", self.client_address[0], problem)
-                return
-        super().setup()
-        self._ready = True
+        h, srv = self.handoff, self.server
+        self.connection = self.request
+        self._slot: threading.Semaphore | None = h.slot
+        self._header_deadline = h.deadline
+        self.request.setblocking(True)
+        self.request.settimeout(max(0.05, h.deadline - time.monotonic()))  # per operation
+        srv.reaper.set(id(self), self.request, h.deadline)  # in total
+        self.rfile = io.BufferedReader(_Prefixed(h.head, self.request))
+        self.wfile = _Writer(self.request)
 
     def handle(self) -> None:
-        if not self._ready:
-            return
         srv = self.server
         self.raw_requestline = b""
         try:
@@ -353,13 +383,6 @@ class _Handler(WSGIRequestHandler):
             return
         budget = parse_scrape_timeout(self.headers.get(SCRAPE_TIMEOUT_HEADER))
         self._bound_write(now + srv.limits.write_timeout)
-        path = self.path.split("?", 1)[0]
-        if path != HEALTH_PATH:
-            if not srv.request_slots.acquire(blocking=False):
-                srv.stats.inc("requests_rejected")
-                self._overloaded()
-                return
-            self._slot = True
         environ = self.get_environ()
         if budget is not None:
             environ[DEADLINE_KEY] = now + budget
@@ -376,31 +399,19 @@ class _Handler(WSGIRequestHandler):
         self.server.reaper.set(id(self), self.request, deadline)
         self.request.settimeout(max(0.05, deadline - time.monotonic()))
 
-    def _overloaded(self) -> None:
-        body = f"Too many concurrent requests (limit {self.server.limits.max_requests}); try again.\n".encode()
+    def finish(self) -> None:
+        self.server.reaper.clear(id(self))
+        if self._slot is not None:
+            self._slot.release()
+            self._slot = None
+        if isinstance(self.request, ssl.SSLSocket):
+            _close_tls(self.request)
+            return
         try:
-            self.send_response(503)
-            for k, v in (TEXT, ("Content-Length", str(len(body))), ("Retry-After", "1"), ("Connection", "close"),
-                         *(self.server.web.extra_headers() if self.server.web else ())):
-                self.send_header(k, v)
-            self.end_headers()
-            self.wfile.write(body)
+            self.request.shutdown(socket.SHUT_WR)
         except OSError:
             pass
-
-    def finish(self) -> None:
-        try:
-            if self._ready:
-                super().finish()
-        except (OSError, ValueError):
-            pass
-        finally:
-            self.server.reaper.clear(id(self))
-            if self._slot:
-                self.server.request_slots.release()
-                self._slot = False
-            if isinstance(self.request, ssl.SSLSocket):
-                _close_tls(self.request)
+        self.request.close()
 
     def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - stdlib signature
         log.debug("%s - %s", self.address_string(), format % args)
@@ -426,13 +437,10 @@ class HttpServer:
     def __init__(self, app: WSGIApp, address: str, *, limits: Limits | None = None,
                  web: "WebSecurity | None" = None, poll_interval: float = 0.5) -> None:
         host, port = parse_listen_address(address)
-        cls = _DualStackServer if ":" in host else _Server
         self.limits = limits or Limits()
         self.web = web if web is not None else getattr(app, "web_security", None)
-        self.httpd = make_server(host, port, app, server_class=cls, handler_class=_Handler)
-        self.httpd.configure(self.limits, self.web)
-        self.thread = threading.Thread(target=self.httpd.serve_forever, args=(poll_interval,), name="http",
-                                       daemon=True)
+        self.httpd = _Server(app, host, port, self.limits, self.web)
+        self.thread = threading.Thread(target=self.httpd.intake.run, name="http", daemon=True)
 
     @property
     def port(self) -> int:
@@ -445,7 +453,8 @@ class HttpServer:
     @property
     def stats(self) -> dict[str, int]:
         """Counts of refused connections, rejected requests, timeouts, failed handshakes."""
-        return {**self.httpd.stats.counts, "reaped": self.httpd.reaper.reaped}
+        return {**self.httpd.stats.counts, "reaped": self.httpd.reaper.reaped,
+                "open_connections": self.httpd.intake.open_connections}
 
     def start(self) -> None:
         self.httpd.reaper.start()
@@ -458,6 +467,8 @@ class HttpServer:
                      f"on ({len(cfg.users)} users)" if cfg.users else "off")
 
     def stop(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
+        self.httpd.intake.stop()
+        if self.thread.is_alive():
+            self.thread.join(5)
+        self.httpd.socket.close()
         self.httpd.reaper.stop()
