@@ -25,6 +25,7 @@ from pathlib import Path
 ITEMS = {
     "1": ("item_scrape", "Scrape cost"),
     "1c": ("item_scrape:run_during", "Scrape cost while a benchmark runs"),
+    "1s": ("item_slow_clients", "Scrapes while slow clients hold connections"),
     "2": ("item_footprint", "Footprint"),
     "3": ("item_overhead", "Instrumentation overhead"),
     "4": ("item_hashing", "Integrity hashing and cheap checks"),

@@ -21,6 +21,7 @@ HEADLINES = {
           "default config, 8 GPUs: CPU per scrape, as Prometheus", "default config, 8 GPUs: p99 latency, one scrape",
           "50 models, 8 GPUs: p99 latency, as Prometheus", "50 models, 8 GPUs: p99 latency, one scrape"),
     "1c": ("p50 latency while", "p99 latency while"),
+    "1s": ("scrapes answered with", "connections the exporter held"),
     "2": ("exporter RSS", "exporter idle CPU", "torch"),
     "3": ("generation through the runner / direct",),
     "4": ("hash throughput (warm", "layout check", "headers check"),
@@ -177,7 +178,7 @@ def render(doc: dict, merged: list[dict] | None = None, rerender: str = "python3
         f"The run took {fmt(doc.get('seconds', 0) / 60)} minutes"
         + (" (**--quick**: tiny iteration counts, a smoke run; not the figures to quote)" if doc.get("quick") else "")
         + (f"; exporter source measured: `{doc['exporter_src']}`" if doc.get("exporter_src") and
-           not str(doc["exporter_src"]).endswith(str(Path(REPO.name) / "exporter")) else "")
+           "--exporter-src" in doc.get("command", "") else "")
         + ".",
         "",
         "## Machine",
