@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 import threading
@@ -17,7 +18,10 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.core import GaugeMetricFamily
 
 from support.procs import http_get, wait_for
+from support.web_certs import CA
+from support.web_procs import client_context, https_get
 from wan_exporter.server import HttpServer, Limits, make_app
+from wan_exporter.webconfig import WebSecurity
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -104,3 +108,35 @@ def test_scrapes_succeed_when_half_open_connections_exceed_the_cap(server):
     results, seen = scrape_under_load(srv, 400, 100)
     assert results and all(r == 200 for r in results), (results, seen)
     assert seen["connections_evicted"] > 0 and seen["server_most_open"] <= 100, seen
+
+
+def test_tls_scrapes_succeed_while_300_clients_stall_their_handshake(tmp_path):
+    """Handshakes run in the event loop without blocking: clients that connect and send half a
+    ClientHello (or nothing) hold no thread, and every HTTPS scrape is answered."""
+    ca = CA(tmp_path / "pki")
+    server_cert = ca.server()
+    web = tmp_path / "web.yml"
+    web.write_text(f"tls_server_config:\n  cert_file: {server_cert.cert}\n  key_file: {server_cert.key}\n")
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(Series())
+    srv = HttpServer(WebSecurity(web)(make_app(registry, lambda: True, lambda: [])), "127.0.0.1:0",
+                     limits=Limits(header_timeout=3.0))
+    srv.start()
+    stalled: list[socket.socket] = []
+    try:
+        # The first bytes of a TLS record header announcing a ClientHello that never comes.
+        for i in range(300):
+            s = socket.create_connection(("127.0.0.1", srv.port))
+            if i % 2:
+                s.sendall(b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03")
+            stalled.append(s)
+        wait_for(lambda: srv.stats["open_connections"] >= 300, 10, 0.05, "300 stalled handshakes held")
+        assert threading.active_count() < 50, "a stalled handshake must not hold a thread"
+        ctx = client_context(ca.cert_path)
+        for _ in range(10):
+            status, _, body = https_get(f"https://127.0.0.1:{srv.port}/metrics", ctx=ctx, timeout=5)
+            assert status == 200 and b"wan_test_series" in body
+    finally:
+        for s in stalled:
+            s.close()
+        srv.stop()
