@@ -107,7 +107,8 @@ class App:
         for s in self.subsystems:
             parts.extend(s.parts())
         self.registry = CollectorRegistry(auto_describe=True)
-        self.registry.register(SnapshotCollector(self.store, self.config, parts))
+        self.snapshot_collector = SnapshotCollector(self.store, self.config, parts)
+        self.registry.register(self.snapshot_collector)
         self.server: HttpServer | None = None
         self.metrics_cache = None  # the pre-rendered /metrics (wan_exporter.exposition), once serving
         self._reload_lock = threading.Lock()
@@ -120,7 +121,8 @@ class App:
     # -- lifecycle -----------------------------------------------------------------
     def start(self, listen_address: str, wsgi_wrapper: Callable | None = None) -> None:
         app = make_app(self.registry, lambda: self.store.snapshot.ready, lambda: [m.name for m in self._config.models],
-                       version=lambda: (self.store.snapshot, self._config))
+                       version=lambda: (self.store.snapshot, self._config),
+                       sections=self.snapshot_collector.sections)
         self.metrics_cache = app.metrics_cache
         if wsgi_wrapper is not None:
             app = wsgi_wrapper(app)

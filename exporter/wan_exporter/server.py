@@ -105,16 +105,17 @@ def _within_budget(app: WSGIApp) -> WSGIApp:
 
 
 def make_app(registry: CollectorRegistry, is_ready: Callable[[], bool], models: Callable[[], list[str]],
-             version: Callable[[], tuple] | None = None) -> WSGIApp:
+             version: Callable[[], tuple] | None = None, sections: Callable[[], list] | None = None) -> WSGIApp:
     """The exporter's endpoints. With ``version`` (objects whose identity changes whenever the
     exposition may change: the snapshot and the config), /metrics is served pre-rendered
-    (:mod:`wan_exporter.exposition`); the cache is the returned app's ``metrics_cache``."""
+    (:mod:`wan_exporter.exposition`), part by part when ``sections`` gives the registry's parts
+    with their keys; the cache is the returned app's ``metrics_cache``."""
     metrics_raw = make_wsgi_app(registry)
     cache = None
     if version is not None:
         from .exposition import PrerenderedMetrics
 
-        cache = PrerenderedMetrics(registry, version)
+        cache = PrerenderedMetrics(registry, version, sections=sections)
         metrics_raw = cache.wsgi(metrics_raw)
     metrics_app = _within_budget(metrics_raw)
 

@@ -45,8 +45,19 @@ def memory_total_for(snap: Snapshot, device: str, kind: str) -> float | None:
     return None
 
 
+def _gpu_memory_totals(gpus: tuple) -> tuple:
+    return tuple((g.index, g.memory_total_bytes) for g in gpus)
+
+
+def _host_memory_total(host: object) -> int | None:
+    return getattr(host, "memory_total_bytes", None)
+
+
 class BenchmarkFigures:
     name = "benchmark"
+    # Of the GPUs and the host only the memory totals matter (memory_total_for): a GPU or host
+    # poll alone does not re-render the benchmark figures.
+    reads = ("benchmarks", "baselines", ("gpus", _gpu_memory_totals), ("host", _host_memory_total))
 
     def families(self, snap: Snapshot, cfg: Config) -> Iterable[Metric]:
         L = ["model", "profile"]
@@ -152,7 +163,17 @@ class BenchmarkFigures:
         for (model, reason), n in sorted(skips.items()):
             if model in seen_models:
                 skipped.add_metric([model, reason], n)
-        fams = [hist, last_dur, prof_info, phase, per_step, peak, peak_ratio, frames, fps, pps, energy, start, runs, fails, skipped,
-                last_ok, last_run, last_result, consecutive, sanity_ratio, sanity_fail, repro, baseline, perf, spread]
-        fams.extend(recommendation_families(snap, cfg))
-        return fams
+        return [hist, last_dur, prof_info, phase, per_step, peak, peak_ratio, frames, fps, pps, energy, start, runs, fails,
+                skipped, last_ok, last_run, last_result, consecutive, sanity_ratio, sanity_fail, repro, baseline, perf,
+                spread]
+
+
+class Recommendation:
+    """Which model fits which GPU and how models rank per use case: apart from the benchmark
+    figures because it also reads the health checks (a model must be healthy to be ranked)."""
+
+    name = "benchmark"
+    reads = ("checks", "benchmarks", "baselines", ("gpus", _gpu_memory_totals))
+
+    def families(self, snap: Snapshot, cfg: Config) -> Iterable[Metric]:
+        return recommendation_families(snap, cfg)

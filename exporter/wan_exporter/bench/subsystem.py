@@ -21,7 +21,7 @@ from ..scheduler import Jobs
 from ..state import BenchmarkAggregate, BenchmarkResult, Snapshot, Store, frozen_map
 from . import aggregate
 from .baselines import Baselines
-from .collector import BenchmarkFigures
+from .collector import BenchmarkFigures, Recommendation
 from .runner import CHILD_TARGET, run_once
 
 log = logging.getLogger(__name__)
@@ -67,7 +67,7 @@ class BenchmarkSubsystem:
         self._stopping = threading.Event()
 
     def parts(self) -> list:
-        return [BenchmarkFigures()]
+        return [BenchmarkFigures(), Recommendation()]
 
     def shutdown(self) -> None:
         self._stopping.set()

@@ -15,6 +15,7 @@ from ._families import bool_value, new
 
 class ExporterSelf:
     name = "exporter"
+    reads = ("versions", "collectors", "jobs", "config_last_reload_success", "config_last_reload_at", "clock_jumps")
 
     def __init__(self, build: Mapping[str, str]) -> None:
         self.build = dict(build)

@@ -14,6 +14,7 @@ from ._families import bool_value, new
 
 class GpuFigures:
     name = "gpu"
+    reads = (("collectors", lambda c: c.get("gpu")), "gpus", "gpu_xid_totals")
 
     def families(self, snap: Snapshot, cfg: Config) -> Iterable[Metric]:
         gpu_ok = snap.collectors.get("gpu")

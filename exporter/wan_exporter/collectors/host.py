@@ -14,6 +14,7 @@ from ._families import new
 
 class HostFigures:
     name = "host"
+    reads = ("host",)
 
     def families(self, snap: Snapshot, cfg: Config) -> Iterable[Metric]:
         h = snap.host

@@ -15,6 +15,7 @@ from ._families import bool_value, new
 
 class ModelCapabilities:
     name = "models"
+    reads = ("checkpoint_facts",)
 
     def families(self, snap: Snapshot, cfg: Config) -> Iterable[Metric]:
         m_info = new(models.INFO)

@@ -22,6 +22,7 @@ from .verdict import verdict
 
 class HealthFigures:
     name = "health"
+    reads = ("checks", "check_last_success", "benchmarks", "baselines")  # the last two for the verdict
 
     def families(self, snap: Snapshot, cfg: Config) -> Iterable[Metric]:
         ok = new(health.HEALTH_CHECK_SUCCESS)
