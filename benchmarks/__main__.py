@@ -32,6 +32,7 @@ ITEMS = {
     "5": ("item_detection", "Detection latency"),
     "6": ("item_startup", "Startup"),
     "7": ("item_scale", "Scale"),
+    "7c": ("item_cap", "Scale at the cap"),
     "G": ("item_gpu", "On an NVIDIA GPU"),
     "P": ("item_profile", "Profiles"),
 }

@@ -28,6 +28,7 @@ HEADLINES = {
     "5": ("fault -> webhook",),
     "6": ("launch -> first /metrics (default",),
     "7": ("p99 latency at 200 models",),
+    "7c": ("64 models, 8 GPUs: p50 latency", "64 models, 8 GPUs: p99 latency", "64 models, 8 GPUs: CPU per snapshot"),
 }
 
 

@@ -12,7 +12,9 @@ and the config, so it can be rendered ahead of time:
   time plus 0.25 s), and only if the snapshot or config changed. So a periodic scraper such as
   Prometheus is answered with bytes rendered at most ``lead + SLACK`` seconds earlier, and the
   exporter still renders about once per scrape, never once per snapshot change;
-* any other scrape whose cached bytes are out of date renders at once, as before.
+* any other scrape whose cached bytes are out of date renders at once, as before;
+* a scrape that finds a render of its variant under way is served the cached bytes at once if
+  they matched the snapshot at most ``lead + SLACK`` seconds earlier, instead of waiting.
 
 A render re-renders only what changed. Given ``sections`` (the registry's parts, each with a
 key of what it reads: :meth:`wan_exporter.collectors.SnapshotCollector.sections`), each
