@@ -144,12 +144,14 @@ class Intake:
                         accept = True  # after the reads: a connection gets its turn before it can be evicted
                     elif key.data == "wake":
                         self._drain_wake()
-                    elif key.fileobj.fileno() in self.draining:
-                        self._drain_plain(key.data)
                     else:
-                        self._advance(key.data)
+                        self._guarded(self._drain_plain if key.fileobj.fileno() in self.draining else self._advance,
+                                      key.data)
                 if accept:
-                    self._accept()
+                    try:
+                        self._accept()
+                    except Exception:  # noqa: BLE001 - the loop must outlive any one connection
+                        log.exception("accepting connections failed")
                 self._expire(time.monotonic())
         finally:
             for p in [*self.pending.values(), *self.draining.values()]:
@@ -159,6 +161,16 @@ class Intake:
             self.sel.close()
             self._wake_r.close()
             self._wake_w.close()
+
+    def _guarded(self, step: Callable[[_Pending], None], p: _Pending) -> None:
+        """One connection's step; an unexpected error drops that connection, never the loop."""
+        try:
+            step(p)
+        except Exception:  # noqa: BLE001
+            log.exception("connection from %s failed", p.addr)
+            self.pending.pop(p.sock.fileno(), None)
+            self.draining.pop(p.sock.fileno(), None)
+            self._close(p)
 
     def _drain_wake(self) -> None:
         try:
@@ -196,22 +208,24 @@ class Intake:
 
     def _start(self, sock: socket.socket, addr: tuple) -> None:
         sock.setblocking(False)
-        ctx = self.web.ssl_context() if self.web is not None and self.web.tls_enabled else None
-        if ctx is not None:
+        if self.web is not None and self.web.tls_enabled:
             try:
+                ctx = self.web.ssl_context()  # the one current now: certificates rotate without a restart
+                if ctx is None:
+                    raise ValueError("no TLS context")
                 sock = ctx.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
-            except (OSError, ValueError) as e:
+            except Exception as e:  # noqa: BLE001 - one connection lost, never the loop
                 log.debug("TLS setup for %s failed: %s", addr, e)
                 sock.close()
                 return
-        p = _Pending(sock, addr, time.monotonic() + self.header_timeout, ctx is not None, self._round)
+        p = _Pending(sock, addr, time.monotonic() + self.header_timeout, isinstance(sock, ssl.SSLSocket), self._round)
         try:
             self.sel.register(sock, selectors.EVENT_READ, p)
         except (OSError, ValueError):
             sock.close()
             return
         self.pending[sock.fileno()] = p
-        self._advance(p)  # a scraper's request is usually there already: no need to wait a round
+        self._guarded(self._advance, p)  # a scraper's request is usually there already: no need to wait a round
 
     def _evict_stalest(self, any_round: bool = False) -> bool:
         """Close the oldest half-open connection, unless it was accepted this round (it has not
@@ -335,7 +349,13 @@ class Intake:
             pass
         with self._active_lock:
             self._active += 1
-        self.dispatch(Handoff(p.sock, p.addr, bytes(p.buf), p.deadline, slot))
+        try:
+            self.dispatch(Handoff(p.sock, p.addr, bytes(p.buf), p.deadline, slot))
+        except Exception:  # noqa: BLE001 - e.g. no thread could be started: this request is lost, not the loop
+            log.exception("could not hand the request from %s to a thread", p.addr)
+            slot.release()
+            self.done()
+            p.sock.close()
 
     def _answer(self, p: _Pending, status: str, body: bytes, extra: list[tuple[str, str]] = ()) -> None:
         """A short refusal written from the loop: it fits the socket buffer, or the client loses it."""
