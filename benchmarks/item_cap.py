@@ -26,7 +26,7 @@ FLOOR_GOAL = 2.0
 def run(ctx: Context) -> ItemResult:
     res = ItemResult("7c", "Scale at the cap")
     n_models, gpus = ctx.n(64, 8), 8
-    interval, ticks, idle_s = 1.3, ctx.n(70, 8), ctx.n(45, 4)
+    interval, ticks, idle_s = 1.3, ctx.n(150, 8), ctx.n(40, 4)
     work = ctx.scratch("cap")
     cfg = procs.write_config(work / "config.yaml", procs.models_config(
         ctx.tiny_dir, n_models, extra={"schedules": {"gpu": {"interval": "1s"}}}))

@@ -201,6 +201,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         except Exception as e:  # noqa: BLE001 - reported and fatal at start: never serve unprotected
             log.error("invalid --web.config.file: %s", e)
             return 1
+    # A scrape thread waits for the GIL while a background job (a render ahead of the next scrape,
+    # a poll, a health check) runs Python code: up to one switch interval per hand-over, 5 ms by
+    # default. 1 ms bounds those waits at a small cost to the background jobs' throughput
+    # (benchmarks/analysis.md, items 1c and 7c).
+    sys.setswitchinterval(0.001)
     app = App(cfg, config_path=path, collectors=enabled_collectors(args))
     try:
         app.start(args.listen_address, wsgi_wrapper=wrapper)
