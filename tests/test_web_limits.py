@@ -233,3 +233,13 @@ def test_writing_any_answer_is_bounded_by_write_timeout(server_factory):
     with _stall_after_first_bytes(srv, b"GET /big HTTP/1.1\r\nHost: x\r\n\r\n"):
         wait_for(lambda: http_get(url(srv, "/other"), 2)[0] == 200, 4, 0.1, "the stalled write to be cut")
     assert time.monotonic() - t0 < 3.0
+
+
+def test_requests_reuse_kept_threads_instead_of_starting_one_each(server_factory):
+    srv = server_factory(GatedCollector(delay=0.001))
+    for _ in range(30):
+        assert http_get(url(srv, "/metrics"))[0] == 200
+    assert 1 <= srv.httpd.workers.threads <= 2, "one request at a time needs one kept thread"
+    with ThreadPoolExecutor(4) as pool:
+        assert [f.result()[0] for f in [pool.submit(http_get, url(srv, "/metrics")) for _ in range(40)]] == [200] * 40
+    assert srv.httpd.workers.threads <= 2 * srv.limits.max_requests

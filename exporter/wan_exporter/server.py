@@ -28,6 +28,7 @@ import html
 import io
 import logging
 import math
+import queue
 import socket
 import ssl
 import threading
@@ -233,6 +234,8 @@ class _Server:
         self.base_environ = {"SERVER_NAME": host, "GATEWAY_INTERFACE": "CGI/1.1", "SERVER_PORT": str(self.port),
                              "REMOTE_HOST": "", "CONTENT_LENGTH": "", "SCRIPT_NAME": ""}
         self.cap = connection_cap(limits.max_connections)
+        # As many as there are request slots (both kinds): a complete request never waits for a thread.
+        self.workers = _Workers(2 * limits.max_requests, self._serve)
         self.intake = Intake(self.socket, cap=self.cap, header_timeout=limits.header_timeout, web=web,
                              admit=self._admit, busy=self._busy, dispatch=self._dispatch, count=self.stats.inc)
 
@@ -251,7 +254,7 @@ class _Server:
         return f"Too many concurrent requests (limit {self.limits.max_requests}); try again.\n".encode()
 
     def _dispatch(self, handoff: Handoff) -> None:
-        threading.Thread(target=self._serve, args=(handoff,), name="http-request", daemon=True).start()
+        self.workers.submit(handoff)
 
     def _serve(self, handoff: Handoff) -> None:
         try:
@@ -260,6 +263,48 @@ class _Server:
             log.debug("connection from %s failed", handoff.addr, exc_info=True)
         finally:
             self.intake.done()
+
+
+class _Workers:
+    """Threads kept for requests, started as needed: handing a request to an idle one costs the
+    event loop a queue put, not a thread start (which waits for the new thread to run)."""
+
+    def __init__(self, limit: int, serve: Callable[[Handoff], None]) -> None:
+        self._limit = limit
+        self._serve = serve
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._idle = 0
+        self._threads = 0
+
+    def submit(self, handoff: Handoff) -> None:
+        self._queue.put(handoff)
+        with self._lock:
+            # _idle: threads waiting for a request less requests waiting for a thread.
+            if self._idle > 0 or self._threads >= self._limit:
+                self._idle -= 1  # an idle thread takes it, or the next one to finish
+                return
+            self._threads += 1  # a new thread takes it
+        threading.Thread(target=self._run, name="http-request", daemon=True).start()
+
+    @property
+    def threads(self) -> int:
+        return self._threads
+
+    def stop(self) -> None:
+        with self._lock:
+            n = self._threads
+        for _ in range(n):
+            self._queue.put(None)
+
+    def _run(self) -> None:
+        while True:
+            handoff = self._queue.get()
+            if handoff is None:
+                return
+            self._serve(handoff)
+            with self._lock:
+                self._idle += 1
 
 
 def connection_cap(wanted: int) -> int:
@@ -473,3 +518,4 @@ class HttpServer:
             self.thread.join(5)
         self.httpd.socket.close()
         self.httpd.reaper.stop()
+        self.httpd.workers.stop()
