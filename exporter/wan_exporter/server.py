@@ -10,7 +10,7 @@ The server keeps serving when clients misbehave (see :class:`Limits`):
   handshake, request line and headers, then it is dropped;
 * at most ``max_connections`` connections are open; at the cap the stalest half-open one is
   closed to make room, so a client holding many idle connections cannot keep a scraper out;
-* at most ``max_requests`` requests are served at once, each on its own thread; one more is
+* at most ``max_requests`` requests are served at once, each on a kept thread; one more is
   answered 503 at once, never queued. ``/-/healthy`` has slots of its own, so liveness probes
   pass under load;
 * writing an answer is bounded by ``write_timeout``, or by the scrape's own budget from
