@@ -358,13 +358,16 @@ _TINY_NOTES = ("Randomly initialised stand-in built offline by wan_exporter.tiny
                "checkpoint at run time. 32x32, 9 frames, 4 steps run in ~0.1 s on a CPU. ")
 
 
-def _tiny(key: str, imitates: str, pipeline: str, inputs: tuple[str, ...], experts: int = 1,
+def _tiny(key: str, imitates: str, pipeline: str, inputs: tuple[str, ...], fps: int, experts: int = 1,
           boundary_ratio: float | None = None, ti2v: bool = False, image_encoder: bool = False) -> CatalogEntry:
+    """A tiny stand-in. ``fps`` is stated, not inherited: it is the rate this project writes the tiny
+    model's frames at (the imitated model's output rate, so real-time factors read alike), and no
+    figure anybody published for the tiny model."""
     big = CATALOG[imitates]
     return CatalogEntry(
         key=key, model_id="", family="tiny", task=big.task, pipeline=pipeline, inputs=inputs,
         parameters=None, active_parameters=None,
-        resolutions=((32, 32),), frames_default=9, fps_default=big.fps_default, steps_default=4,
+        resolutions=((32, 32),), frames_default=9, fps_default=fps, steps_default=4,
         vae_compression=_WAN22_VAE if ti2v else _WAN21_VAE, vae_z_dim=48 if ti2v else 16,
         experts=experts, boundary_ratio=boundary_ratio,
         precisions=_TINY_PRECISIONS, lora=True, output_formats=_OUTPUTS,
@@ -374,12 +377,13 @@ def _tiny(key: str, imitates: str, pipeline: str, inputs: tuple[str, ...], exper
     )
 
 
-_add(_tiny("tiny-wan2.2-t2v-a14b", "wan2.2-t2v-a14b", "WanPipeline", ("text",), experts=2, boundary_ratio=0.875))
-_add(_tiny("tiny-wan2.2-i2v-a14b", "wan2.2-i2v-a14b", "WanImageToVideoPipeline", ("text", "image"),
+_add(_tiny("tiny-wan2.2-t2v-a14b", "wan2.2-t2v-a14b", "WanPipeline", ("text",), fps=16, experts=2,
+           boundary_ratio=0.875))
+_add(_tiny("tiny-wan2.2-i2v-a14b", "wan2.2-i2v-a14b", "WanImageToVideoPipeline", ("text", "image"), fps=16,
            experts=2, boundary_ratio=0.9))
-_add(_tiny("tiny-wan2.2-ti2v-5b", "wan2.2-ti2v-5b", "WanPipeline", ("text", "image"), ti2v=True))
-_add(_tiny("tiny-wan2.1-t2v", "wan2.1-t2v-14b", "WanPipeline", ("text",)))
-_add(_tiny("tiny-wan2.1-i2v", "wan2.1-i2v-14b-480p", "WanImageToVideoPipeline", ("text", "image"),
+_add(_tiny("tiny-wan2.2-ti2v-5b", "wan2.2-ti2v-5b", "WanPipeline", ("text", "image"), fps=24, ti2v=True))
+_add(_tiny("tiny-wan2.1-t2v", "wan2.1-t2v-14b", "WanPipeline", ("text",), fps=16))
+_add(_tiny("tiny-wan2.1-i2v", "wan2.1-i2v-14b-480p", "WanImageToVideoPipeline", ("text", "image"), fps=16,
            image_encoder=True))
 
 TINY_KEYS: tuple[str, ...] = tuple(k for k, e in CATALOG.items() if e.tiny)
