@@ -21,6 +21,7 @@ from ..state import BenchmarkAggregate, BenchmarkResult, Snapshot, frozen_map
 from . import aggregate
 from .baselines import Baselines
 from .collector import BenchmarkFigures
+from .efficiency import EfficiencyFigures
 from .runner import CHILD_TARGET, run_once
 
 if TYPE_CHECKING:
@@ -64,7 +65,7 @@ class BenchmarkSubsystem:
         self._stopping = threading.Event()
 
     def parts(self) -> list:
-        return [BenchmarkFigures()]
+        return [BenchmarkFigures(), EfficiencyFigures()]
 
     def stopping(self) -> None:
         self._stopping.set()  # a running job finishes its current model and stops
