@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import gc
 import json
 import os
 import platform
@@ -331,6 +332,7 @@ def main(argv: list[str] | None = None) -> int:
         say(f"{name}: built in {build_seconds:.1f}s, {report['parameters'][name]}")
         rows.extend(measure(cfg, name, pipe, build_seconds, ceiling))
         del pipe
+        gc.collect()
         if device.startswith("cuda"):
             torch.cuda.empty_cache()
         (out / "gpu_fullsize.json").write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
