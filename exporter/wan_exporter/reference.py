@@ -57,7 +57,12 @@ if __name__ == "__main__":
     import sys
 
     if "--write" in sys.argv:
-        path = Path(__file__).resolve().parents[2] / "README.md"
+        from .shipped import checkout_root
+
+        root = checkout_root()
+        if root is None:
+            sys.exit("--write updates a checkout's README.md; this package is not running from a checkout")
+        path = root / "README.md"
         print("updated" if update_readme(path) else "unchanged", path)
     else:
         print(table(), end="")
