@@ -232,8 +232,8 @@ def test_fleet_rollup_rules_give_per_instance_and_fleet_figures(fleet):
     assert states == {instance_name(i): (2 if i == 0 else 1) for i in range(N_EXPORTERS)}
 
 
-@pytest.mark.skipif(not FLEET_DASHBOARD.exists(), reason="grafana/dashboards/wan-fleet.json not generated yet")
 def test_fleet_dashboard_queries_return_per_instance_and_fleet_data(fleet):
+    assert FLEET_DASHBOARD.exists(), f"{FLEET_DASHBOARD} missing: run python3 -m grafana.dashboards_src"
     prom = fleet["prom"]
     instances = [instance_name(i) for i in range(N_EXPORTERS)]
     # Let a benchmark land everywhere first (the previous test usually did).

@@ -105,3 +105,22 @@ def test_every_subcommand_answers_help(argv):
     assert r.returncode == 0, r.stderr
     assert r.stdout.startswith("usage: wan-exporter"), r.stdout
     assert not r.stderr
+
+
+# --------------------------------------------------------------------------- tested versions
+
+def _pins(path: Path) -> dict[str, str]:
+    lines = [ln.split("#")[0].strip() for ln in path.read_text().splitlines()]
+    return {n.lower().replace("_", "-"): v for n, v in (ln.split("==") for ln in lines if ln)}
+
+
+def test_the_constraints_pin_the_readme_tested_versions_and_the_setup_uses_them():
+    pins = _pins(README.parent / "constraints.txt")
+    tested = README.read_text().split("## Tested versions", 1)[1].split("\n## ", 1)[0]
+    for name, version in re.findall(r"(torch|diffusers|transformers|prometheus-client) (\d[\w.]*)", tested):
+        assert pins[name] == version or pins[name].startswith(version + "."), (name, version, pins.get(name))
+    image = _pins(README.parent / "deploy" / "docker" / "constraints.txt")
+    assert {n: pins.get(n) for n in image} == image, "deploy/docker/constraints.txt drifted from constraints.txt"
+    script = (README.parent / "scripts" / "test.sh").read_text()
+    assert "pip install -q -c constraints.txt -e '.[test]'" in script
+    assert script.index("torch==2.13.0") < script.index("-c constraints.txt"), "torch (CPU build) goes first"

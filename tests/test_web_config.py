@@ -12,12 +12,12 @@ import pytest
 
 from support.procs import REPO, exporter_env
 from support.web_certs import CA
+from support.tools import require_tool
 from wan_exporter.config import ConfigError
 from wan_exporter.webconfig import WebSecurity, build_ssl_context, parse_web_config, read_web_config
 
 HASH = "$2y$04$Ktk9q0qQb0H6oLe3lQx6U.3E1nUXYbz4Fb7UcT6rXo5KH5rjuDmH6"  # bcrypt-shaped; never verified here
 TLS = "tls_server_config:\n  cert_file: s.crt\n  key_file: s.key\n"
-PROMTOOL = shutil.which("promtool")
 
 
 def errors_of(text: str) -> list[str]:
@@ -96,9 +96,10 @@ CASES = [
 def test_each_bad_input_has_its_message(text, expected, promtool_rejects, tmp_path):
     errs = errors_of(text)
     assert any(expected in e for e in errs), errs
-    if PROMTOOL and promtool_rejects:  # where exporter-toolkit refuses it too, so does the reference
+    if promtool_rejects:  # where exporter-toolkit refuses it too, so does the reference
         (tmp_path / "web.yml").write_text(text)
-        r = subprocess.run([PROMTOOL, "check", "web-config", str(tmp_path / "web.yml")], capture_output=True,
+        r = subprocess.run([require_tool("promtool"), "check", "web-config", str(tmp_path / "web.yml")],
+                           capture_output=True,
                            text=True, timeout=30)
         assert r.returncode != 0, f"promtool accepted: {text!r}"
 
@@ -202,9 +203,9 @@ def test_examples_exist():
 @pytest.mark.parametrize("example", EXAMPLES, ids=[p.name for p in EXAMPLES])
 def test_shipped_example_is_accepted_by_promtool_and_by_the_exporter(example, pki, tmp_path):
     path = _substituted(example, pki, tmp_path)
-    if PROMTOOL:
-        r = subprocess.run([PROMTOOL, "check", "web-config", str(path)], capture_output=True, text=True, timeout=30)
-        assert r.returncode == 0, r.stdout + r.stderr
+    r = subprocess.run([require_tool("promtool"), "check", "web-config", str(path)], capture_output=True, text=True,
+                       timeout=30)
+    assert r.returncode == 0, r.stdout + r.stderr
     sec = WebSecurity(path)
     cfg = read_web_config(path)
     assert sec.tls_enabled == (cfg.tls is not None)
