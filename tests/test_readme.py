@@ -50,10 +50,22 @@ def _command_lines(doc: Path) -> list[str]:
     return out
 
 
-def _as_argv(synopsis: str) -> list[str]:
-    """A synopsis as one concrete argv: optional groups taken, the first of each alternative chosen."""
+def _as_argv(synopsis: str, parser: argparse.ArgumentParser | None = None) -> list[str]:
+    """A synopsis as one concrete argv: optional groups taken, the first of each alternative chosen,
+    repetition marks dropped, and a placeholder in a flag name (`--no-collector.NAME`) made a real flag."""
     text = synopsis.replace("[", " ").replace("]", " ")
-    return [w.split("|")[0] for w in shlex.split(text)]
+    out = []
+    for w in shlex.split(text):
+        w = w.split("|")[0]
+        if w == "...":
+            continue
+        if parser is not None and w.startswith("--") and re.search(r"[A-Z]{2,}", w):
+            pattern = re.compile(re.sub(r"[A-Z]{2,}", r"[\\w-]+", re.escape(w)) + "$")
+            flags = [o for a in parser._actions for o in a.option_strings if pattern.match(o)]
+            assert flags, f"`{synopsis}`: no flag like {w}"
+            w = flags[0]
+        out.append(w)
+    return out
 
 
 def test_every_documented_command_parses_as_documented():
@@ -63,7 +75,7 @@ def test_every_documented_command_parses_as_documented():
     seen = []
     for doc in DOCS:
         for cmd in _command_lines(doc):
-            argv = _as_argv(cmd)
+            argv = _as_argv(cmd, build_parser())
             if argv[0] == "wan-exporter":
                 parser, rest = build_parser(), argv[1:]
             elif argv[:2] == ["bash", "scripts/stack.sh"] or argv[:3] == ["python3", "-m", "wan_exporter.stack"]:
