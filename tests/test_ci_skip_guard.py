@@ -22,6 +22,10 @@ def test_needs_a_missing_setup_tool(monkeypatch):
 def test_marked_for_a_setup_binary():
     pass
 
+def test_needs_a_package_the_setup_installs():
+    pytest.importorskip("diffusers_not_installed_here", reason="could not import 'diffusers'")
+
+
 def test_skipped_for_another_reason():
     pytest.skip("this machine has CUDA")
 
@@ -51,14 +55,14 @@ def _summary(out: str) -> dict[str, int]:
 
 def test_without_ci_a_missing_tool_is_a_skip(tmp_path):
     out = _run(tmp_path, None)
-    assert _summary(out) == {"passed": 1, "skipped": 3}, out
+    assert _summary(out) == {"passed": 1, "skipped": 4}, out
 
 
 def test_under_ci_a_missing_setup_tool_fails_and_says_why(tmp_path):
     out = _run(tmp_path, "true")
     counts = _summary(out)
     # A skip in the call phase fails the test; one decided in setup (a skipif mark) is an error.
-    assert counts.get("failed", 0) + counts.get("error", 0) == 2, out
+    assert counts.get("failed", 0) + counts.get("error", 0) == 3, out
     assert counts["passed"] == 1 and counts["skipped"] == 1, out
     assert "scripts/test.sh installs" in out and "this machine has CUDA" in out
 

