@@ -19,7 +19,7 @@ from prometheus_client.openmetrics import exposition as openmetrics
 
 from wan_exporter.app import App
 from wan_exporter.config import parse_config
-from wan_exporter.exposition import PrerenderedMetrics
+from wan_exporter.server import make_app
 from wan_exporter.state import (BenchmarkAggregate, BenchmarkResult, CheckResult, CollectorStatus, GpuReading,
                                 HealthIssue, HostReading, JobStatus, Snapshot, frozen_map)
 
@@ -92,16 +92,28 @@ def _pinned(text: str) -> str:
 
 
 def served(accept: str | None, gzipped: bool = False) -> tuple[str, str]:
-    """(Content-Type, body) as a scrape gets them: the pre-rendered bytes of wan_exporter.exposition."""
+    """(Content-Type, body) as a scrape gets them: GET /metrics on the exporter's own endpoints,
+    wired as App.start wires them, so the body is the pre-rendered bytes of wan_exporter.exposition."""
     cfg = parse_config(CONFIG)
     app = App(cfg)
     app.store.update(lambda s: fixed_snapshot())
-    cache = PrerenderedMetrics(app.registry, lambda: (app.store.snapshot, cfg))
+    endpoints = make_app(app.registry, lambda: True, lambda: [m.name for m in cfg.models],
+                         version=lambda: (app.store.snapshot, cfg))
+    assert endpoints.metrics_cache is not None, "/metrics is not served pre-rendered"
+    environ = {"REQUEST_METHOD": "GET", "PATH_INFO": "/metrics", "QUERY_STRING": ""}
+    if accept:
+        environ["HTTP_ACCEPT"] = accept
+    if gzipped:
+        environ["HTTP_ACCEPT_ENCODING"] = "gzip"
+    got: list = []
     try:
-        headers, body = cache.get(accept, "gzip" if gzipped else None)
+        body = b"".join(endpoints(environ, lambda status, headers, *_: got.append((status, headers))))
     finally:
-        cache.close()
+        endpoints.metrics_cache.close()
+    [(status, headers)] = got
+    assert status.startswith("200"), status
     h = dict(headers)
+    assert int(h["Content-Length"]) == len(body)
     assert (h.get("Content-Encoding") == "gzip") == gzipped, h
     return h["Content-Type"], _pinned((gzip.decompress(body) if gzipped else body).decode())
 
