@@ -45,7 +45,7 @@ def _command_lines(doc: Path) -> list[str]:
             line = re.sub(r"\s+#.*$", "", line).strip()
             for part in line.split("&&"):
                 part = part.strip()
-                if part.startswith(("wan-exporter", "python3 -m wan_exporter", "bash scripts/stack.sh")):
+                if part.startswith(("wan-exporter", "python3 -m ", "bash scripts/")):
                     out.append(part)
     return out
 
@@ -72,18 +72,28 @@ def test_every_documented_command_parses_as_documented():
     from wan_exporter import stack
     from wan_exporter.cli import build_parser
 
-    seen = []
+    seen, modules = [], set()
     for doc in DOCS:
         for cmd in _command_lines(doc):
             argv = _as_argv(cmd, build_parser())
+            if argv[:3] == ["python3", "-m", "pytest"]:
+                for path in (a.split("::")[0] for a in argv[3:] if a.startswith("tests/")):
+                    assert (README.parent / path).exists(), f"{doc.name}: `{cmd}` names {path}, which does not exist"
+                continue
+            if argv[0] == "bash" and argv[1] != "scripts/stack.sh":
+                script = README.parent / argv[1]
+                r = subprocess.run(["bash", "-n", str(script)], capture_output=True, text=True, timeout=30)
+                assert script.is_file() and r.returncode == 0, f"{doc.name}: `{cmd}`: {r.stderr}"
+                continue
             if argv[0] == "wan-exporter":
                 parser, rest = build_parser(), argv[1:]
             elif argv[:2] == ["bash", "scripts/stack.sh"] or argv[:3] == ["python3", "-m", "wan_exporter.stack"]:
                 parser, rest = stack.build_parser(), argv[2 if argv[0] == "bash" else 3:]
             elif argv[:3] == ["python3", "-m", "wan_exporter"]:
                 parser, rest = build_parser(), argv[3:]
-            else:
-                continue  # another module's own command line: covered by its own tests
+            else:  # a module of the package with its own command line: it exists and answers --help
+                modules.add(argv[2])
+                continue
             if "--help" in rest:
                 continue  # answered by test_every_subcommand_answers_help
             try:
@@ -94,6 +104,11 @@ def test_every_documented_command_parses_as_documented():
     # The README's own quick start and synopsis are among them.
     assert "wan-exporter stack --demo" in seen
     assert any(c.startswith("wan-exporter check-config") for c in seen)
+    env = dict(os.environ, PYTHONPATH=str(README.parent / "exporter"))
+    for module in sorted(modules):
+        r = subprocess.run([sys.executable, "-m", module, "--help"], capture_output=True, text=True, timeout=60,
+                           env=env, cwd=str(README.parent))
+        assert r.returncode == 0 and "usage" in r.stdout.lower(), f"python3 -m {module} --help: {r.stdout + r.stderr}"
 
 
 def _subcommands() -> list[str]:

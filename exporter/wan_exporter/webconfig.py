@@ -495,8 +495,13 @@ def main(argv: list[str] | None = None) -> int:
     import sys
 
     args = sys.argv[1:] if argv is None else argv
+    usage = "usage: python3 -m wan_exporter.webconfig WEB_CONFIG_FILE"
+    if args in (["-h"], ["--help"]):
+        print(f"{usage}\nCheck a --web.config.file as the exporter loads it, certificates and keys included. "
+              "Exit 0 when valid, else 1 with every error and its path.")
+        return 0
     if len(args) != 1:
-        print("usage: python -m wan_exporter.webconfig WEB_CONFIG_FILE", file=sys.stderr)
+        print(usage, file=sys.stderr)
         return 2
     try:
         sec = WebSecurity(args[0])
