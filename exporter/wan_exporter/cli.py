@@ -157,36 +157,33 @@ def cmd_check_config(path: str) -> int:
     return 0
 
 
-def location_warnings(raw: dict) -> list[str]:
+def location_warnings(path: str) -> list[str]:
     """Models whose files are not on disk now: at run time a health state (missing), never a config error.
 
-    Read from the raw mapping, so an otherwise invalid file still gets them."""
+    Found by the exporter's own lookup (``pollers.resolve_model_dir``) on the file as typed, even
+    when other parts of it are invalid."""
     from . import hfcache
+    from .config import Config, load_typed, load_yaml_mapping
+    from .pollers import resolve_model_dir
 
+    try:
+        cfg, _ = load_typed(Config, load_yaml_mapping(Path(path).read_text(encoding="utf-8"), path))
+    except (ConfigError, OSError, UnicodeDecodeError):
+        return []
     out = []
-    exporter = raw.get("exporter") if isinstance(raw.get("exporter"), dict) else {}
-    cache = exporter.get("hf_cache_dir") if isinstance(exporter.get("hf_cache_dir"), str) else None
-    for i, m in enumerate(raw.get("models") if isinstance(raw.get("models"), list) else []):
-        if not isinstance(m, dict):
+    for i, m in enumerate(cfg.models if cfg is not None else ()):
+        if m is None or (m.path is None) == (m.hub_id is None) or resolve_model_dir(m, cfg) is not None:
             continue
-        path, hub_id, revision = m.get("path"), m.get("hub_id"), m.get("revision", "main")
-        if isinstance(path, str) and not Path(os.path.expanduser(path)).is_dir():
-            out.append(f"models[{i}].path: no such directory: {path}")
-        elif path is None and isinstance(hub_id, str) and isinstance(revision, str) \
-                and hfcache.resolve(hub_id, revision, cache) is None:
-            out.append(f"models[{i}].hub_id: {hub_id}@{revision} is not in the local Hugging Face cache "
-                       f"({hfcache.cache_root(cache)})")
+        if m.path is not None:
+            out.append(f"models[{i}].path: no such directory: {m.path}")
+        else:
+            out.append(f"models[{i}].hub_id: {m.hub_id}@{m.revision} is not in the local Hugging Face cache "
+                       f"({hfcache.cache_root(cfg.exporter.hf_cache_dir)})")
     return out
 
 
 def _print_location_warnings(path: str) -> None:
-    from .config import load_yaml_mapping
-
-    try:
-        raw = load_yaml_mapping(Path(path).read_text(encoding="utf-8"), path)
-    except (ConfigError, OSError, UnicodeDecodeError):
-        return
-    warnings = location_warnings(raw)
+    warnings = location_warnings(path)
     for w in warnings:
         print(f"  warning: {w}", file=sys.stderr)
     if warnings:
