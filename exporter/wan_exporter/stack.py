@@ -4,12 +4,13 @@
 
 It runs the same configuration docker-compose runs (``alerting/prometheus.yml``, the rule
 files it loads, ``alerting/alertmanager.yml`` and its templates), as shipped with the package
-(``wan_exporter.shipped``: a wheel's own copy, or a checkout's directories). The only changes, made in
-copies under the data directory, are the ones loopback needs: the stack's targets (the compose
-service names ``wan-exporter``, ``alertmanager``, ``prometheus``, or a local address on the
-default ports 9834, 9093, 9090) become the ports chosen here, in static configs and in file-SD
-target files alike, and relative rule, template and target-file paths become absolute. Ctrl-C (SIGINT) or SIGTERM stops every child
-and exits 0. A missing binary is reported with the command that installs it.
+(:mod:`wan_exporter.shipped`: a wheel's own copy, or a checkout's directories). The only
+changes, made in copies under the data directory, are the ones loopback needs: the stack's
+targets (the compose service names ``wan-exporter``, ``alertmanager``, ``prometheus``, or a
+local address on the default ports 9834, 9093, 9090) become the ports chosen here, in static
+configs and in file-SD target files alike, and relative rule, template and target-file paths
+become absolute. Ctrl-C (SIGINT) or SIGTERM stops every child and exits 0. A missing binary
+is reported with the command that installs it.
 """
 
 from __future__ import annotations
