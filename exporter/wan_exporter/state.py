@@ -87,11 +87,17 @@ class BenchmarkResult:
 
 @dataclass(frozen=True)
 class GpuReading:
-    """One GPU as read from NVML in one poll. ``None`` means not supported / not read."""
+    """One GPU as read from NVML in one poll. ``None`` means not supported / not read.
+
+    A GPU NVML reports lost (``NVML_ERROR_GPU_IS_LOST``: fallen off the bus) keeps its
+    place with ``lost=True`` and nothing else read, so the others keep their figures.
+    """
 
     index: int
     uuid: str
     name: str
+    lost: bool = False
+    pci_bus_id: str = ""  # NVML's busId, e.g. 00000000:19:00.0 (dcgm-exporter's pci_bus_id)
     driver_version: str = ""
     cuda_version: str = ""
     compute_capability: str = ""
