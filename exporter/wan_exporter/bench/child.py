@@ -56,6 +56,14 @@ def _offline_env() -> None:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
+def _device_order_env() -> None:
+    """Number CUDA devices as NVML does (by PCI bus id), before CUDA starts: ``cuda:N`` is then
+    the GPU the exporter's courtesy check looked at (:mod:`wan_exporter.gpuid`)."""
+    from ..gpuid import CHILD_ENV
+
+    os.environ.update(CHILD_ENV)
+
+
 def _emit(progress: Progress | None, event: dict[str, Any]) -> None:
     """Progress is best effort: a broken pipe to the parent must not fail the benchmark."""
     if progress is None:
@@ -514,6 +522,7 @@ def run_benchmark(request: dict[str, Any], progress: Progress | None = None) -> 
     ``reason`` from :data:`REASONS`. Faults "crash" and "hang" do what they say.
     """
     _offline_env()
+    _device_order_env()
     req = normalise_request(request)
     result = _empty_result(req)
     device = str(req["device"])
