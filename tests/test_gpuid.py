@@ -62,3 +62,12 @@ def test_a_benchmark_on_a_lost_gpu_is_skipped_and_the_other_gpu_still_runs():
                     collectors=frozen_map({"gpu": CollectorStatus("gpu", True, 0.01)}))
     assert courtesy_skip(snap, Config(), "cuda:1") == "gpu_unavailable"
     assert courtesy_skip(snap, Config(), "cuda:0") is None
+
+
+def test_peak_memory_ratio_is_over_the_gpu_the_run_reported():
+    from wan_exporter.bench.collector import memory_total_for
+    from wan_exporter.state import BenchmarkResult, Snapshot
+
+    r = BenchmarkResult(model="m", profile="p", success=True, started_at=0, finished_at=1, device="cuda:0",
+                        gpu_uuid=UUID(2), peak_memory_bytes=1 << 30, peak_memory_kind="cuda")
+    assert memory_total_for(Snapshot(gpus=tuple(GPUS)), r) == GPUS[2].memory_total_bytes

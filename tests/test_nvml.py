@@ -90,7 +90,8 @@ def test_one_lost_gpu_keeps_the_others_series(nvml_state, fault_calls):
     assert snap.collectors["gpu"].success  # NVML answers: one GPU's fault is not the collector's
     g0, g1 = snap.gpus
     assert g0 == before and not g0.lost  # every figure of the other GPU kept
-    assert g1.lost and g1.index == 1 and g1.uuid == "" and g1.temperature_celsius is None
+    assert g1.lost and g1.index == 1 and g1.temperature_celsius is None and g1.name == ""
+    assert g1.uuid == "GPU-00000000-0000-0000-0000-000000000001"  # as read before the loss, so its XIDs join
     # The XID 79 of the lost card is counted against it, named by the handle seen before the loss.
     assert snap.gpu_xid_totals == {("GPU-00000000-0000-0000-0000-000000000001", "79"): 1}
     write_nvml_state(nvml_state, gpus=TWO_GPUS)
@@ -105,6 +106,7 @@ def test_gpu_lost_at_first_read_is_watched_for_xids_once_it_is_back(nvml_state):
     poller = GpuPoller(store, NvmlReader(timeout=2, module=fake_pynvml))
     poller.poll()
     assert [g.lost for g in store.snapshot.gpus] == [False, True]
+    assert store.snapshot.gpus[1].uuid == ""  # never read: not known
     write_nvml_state(nvml_state, gpus=TWO_GPUS, xid_events=[[1, 48]])
     poller.poll()
     assert store.snapshot.gpu_xid_totals == {(store.snapshot.gpus[1].uuid, "48"): 1}

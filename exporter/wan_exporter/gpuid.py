@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 from typing import Iterable, Mapping
 
-from .state import GpuReading
+from .state import GpuReading, Snapshot
 
 # Set in the benchmark child before CUDA starts, so its device numbers are NVML's.
 CHILD_ENV: Mapping[str, str] = {"CUDA_DEVICE_ORDER": "PCI_BUS_ID"}
@@ -90,3 +90,9 @@ def gpu_label(gpus: Iterable[GpuReading], device: str, uuid: str = "",
         return str(ordinal)
     entry = visible[ordinal] if ordinal < len(visible) else ""
     return entry if entry.isdigit() else ""
+
+
+def reported_uuid(snap: Snapshot, model: str) -> str:
+    """The GPU UUID the model's latest benchmark run reported ("" before any, or on CPU)."""
+    runs = [a.last for (m, _p), a in snap.benchmarks.items() if m == model and a.last is not None and a.last.gpu_uuid]
+    return max(runs, key=lambda r: r.finished_at).gpu_uuid if runs else ""

@@ -126,6 +126,7 @@ class NvmlReader:
         self._registered: set[str] = set()  # UUIDs whose XID events the event set receives
         self._handle_uuids: dict[int, str] = {}  # device handle -> UUID, for events of a GPU lost since
         self._lost: set[int] = set()  # indices reported lost, so a loss is logged once
+        self._uuids: dict[int, str] = {}  # index -> UUID last read in this NVML session
         self._calls = _CallThread()
 
     # -- lifecycle -----------------------------------------------------------------
@@ -147,6 +148,7 @@ class NvmlReader:
     def reset(self) -> None:
         """Forget the NVML session so the next read re-initialises (after GPU lost, driver reload)."""
         nv, self._nv, self._initialised, self._event_set = self._nv, None, False, None
+        self._uuids = {}  # a new session may number the GPUs differently
         if nv is not None and not self._calls.wedged:
             try:
                 self._call(nv.nvmlShutdown)
@@ -211,7 +213,10 @@ class NvmlReader:
             if index not in self._lost:
                 log.warning("GPU %d: NVML reports it lost (fallen off the bus?); the other GPUs are still read", index)
                 self._lost.add(index)
-            return GpuReading(index=index, uuid="", name="", driver_version=driver, cuda_version=cuda, lost=True)
+            # The UUID this index had earlier in this NVML session names it, so its XIDs join.
+            return GpuReading(index=index, uuid=self._uuids.get(index, ""), name="", driver_version=driver,
+                              cuda_version=cuda, lost=True)
+        self._uuids[index] = reading.uuid
         if index in self._lost:
             log.warning("GPU %d: readable again (%s)", index, reading.uuid)
             self._lost.discard(index)

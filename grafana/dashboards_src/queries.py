@@ -371,7 +371,6 @@ _COUNT_FIGURES = (
     ("wan_model_experts", "denoising experts"),
     ("wan_model_checkpoint_experts", "experts in checkpoint"),
     ("wan_model_size_multiple", "size multiple (px)"),
-    ("wan_model_cuda_compute_capability_min", "min CUDA compute capability"),
 )
 _PARAMETER_FIGURES = (
     ("wan_model_parameters", "parameters (published)"),

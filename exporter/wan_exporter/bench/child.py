@@ -31,7 +31,7 @@ from typing import Any, Callable, Iterator
 Progress = Callable[[dict[str, Any]], None]
 
 PHASES: tuple[str, ...] = ("load", "text_encode", "image_encode", "denoise", "vae_decode", "export")
-REASONS: tuple[str, ...] = ("oom", "cuda_error", "load_failed", "nan_output", "invalid_output", "crash")
+REASONS: tuple[str, ...] = ("oom", "cuda_error", "load_failed", "nan_output", "invalid_output", "crash", "unknown")
 FAULTS: tuple[str, ...] = ("none", "oom", "hang", "crash", "nan", "cuda_error", "load_failed")
 # Components run in float32 whatever the requested dtype, as the diffusers Wan examples do:
 # the VAE and the CLIP image encoder are small and lose quality (or overflow) in half precision.
@@ -114,7 +114,7 @@ def classify(exc: BaseException, stage: str) -> str:
         return "cuda_error"
     if isinstance(exc, RuntimeError) and any(s in msg for s in ("CUDA error", "CUBLAS_STATUS", "cuDNN error", "CUDA driver")):
         return "cuda_error"
-    return "load_failed" if stage == "load" else "crash"
+    return "load_failed" if stage == "load" else "unknown"  # the process lives: not a crash
 
 
 def _detail(exc: BaseException) -> str:
