@@ -491,8 +491,12 @@ def gpu_processes() -> str:
     return _g("wan_gpu_processes")
 
 
+def gpu_lost() -> str:
+    return f"max by (instance, gpu) ({_g('wan_gpu_lost')})"
+
+
 def gpu_info() -> str:
-    labels = "instance, gpu, name, uuid, driver_version, cuda_version, compute_capability"
+    labels = "instance, gpu, name, uuid, pci_bus_id, driver_version, cuda_version, compute_capability"
     return f"max by ({labels}) ({_g('wan_gpu_info')})"
 
 
