@@ -32,7 +32,7 @@ PUBLISHED = {
     "wan_model", "wan_model_parameters", "wan_model_active_parameters", "wan_model_resolution_supported",
     "wan_model_frames_default", "wan_model_fps_default", "wan_model_steps_default", "wan_model_input_supported",
     "wan_model_output_format_supported", "wan_model_precision_supported", "wan_model_lora_supported",
-    "wan_model_experts", "wan_model_boundary_ratio", "wan_model_vram_min_bytes", "wan_model_vram_recommended_bytes",
+    "wan_model_experts", "wan_model_boundary_ratio", "wan_model_vram_min_bytes",
     "wan_model_size_multiple",
 }
 # What the operator configured and the exporter's own state, known the moment it starts.

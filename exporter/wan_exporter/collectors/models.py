@@ -32,7 +32,6 @@ class ModelCapabilities:
         experts = new(models.EXPERTS)
         boundary = new(models.BOUNDARY_RATIO)
         vram_min = new(models.VRAM_MIN_BYTES)
-        vram_rec = new(models.VRAM_RECOMMENDED_BYTES)
         size_mult = new(models.SIZE_MULTIPLE)
         ck_params = new(models.CHECKPOINT_PARAMETERS)
         ck_experts = new(models.CHECKPOINT_EXPERTS)
@@ -73,8 +72,6 @@ class ModelCapabilities:
                 boundary.add_metric([n], e.boundary_ratio)
             for mode, b in sorted(e.vram_min_bytes.items()):
                 vram_min.add_metric([n, mode], b)
-            if e.vram_recommended_bytes is not None:
-                vram_rec.add_metric([n], e.vram_recommended_bytes)
             size_mult.add_metric([n], e.size_multiple)
             f = (found or {}).get("facts")
             if f is not None:
@@ -87,4 +84,4 @@ class ModelCapabilities:
                 if f.boundary_ratio is not None:
                     ck_boundary.add_metric([n], f.boundary_ratio)
         return [m_info, m_cfg, present, params, active, res, frames, fps, steps, inputs, outputs, prec, lora, experts,
-                boundary, vram_min, vram_rec, size_mult, ck_params, ck_experts, ck_dtype, ck_boundary]
+                boundary, vram_min, size_mult, ck_params, ck_experts, ck_dtype, ck_boundary]

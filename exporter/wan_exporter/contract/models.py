@@ -70,10 +70,6 @@ VRAM_MIN_BYTES = Family(
     "wan_model_vram_min_bytes", "gauge",
     "Published minimum GPU memory per offload mode.",
     labels=("model", "offload"), source=SOURCE)
-VRAM_RECOMMENDED_BYTES = Family(
-    "wan_model_vram_recommended_bytes", "gauge",
-    "Published recommended GPU memory.",
-    labels=("model",), source=SOURCE)
 SIZE_MULTIPLE = Family(
     "wan_model_size_multiple", "gauge",
     "Width and height must be multiples of this.",
@@ -112,7 +108,6 @@ FAMILIES: tuple[Family, ...] = (
     EXPERTS,
     BOUNDARY_RATIO,
     VRAM_MIN_BYTES,
-    VRAM_RECOMMENDED_BYTES,
     SIZE_MULTIPLE,
     CHECKPOINT_PARAMETERS,
     CHECKPOINT_EXPERTS,
