@@ -87,6 +87,34 @@ def gpu_ok(s: dict) -> bool:
             and sample(s, "wan_gpu_utilization_ratio", gpu="0") == pytest.approx(0.12))
 
 
+def test_one_lost_gpu_keeps_the_others_series(nvml_exporter):
+    """XID 79 on one of two GPUs: NVML reports that device lost; the other keeps every series."""
+    exp, state = nvml_exporter
+    two = [GPU[0], {"name": "NVIDIA H200", "util_gpu": 55}]
+    write_nvml_state(state, gpus=two)
+    s = wait_metric(exp, lambda s: sample(s, "wan_gpu_devices") == 2, 15, "two GPUs read")
+    gpu0_before = _families_of_gpu(s, "0")
+    with ScrapeLoad(exp.url, rate=5) as load:
+        write_nvml_state(state, gpus=[GPU[0], {**two[1], "fault": "gpu_lost"}], xid_events=[[1, 79]])
+        s = wait_metric(exp, lambda s: sample(s, "wan_gpu_lost", gpu="1") == 1, 15, "GPU 1 reported lost")
+        assert sample(s, "wan_exporter_collector_success", collector="gpu") == 1
+        assert sample(s, "wan_gpu_devices") == 2 and sample(s, "wan_gpu_lost", gpu="0") == 0
+        assert _families_of_gpu(s, "0") == gpu0_before  # every series of the other GPU kept
+        assert sample(s, "wan_gpu_utilization_ratio", gpu="0") == pytest.approx(0.12)
+        # The lost GPU: its state, and the XID 79 that took it, named by its own gpu label.
+        assert _families_of_gpu(s, "1") == {"wan_gpu_lost", "wan_gpu_xid_errors_total"}
+        assert sample(s, "wan_gpu_xid_errors_total", gpu="1", xid="79") == 1
+        write_nvml_state(state, gpus=two)
+        wait_metric(exp, lambda s: sample(s, "wan_gpu_lost", gpu="1") == 0
+                    and sample(s, "wan_gpu_utilization_ratio", gpu="1") == pytest.approx(0.55), 15, "GPU 1 back")
+    assert_served(load, "one GPU lost")
+    exp.alive()
+
+
+def _families_of_gpu(s: dict, gpu: str) -> set[str]:
+    return {name for name, labels in s if dict(labels).get("gpu") == gpu}
+
+
 @pytest.mark.parametrize("fault", ["gpu_lost", "library_missing"])
 def test_nvml_error_is_reported_and_the_gpu_comes_back(nvml_exporter, fault):
     exp, state = nvml_exporter

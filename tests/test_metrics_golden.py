@@ -49,8 +49,9 @@ def fixed_snapshot() -> Snapshot:
                      power_limit_watts=700, energy_joules=123456.789, sm_clock_hertz=1.98e9,
                      throttle_reasons=frozen_map({"gpu_idle": True}),
                      ecc_errors=frozen_map({("corrected", "volatile"): 0, ("uncorrected", "volatile"): 0}),
-                     processes=0, process_memory_bytes=0)
+                     processes=0, process_memory_bytes=0, pci_bus_id="00000000:19:00.0")
     gpu1 = GpuReading(index=1, uuid="GPU-bbbb", name="NVIDIA H200")  # a GPU whose optional fields were unreadable
+    gpu2 = GpuReading(index=2, uuid="GPU-cccc", name="", lost=True)  # NVML reports it lost: wan_gpu_lost only
     ok = BenchmarkResult(model="t2v-a14b", profile="probe", success=True, started_at=T0, finished_at=T0 + 30,
                          duration_seconds=12.5, process_start_seconds=3.25,
                          phases=frozen_map({"load": 9.0, "text_encode": 0.5, "denoise": 10.0, "vae_decode": 2.0}),
@@ -66,7 +67,7 @@ def fixed_snapshot() -> Snapshot:
                              last=failed, last_success=ok, reproducible=True, consecutive_failures=1)
     return Snapshot(
         ready=True,
-        gpus=(gpu, gpu1),
+        gpus=(gpu, gpu1, gpu2),
         gpu_xid_totals=frozen_map({("GPU-aaaa", "79"): 2}),
         host=HostReading(memory_total_bytes=64 << 30, memory_available_bytes=32 << 30, cpu_count=16,
                          cpu_utilization_ratio=0.25, load1=1.5, model_fs=frozen_map({"t2v-a14b": (100 << 30, 1 << 40)})),
