@@ -16,7 +16,8 @@ Per transformer block and forward, with L video tokens, d = heads x head_dim, Lt
     4 L (Lt+Li) d     cross-attention scores and weighted sum
 
 plus once per forward the patch embedding, the text (and image) projections, the timestep
-MLP (per token for TI2V-5B, whose timestep is per token) and the output projection. A step
+MLP (per token for TI2V-5B, whose timestep is per token) and the output projection; VACE
+models add their control blocks, of the same shape. A step
 runs one expert (the two A14B experts share a shape) once, twice with classifier-free
 guidance. Matches torch's FlopCounterMode over a real forward (tests/test_flops.py).
 
@@ -49,6 +50,8 @@ class TransformerShape:
     text_dim: int = _DEFAULT_TEXT_DIM
     freq_dim: int = _DEFAULT_FREQ_DIM
     image_dim: int | None = None  # CLIP hidden size when the model attends to image tokens
+    vace_layers: int = 0  # VACE: blocks of the control branch, one per entry of vace_layers
+    vace_in_channels: int = 0
 
 
 def _pos_int(v: Any) -> int | None:
@@ -77,6 +80,8 @@ def shape_from_config(cfg: Mapping[str, Any]) -> TransformerShape | None:
         text_dim=_pos_int(cfg.get("text_dim")) or _DEFAULT_TEXT_DIM,
         freq_dim=_pos_int(cfg.get("freq_dim")) or _DEFAULT_FREQ_DIM,
         image_dim=_pos_int(cfg.get("image_dim")),
+        vace_layers=len(cfg.get("vace_layers") or ()) if isinstance(cfg.get("vace_layers"), (list, tuple)) else 0,
+        vace_in_channels=_pos_int(cfg.get("vace_in_channels")) or 0,
     )
 
 
@@ -115,6 +120,10 @@ def forward_flops(shape: TransformerShape, tokens: int, text_tokens: int = TEXT_
     # timestep MLP Linear(freq, d), Linear(d, d) and the 6-way modulation Linear(d, 6d)
     once += (L if per_token_timestep else 1) * 2 * (shape.freq_dim * d + 7 * d * d)
     once += 2 * L * d * shape.out_channels * p  # output projection
+    if shape.vace_layers:
+        # VACE's control branch: a block of the same shape per entry, its d x d output projection
+        # (and the first one's input projection), over the control video's patch embedding.
+        once += shape.vace_layers * (block + 2 * L * d * d) + 2 * L * d * d + 2 * L * shape.vace_in_channels * p * d
     return shape.num_layers * block + once
 
 
