@@ -97,3 +97,12 @@ def test_collector_publishes_the_figures_with_the_peak_it_compared_against():
     assert 0 < sample(s, "wan_generation_model_flops_utilization_ratio", **lv) < 1
     assert sample(s, "wan_generation_realtime_factor", **lv) == pytest.approx(81 / 16 / 400)
     assert sample(s, "wan_generation_energy_joules_per_video_second", **lv) > 0
+
+
+def test_no_flops_for_a_transformer_the_count_does_not_follow():
+    animate = catalog.get("wan2.2-animate-14b")
+    facts = SimpleNamespace(transformer_config={"_class_name": "WanAnimateTransformer3DModel", **animate.architecture},
+                            vae_compression=(4, 16, 16), image_tokens=257, expand_timesteps=None)
+    assert compute(run(), animate, facts, 1.0, "bfloat16").flops_per_step is None
+    # Nor from the catalog's geometry alone: it does not list Animate's encoders.
+    assert compute(run(), animate, None, 1.0, "bfloat16").flops_per_step is None

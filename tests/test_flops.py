@@ -122,7 +122,9 @@ def test_official_and_diffusers_configs_give_the_same_count():
 
 
 @pytest.mark.parametrize("cfg", [{}, {"num_layers": 40, "ffn_dim": 13824}, {"dim": 5120, "ffn_dim": "big", "num_layers": 40},
-                                 {"dim": 5120, "ffn_dim": 13824, "num_layers": 40, "patch_size": [1, 2]}])
+                                 {"dim": 5120, "ffn_dim": 13824, "num_layers": 40, "patch_size": [1, 2]},
+                                 {"_class_name": "WanAnimateTransformer3DModel", "dim": 5120, "ffn_dim": 13824,
+                                  "num_layers": 40}])
 def test_config_without_geometry_gives_no_figure(cfg):
     assert flops.count_step(cfg, 832, 480, 81, (4, 16, 16), 4.0) is None
 

@@ -35,6 +35,9 @@ TEXT_TOKENS = 512
 _DEFAULT_PATCH = (1, 2, 2)
 _DEFAULT_TEXT_DIM = 4096  # umt5-xxl d_model
 _DEFAULT_FREQ_DIM = 256
+# Transformer classes whose forward this count follows; another (Wan2.2-Animate's, with its motion
+# and face encoders) gets no figure rather than a wrong one.
+COUNTED_CLASSES = ("WanTransformer3DModel", "WanVACETransformer3DModel", "WanModel")
 
 
 @dataclass(frozen=True)
@@ -61,9 +64,11 @@ def _pos_int(v: Any) -> int | None:
 def shape_from_config(cfg: Mapping[str, Any]) -> TransformerShape | None:
     """Read a diffusers (``WanTransformer3DModel``) or official (``WanModel``) config.json.
 
-    None when the geometry is missing or not positive integers: no FLOPs are better than
-    FLOPs from a guessed width.
+    None when the geometry is missing or not positive integers, or the class is one this count
+    does not follow: no FLOPs are better than FLOPs from a guessed width.
     """
+    if cfg.get("_class_name", COUNTED_CLASSES[0]) not in COUNTED_CLASSES:
+        return None
     heads, head_dim = _pos_int(cfg.get("num_attention_heads")), _pos_int(cfg.get("attention_head_dim"))
     dim = heads * head_dim if heads and head_dim else _pos_int(cfg.get("dim"))  # official: dim, num_heads
     ffn, layers = _pos_int(cfg.get("ffn_dim")), _pos_int(cfg.get("num_layers"))

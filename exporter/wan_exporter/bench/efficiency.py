@@ -22,6 +22,11 @@ from ..contract import efficiency as fams
 from ..state import BenchmarkResult, Snapshot
 
 
+# Pipelines whose transformer the catalog's published geometry describes completely (VACE and
+# Animate add blocks and encoders it does not list).
+_PLAIN_PIPELINES = ("WanPipeline", "WanImageToVideoPipeline")
+
+
 @dataclass(frozen=True)
 class Efficiency:
     tokens: int | None = None
@@ -41,7 +46,7 @@ def step_count(result: BenchmarkResult, entry: catalog.CatalogEntry | None, fact
     if not (result.width and result.height and result.frames):
         return None
     tcfg: Mapping[str, Any] = getattr(facts, "transformer_config", None) or {}
-    if flops.shape_from_config(tcfg) is None and entry is not None:
+    if not tcfg and entry is not None and entry.pipeline in _PLAIN_PIPELINES:
         tcfg = entry.architecture  # the published geometry, when the checkpoint's config cannot be read
     compression = getattr(facts, "vae_compression", None) or (entry.vae_compression if entry else None)
     shape = flops.shape_from_config(tcfg)
