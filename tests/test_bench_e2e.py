@@ -200,6 +200,9 @@ def test_bench_cli_prints_measured_figures_as_json(tiny_dir, tmp_path):
     assert d["frames"] == 9 and d["width"] == 32 and d["duration_seconds"] > 0
     assert set(d["sanity"]) >= {"finite", "not_black", "not_frozen", "shape"}
     assert d["phases"]["image_encode"] > 0
+    # The figures the exporter publishes, from the checkpoint it read: 9 frames -> 3 latent, 32 px / 32.
+    assert d["efficiency"]["tokens"] == 3 and d["efficiency"]["flops_per_step"] > 0
+    assert d["efficiency"]["realtime_factor"] > 0 and d["efficiency"]["utilization_ratio"] is None
 
 
 def test_keep_warm_reuses_the_loaded_pipeline(tiny_dir, tmp_path):
