@@ -183,10 +183,13 @@ def _verdict(m: dict[str, Any]) -> str:
     if m["status"] is None:
         out.append('<p class="na">Nothing measured yet.</p>')
     if m["findings"]:
-        rows = [[f'<span class="sev-{e(f["severity"])}">{e(f["severity"])}</span>', f'<code>{e(f["kind"])}</code>',
-                 e(f["check"]), f'<code class="file">{e(f["path"])}</code>' if f["path"] else "—",
-                 e(f["detail"] or "")] for f in m["findings"]]
-        out.append(table(["", "Finding", "Check", "File", "Detail"], rows, "findings"))
+        items = "".join(
+            f'<li><span class="sev-{e(f["severity"])}">{e(f["severity"])}</span> <code>{e(f["kind"])}</code> '
+            f'<span class="muted">({e(f["check"])} check)</span>'
+            + (f' <code class="file">{e(f["path"])}</code>' if f["path"] else "")
+            + (f'<br><span class="detail">{e(f["detail"])}</span>' if f["detail"] else "") + "</li>"
+            for f in m["findings"])
+        out.append(f'<ul class="findings">{items}</ul>')
     elif m["status"] is not None:
         out.append('<p class="ok">No current findings.</p>')
     return "".join(out)
