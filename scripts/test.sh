@@ -8,13 +8,13 @@ SUDO=""
 if [ "$(id -u)" -ne 0 ] && command -v sudo >/dev/null; then SUDO="sudo"; fi
 
 need_apt=""
-for bin in promtool prometheus prometheus-alertmanager amtool faketime; do
+for bin in promtool prometheus prometheus-alertmanager amtool faketime chromium; do
   command -v "$bin" >/dev/null || need_apt=1
 done
 if [ -n "$need_apt" ]; then
-  echo "==> installing Prometheus and Alertmanager (Debian packages)"
+  echo "==> installing Prometheus, Alertmanager and Chromium (Debian packages)"
   $SUDO apt-get update -q
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends prometheus prometheus-alertmanager faketime
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends prometheus prometheus-alertmanager faketime chromium
 fi
 
 PY="${PYTHON:-python3}"
