@@ -170,6 +170,13 @@ def test_refresh_and_links_come_from_the_config():
     assert 'http-equiv="refresh"' not in page
     assert '<a href="https://grafana.example/">Grafana</a>' in page and '<a href="http://prom:9090">Prometheus</a>' in page
     assert "Alertmanager" not in page
+    assert 'href="https://grafana.example/d/wan-model-detail/wan-model-detail?var-model=' not in page  # no models
+    cfg2 = parse_config("exporter:\n  links: {grafana: 'https://grafana.example/'}\nmodels:\n"
+                        "  - {name: m.1, kind: tiny-wan2.1-t2v, path: /x}\n")
+    assert model.build(Snapshot(), cfg2)["models"][0]["dashboard_url"] == \
+        "https://grafana.example/d/wan-model-detail/wan-model-detail?var-model=m.1"
+    assert json.loads((ROOT / "grafana" / "dashboards" / "wan-model-detail.json").read_text())["uid"] == \
+        model.MODEL_DASHBOARD
     assert 'href="https://wiki.example/runbooks#wanconfigreloadfailed"' in page
 
 
@@ -264,3 +271,32 @@ def test_wsgi_answers_page_json_and_stylesheet():
     assert ctype == "application/json" and json.loads(body)["schema_version"] == 1
     status, ctype, body = get("/status.css")
     assert ctype.startswith("text/css") and b".card" in body
+
+
+def test_a_scrape_never_waits_on_the_page():
+    import threading
+    import urllib.request
+
+    from wan_exporter.server import HttpServer, make_app
+
+    release = threading.Event()
+    entered = threading.Event()
+
+    def stuck_page(environ, start_response):  # a page render that cannot finish
+        entered.set()
+        release.wait(30)
+        start_response("200 OK", [("Content-Type", "text/html")])
+        return [b"late"]
+
+    server = HttpServer(make_app(CollectorRegistry(), lambda: True, lambda: [], status=stuck_page), "127.0.0.1:0")
+    server.start()
+    try:
+        t = threading.Thread(target=lambda: urllib.request.urlopen(f"http://127.0.0.1:{server.port}/", timeout=30).read())
+        t.start()
+        assert entered.wait(5)
+        with urllib.request.urlopen(f"http://127.0.0.1:{server.port}/metrics", timeout=5) as r:
+            assert r.status == 200
+    finally:
+        release.set()
+        t.join(10)
+        server.stop()

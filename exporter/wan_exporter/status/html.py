@@ -172,7 +172,9 @@ def _card(m: dict[str, Any], now: float, folded: bool) -> str:
             f'<span class="muted">{e(m["kind"])} · {e(m["device"])} · {e(m["dtype"])}</span></summary>')
     body = [_verdict(m), _checkpoint(m, now), _facts(m), _benchmarks(m, now),
             '<h4>Traffic</h4><p class="na">No serving traffic is instrumented in this exporter version.</p>',
-            _recommendation(m), links(m["runbooks"])]
+            _recommendation(m), links(m["runbooks"]),
+            f'<p class="runbooks"><a href="{e(m["dashboard_url"])}">Grafana: model detail</a></p>'
+            if m["dashboard_url"] else ""]
     return (f'<details class="card s-{e(status)}" id="model-{e(m["name"])}"{"" if folded else " open"}>'
             f"{head}{''.join(body)}</details>")
 

@@ -10,6 +10,7 @@ Ages are relative to the snapshot's own time, so one snapshot always gives one v
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import quote
 
 from .. import __version__, catalog
 from ..bench.collector import PHASES, effective_baseline, memory_total_for
@@ -20,6 +21,7 @@ from ..health.verdict import CRITICAL_KINDS, DEGRADED_KINDS, STATUSES, verdict
 from ..state import BenchmarkAggregate, BenchmarkResult, GpuReading, Snapshot
 
 SCHEMA_VERSION = 1
+MODEL_DASHBOARD = "wan-model-detail"  # uid of grafana/dashboards/wan-model-detail.json
 TABLE_VIEW_AFTER = 12  # models; past this the page leads with a table and folds healthy cards
 # Clock-throttle reasons that mean "slowed by heat or hardware" (alerting/thresholds.yml, WanGpuThrottling).
 HARDWARE_THROTTLE = ("hw_slowdown", "hw_thermal_slowdown", "sw_thermal_slowdown", "hw_power_brake_slowdown")
@@ -98,6 +100,9 @@ def _model(snap: Snapshot, cfg: Config, m: ModelConfig, scores: list[dict]) -> d
         "recommendation": scores,
     }
     out["runbooks"] = _model_runbooks(cfg, out)
+    grafana = cfg.exporter.links.grafana
+    out["dashboard_url"] = (f"{grafana.rstrip('/')}/d/{MODEL_DASHBOARD}/{MODEL_DASHBOARD}?var-model={quote(m.name, safe='')}"
+                            if grafana else None)
     return out
 
 
