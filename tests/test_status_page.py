@@ -178,6 +178,7 @@ def test_refresh_and_links_come_from_the_config():
     assert json.loads((ROOT / "grafana" / "dashboards" / "wan-model-detail.json").read_text())["uid"] == \
         model.MODEL_DASHBOARD
     assert 'href="https://wiki.example/runbooks#wanconfigreloadfailed"' in page
+    assert ">config reload failed</a>" in page  # in the header, not only in the folded exporter section
 
 
 def test_bad_links_are_config_errors_with_their_paths():

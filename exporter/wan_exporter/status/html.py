@@ -144,6 +144,8 @@ def _header(v: dict[str, Any], now: float) -> str:
     nav.append(f'<a href="{e(v["links"]["runbooks"])}">Runbooks</a>')
     summary = " ".join(f'<span class="pill s-{k}">{n} {k}</span>' for k, n in v["summary"].items() if n)
     ready = "" if x["ready"] else '<span class="pill s-degraded">starting: first snapshot not complete</span>'
+    if not v["config"]["last_reload_success"]:
+        ready += ' <a class="pill s-critical" href="#exporter">config reload failed</a>'
     demo = '<p class="note">Demo: tiny random models on the CPU; their figures say nothing about real models.</p>' \
         if x["demo"] else ""
     return (f'<header><h1>wan-exporter <small>{e(x["version"])}</small></h1>'
