@@ -149,6 +149,8 @@ def test_demo_page_renders_clean_and_shows_what_metrics_shows(demo):
     else:
         pytest.fail("the exporter's figures changed during every look")
     assert console == [], "the page logged to the console:\n" + "\n".join(console)
+    assert any(v is not None for want in before.values() for f, v in want.items() if f.startswith("benchmark.")), \
+        "no benchmark figure to compare"
 
     shown = cards(dom)
     assert sorted(shown) == sorted(m["name"] for m in models)
