@@ -267,8 +267,6 @@ def _model_runbooks(cfg: Config, m: dict[str, Any]) -> list[dict[str, str]]:
             names.append("WanOutputInvalid")
         if b["performance_ratio"] and 1 / b["performance_ratio"] > cfg.thresholds.degraded_slowdown_ratio:
             names.append("WanGenerationSlow")
-        if last and last["peak_memory_ratio"] and last["peak_memory_ratio"] > cfg.thresholds.vram_headroom_ratio:
-            names.append("WanGpuMemoryHeadroomLow")
     return [runbook(cfg, n) for n in dict.fromkeys(names)]
 
 
