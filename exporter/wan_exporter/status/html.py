@@ -122,7 +122,7 @@ def render(v: dict[str, Any]) -> str:
     if not models:
         parts.append('<p class="na">No models configured.</p>')
     parts.append('<div class="cards">')
-    for m in sorted(models, key=lambda m: (STATUS_ORDER.get(m["status"], 3), m["name"])) if v["table_view"] else models:
+    for m in sorted(models, key=lambda m: STATUS_ORDER.get(m["status"], 3)):  # worst first, else config order
         parts.append(_card(m, now, folded=v["table_view"] and m["status"] in ("healthy", None)))
     parts.append("</div></section>")
     parts.append(_gpus(v["gpus"], v["host"]))
