@@ -89,7 +89,7 @@ def yesno(v: bool | None, yes: str = "yes", no: str = "no") -> str:
 
 
 def links(items: Iterable[dict]) -> str:
-    out = "".join(f'<a class="rb" href="{e(r["url"])}">{e(r["alert"])}</a>' for r in items)
+    out = " ".join(f'<a class="rb" href="{e(r["url"])}">{e(r["alert"])}</a>' for r in items)
     return f'<p class="runbooks">Runbooks: {out}</p>' if out else ""
 
 
