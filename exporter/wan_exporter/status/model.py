@@ -214,7 +214,7 @@ def _benchmark(snap: Snapshot, cfg: Config, m: ModelConfig, profile: str) -> dic
     if last is not None:
         total = None
         if last.peak_memory_bytes is not None:
-            total = memory_total_for(snap, last.device or m.device, last.peak_memory_kind)
+            total = memory_total_for(snap, last)
         out["last_run"] = {
             **_run(last),
             "started_at": last.started_at,
@@ -276,9 +276,10 @@ def _model_runbooks(cfg: Config, m: dict[str, Any]) -> list[dict[str, str]]:
 def _gpu(g: GpuReading, cfg: Config) -> dict[str, Any]:
     throttled = sorted(r for r in HARDWARE_THROTTLE if g.throttle_reasons.get(r))
     ecc = sum(g.ecc_errors.values())
-    names = (["WanGpuThrottling"] if throttled else []) + (["WanGpuEccErrors"] if ecc else [])
+    names = (["WanGpuLost"] if g.lost else []) + (["WanGpuThrottling"] if throttled else []) + \
+        (["WanGpuEccErrors"] if ecc else [])
     return {
-        "index": g.index, "uuid": g.uuid, "name": g.name, "lost": False,
+        "index": g.index, "uuid": g.uuid, "name": g.name, "lost": g.lost,
         "utilization_ratio": g.utilization_ratio,
         "memory_used_bytes": g.memory_used_bytes, "memory_total_bytes": g.memory_total_bytes,
         "temperature_celsius": g.temperature_celsius, "power_watts": g.power_watts,
@@ -289,7 +290,7 @@ def _gpu(g: GpuReading, cfg: Config) -> dict[str, Any]:
 
 
 def _gpus(snap: Snapshot, cfg: Config) -> dict[str, Any]:
-    """GPUs as NVML read them, plus configured CUDA devices it does not report (lost)."""
+    """GPUs as NVML read them (a GPU it reports lost says so), plus configured CUDA devices it does not report."""
     st = snap.collectors.get("gpu")
     readable = st is not None and st.success
     rows = [_gpu(g, cfg) for g in sorted(snap.gpus, key=lambda g: g.index)]
