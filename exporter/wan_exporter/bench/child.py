@@ -27,7 +27,7 @@ from .measure import PHASES, Progress, Run, detail, emit, is_cuda
 from .pipeline import CudaUnavailable, as_image_pipeline, load_pipeline, offline_env, place
 from .request import call_kwargs, conditioning_image, empty_result, normalise_request
 
-REASONS: tuple[str, ...] = ("oom", "cuda_error", "load_failed", "nan_output", "invalid_output", "crash")
+from ..contract.labels import CHILD_FAILURE_REASONS as REASONS
 _DETAIL_MAX = 2000
 
 

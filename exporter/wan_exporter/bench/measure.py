@@ -23,12 +23,10 @@ import sys
 import time
 from typing import Any, Callable, Iterator
 
-Progress = Callable[[dict[str, Any]], None]
+from ..contract.labels import PHASES  # the phases the benchmark reports
+from ..contract.traffic import EXPERTS  # a two-expert (Wan2.2 A14B) pipeline's experts, in the order they run
 
-# Phases the benchmark reports (label values of its phase family).
-PHASES: tuple[str, ...] = ("load", "text_encode", "image_encode", "denoise", "vae_decode", "export")
-# Experts of a two-expert (Wan2.2 A14B) pipeline, in the order they run.
-EXPERTS: tuple[str, ...] = ("high_noise", "low_noise")
+Progress = Callable[[dict[str, Any]], None]
 
 _ACTIVE: contextvars.ContextVar["Run | None"] = contextvars.ContextVar("wan_exporter_run", default=None)
 _MARK = "__wan_exporter_phase__"
