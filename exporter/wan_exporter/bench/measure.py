@@ -111,9 +111,10 @@ def detail(exc: BaseException, limit: int = 2000) -> str:
 class Run:
     """The measurements of one pipeline call, filled by the wrappers while it is active.
 
-    ``step_times`` records every step's duration (CUDA events on a GPU, so no step waits for
-    the device); without it only the end of the last step is taken, after a synchronisation,
-    which is all the benchmark needs for ``denoise``.
+    Without ``step_times`` (the benchmark) every phase boundary and the end of the last step are
+    taken after a device synchronisation. With ``step_times`` (traffic) every step's duration is
+    recorded too, and on a GPU all boundaries are CUDA events resolved once in :meth:`finish`, so
+    a served request never waits for the device on the instrumentation's account.
     """
 
     def __init__(self, torch: Any = None, device: str = "cpu", progress: Progress | None = None,
@@ -127,8 +128,17 @@ class Run:
         self.step_experts: list[str] = []
         self._open: list[str] = []
         self._marks: list[Any] = []
-        self._events = step_times and torch is not None and is_cuda(self.device) and torch.cuda.is_available()
+        self._spans: list[tuple[str, Any, Any]] = []
         self._boundary: list[str] | None = None
+        self._events = False
+        self.set_device(self.device)
+
+    def set_device(self, device: str) -> None:
+        """The device the call runs on (before it starts): CUDA events serve step-timed runs there."""
+        torch = self.torch
+        self.device = str(device)
+        self._events = bool(self.step_times and torch is not None and is_cuda(self.device)
+                            and torch.cuda.is_available())
 
     # ---- context
 
@@ -150,18 +160,30 @@ class Run:
     def add(self, name: str, seconds: float) -> None:
         self.phases[name] = self.phases.get(name, 0.0) + seconds
 
-    def denoise_begins(self, t: float) -> None:
+    def clock(self) -> Any:
+        """A phase boundary: a recorded CUDA event in event mode, else a synchronised perf_counter."""
+        return self._mark() if self._events else self.now()
+
+    def span(self, name: str, t0: Any, t1: Any) -> None:
+        if self._events:
+            self.phases.setdefault(name, 0.0)  # the phase ran; its seconds are resolved in finish()
+            self._spans.append((name, t0, t1))
+        else:
+            self.add(name, t1 - t0)
+
+    def denoise_begins(self, t: Any) -> None:
         self.denoise_start = t
         if self.step_times:
-            self._marks = [self._mark(t)]
+            self._marks = [t]
         self.phase_start("denoise")
 
-    def _mark(self, t: float | None = None) -> Any:
+    def _mark(self) -> Any:
         if self._events:
-            ev = self.torch.cuda.Event(enable_timing=True)
-            ev.record()
+            torch = self.torch
+            ev = torch.cuda.Event(enable_timing=True)
+            ev.record(torch.cuda.current_stream(self.device))
             return ev
-        return time.perf_counter() if t is None else t
+        return time.perf_counter()
 
     def where(self) -> str:
         """The phase in progress: an open wrapper's, else denoise between its start and last step."""
@@ -184,7 +206,7 @@ class Run:
         if steps and i + 1 >= steps:
             # Only the last step's end is synchronised (the end of "denoise"): synchronising after
             # every step would stop the CPU queueing the next step while the GPU works.
-            self.last_step_end = self.now()
+            self.last_step_end = self._marks[-1] if self._events and self._marks else self.clock()
         emit(self.progress, {"event": "step", "step": i + 1, "steps": steps, "generation": self.generation})
 
     def _expert(self, pipe: Any, i: int) -> str:
@@ -205,13 +227,28 @@ class Run:
         if len(m) < 2:
             return []
         if self._events:
-            sync(self.torch, self.device)
-            return [a.elapsed_time(b) / 1000.0 for a, b in zip(m, m[1:])]
+            try:
+                sync(self.torch, self.device)
+                return [a.elapsed_time(b) / 1000.0 for a, b in zip(m, m[1:])]
+            except Exception:  # noqa: BLE001 - a broken CUDA context after a fault: steps unknown
+                return []
         return [b - a for a, b in zip(m, m[1:])]
 
+    def _seconds(self, t0: Any, t1: Any) -> float:
+        return t0.elapsed_time(t1) / 1000.0 if self._events else t1 - t0
+
     def finish(self) -> dict[str, float]:
-        if self.denoise_start is not None and self.last_step_end is not None:
-            self.phases["denoise"] = self.last_step_end - self.denoise_start
+        """Seconds per phase (call after the run ended; in event mode this waits for the device once)."""
+        try:
+            if self._events:
+                sync(self.torch, self.device)
+                spans, self._spans = self._spans, []
+                for name, t0, t1 in spans:
+                    self.phases[name] = self.phases.get(name, 0.0) + self._seconds(t0, t1)
+            if self.denoise_start is not None and self.last_step_end is not None:
+                self.phases["denoise"] = self._seconds(self.denoise_start, self.last_step_end)
+        except Exception:  # noqa: BLE001 - a broken CUDA context after a fault: report what is known
+            pass
         return dict(self.phases)
 
 
@@ -232,15 +269,15 @@ def _timed(name: str, fn: Callable[..., Any], begins_denoise: bool = False) -> C
             run.phase_start(name)
         run._open.append(name)
         try:
-            t0 = run.now()
+            t0 = run.clock()
             out = fn(*args, **kwargs)
-            t1 = run.now()
+            t1 = run.clock()
         except BaseException:
             run.failed_phase = run.failed_phase or name
             raise
         finally:
             run._open.pop()
-        run.add(name, t1 - t0)
+        run.span(name, t0, t1)
         if begins_denoise:
             run.denoise_begins(t1)
         return out
@@ -256,7 +293,7 @@ def _denoise_start(fn: Callable[..., Any]) -> Callable[..., Any]:
         out = fn(*args, **kwargs)
         run = _ACTIVE.get()
         if run is not None:
-            run.denoise_begins(run.now())
+            run.denoise_begins(run.clock())
         return out
 
     setattr(wrapper, _MARK, "denoise_start")

@@ -125,6 +125,13 @@ class Request:
         if self._closed:
             return
         self._closed = True
+        if self._device is not None and exc is None and self.error is None:
+            # The call may return with kernels still queued ("pt"/"latent" outputs): its duration ends
+            # when the device is done. One wait per request, where the caller would wait anyway.
+            try:
+                measure.sync(sys.modules.get("torch"), self._device)
+            except Exception:  # noqa: BLE001 - a broken context is the failure already being reported
+                pass
         duration = time.perf_counter() - self._t0
         self._leave_device()
         error = exc if exc is not None else self.error

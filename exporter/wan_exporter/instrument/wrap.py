@@ -69,7 +69,7 @@ class Instrumentation:
             a = bound.arguments
             req.width = int(a.get("width", self.defaults.get("width")) or 0) or None
             req.height = int(a.get("height", self.defaults.get("height")) or 0) or None
-            run.device = _device(pipe)
+            run.set_device(_device(pipe))
             req.on_device(run.device)
             user_cb = a.get("callback_on_step_end")
             a["callback_on_step_end"] = _chained(run, user_cb)
