@@ -148,6 +148,19 @@ class Hashing:
     rate_limit_bytes_per_second: Size = 0  # 0: unlimited
 
 
+RUNBOOK_BASE = "https://github.com/wan-exporter/wan-exporter/blob/main/alerting/runbooks.md"
+
+
+@dataclass(frozen=True)
+class Links:
+    """Where the status page links to; a site without a Prometheus, Grafana or Alertmanager leaves it out."""
+
+    prometheus: str | None = None
+    grafana: str | None = None
+    alertmanager: str | None = None
+    runbooks: str = RUNBOOK_BASE  # alert runbooks: <runbooks>#<alertname in lower case>
+
+
 @dataclass(frozen=True)
 class ExporterSettings:
     state_dir: str | None = None  # hash manifests and recorded baselines; default ~/.local/state/wan-exporter
@@ -155,6 +168,8 @@ class ExporterSettings:
     nvml_timeout: Duration = 2.0
     max_models: int = MAX_MODELS_DEFAULT
     demo: bool = False
+    links: Links = field(default_factory=Links)
+    status_refresh: Duration = 30.0  # the status page reloads itself this often; 0: never
 
 
 @dataclass(frozen=True)
@@ -205,8 +220,9 @@ class _Loader:
             return self.load(non_none[0], value, path)
         if origin is Literal:
             if value not in args:
-                self.err(path, f"expected one of {', '.join(map(str, args))}{_did_you_mean(value, args)}")
-                return args[0]
+                self.err(path, f"expected one of {', '.join(map(str, args))}, got {value!r}"
+                               f"{_did_you_mean(value, args)}")
+                return None  # the field keeps its default: no follow-on errors from a stand-in value
             return value
         if origin is tuple:
             if not isinstance(value, list):
@@ -282,9 +298,22 @@ def _join(path: str, key: str) -> str:
     return f"{path}.{key}" if path else key
 
 
-def _did_you_mean(value: Any, options: Any) -> str:
-    close = difflib.get_close_matches(str(value), [str(o) for o in options], n=1)
+def did_you_mean(value: Any, options: Any) -> str:
+    """`` (did you mean 'x'?)`` for the closest option, else ``""``; a case slip counts as close."""
+    opts = [str(o) for o in options]
+    close = difflib.get_close_matches(str(value), opts, n=1) or [o for o in opts if o.lower() == str(value).lower()][:1]
     return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+_did_you_mean = did_you_mean
+
+
+def load_typed(cls: type, raw: Mapping[str, Any], path: str = "") -> tuple[Any, list[str]]:
+    """Walk ``raw`` into the dataclass ``cls`` by its type hints: (the object, every error with its path).
+
+    The main config and the web config both go through here, so they share one error style."""
+    loader = _Loader()
+    return loader.load_dataclass(cls, raw, path), loader.errors
 
 
 # --------------------------------------------------------------------------- semantic checks
@@ -297,6 +326,12 @@ def _validate(cfg: Config, raw: Mapping[str, Any], errors: list[str], check_path
             f"models: {len(cfg.models)} models configured, more than exporter.max_models "
             f"({cfg.exporter.max_models}); raise the cap deliberately if this is intended"
         )
+    for key in ("prometheus", "grafana", "alertmanager", "runbooks"):
+        url = getattr(cfg.exporter.links, key)
+        if url is not None and not re.match(r"^https?://[^\s/?#]+[^\s]*$", url):
+            errors.append(f"exporter.links.{key}: expected an http:// or https:// URL, got {url!r}")
+    if cfg.exporter.status_refresh < 0:
+        errors.append("exporter.status_refresh: expected a duration of 0 (never) or more")
     for name, prof in cfg.profiles.items():
         p = f"profiles.{name}"
         if not NAME_RE.match(name):

@@ -24,10 +24,10 @@ from . import faults, measure, warm
 from .export import export_phase
 from .faults import FAULTS
 from .measure import PHASES, Progress, Run, detail, emit, is_cuda
-from .pipeline import CudaUnavailable, as_image_pipeline, load_pipeline, offline_env, place
+from ..contract.labels import CHILD_FAILURE_REASONS as REASONS
+from .pipeline import CudaUnavailable, as_image_pipeline, device_order_env, load_pipeline, offline_env, place
 from .request import call_kwargs, conditioning_image, empty_result, normalise_request
 
-from ..contract.labels import CHILD_FAILURE_REASONS as REASONS
 _DETAIL_MAX = 2000
 
 
@@ -37,7 +37,7 @@ def classify(exc: BaseException, stage: str) -> str:
         return "oom"
     if isinstance(exc, CudaUnavailable) or measure.is_cuda_error(exc):
         return "cuda_error"
-    return "load_failed" if stage == "load" else "crash"
+    return "load_failed" if stage == "load" else "unknown"  # the process lives: not a crash
 
 
 # --------------------------------------------------------------------------- one benchmark
@@ -50,6 +50,7 @@ def run_benchmark(request: dict[str, Any], progress: Progress | None = None) -> 
     ``reason`` from :data:`REASONS`. Faults "crash" and "hang" do what they say.
     """
     offline_env()
+    device_order_env()
     req = normalise_request(request)
     result = empty_result(req)
     device = str(req["device"])

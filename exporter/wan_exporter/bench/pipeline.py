@@ -32,6 +32,14 @@ def offline_env() -> None:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
+def device_order_env() -> None:
+    """Number CUDA devices as NVML does (by PCI bus id), before CUDA starts: ``cuda:N`` is then
+    the GPU the exporter's courtesy check looked at (:mod:`wan_exporter.gpuid`)."""
+    from ..gpuid import CHILD_ENV
+
+    os.environ.update(CHILD_ENV)
+
+
 def torch_dtype(torch: Any, name: str) -> Any:
     try:
         return {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}[name]
@@ -153,5 +161,6 @@ def place(pipe: Any, req: dict[str, Any]) -> None:
         pipe.vae.enable_tiling()
 
 
-__all__ = ["FP32_COMPONENTS", "CudaUnavailable", "as_image_pipeline", "load_pipeline", "offline_env", "pipeline_class",
+__all__ = ["FP32_COMPONENTS", "CudaUnavailable", "as_image_pipeline", "device_order_env", "load_pipeline", "offline_env",
+           "pipeline_class",
            "place", "torch_dtype"]
