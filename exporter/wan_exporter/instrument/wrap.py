@@ -15,6 +15,7 @@ import threading
 from typing import Any, Callable, Mapping
 
 from ..bench import measure
+from ..contract import traffic
 from .metrics import TrafficMetrics, for_registry
 from .request import Request, current
 
@@ -158,7 +159,7 @@ def _output_checks(out: Any) -> dict[str, bool] | None:
     except Exception:  # noqa: BLE001 - latents or an unknown output: nothing to check
         return None
     checks = sanity.check_frames(arr)
-    return {k: bool(checks[k]) for k in ("finite", "not_black", "not_frozen")}
+    return {k: bool(checks[k]) for k in traffic.OUTPUT_CHECKS}
 
 
 def _instrumented_class(cls: type) -> type:
