@@ -204,8 +204,8 @@ class Run:
             if expert:
                 self.step_experts.append(expert)
         if steps and i + 1 >= steps:
-            # Only the last step's end is synchronised (the end of "denoise"): synchronising after
-            # every step would stop the CPU queueing the next step while the GPU works.
+            # The end of "denoise" is the last step's end alone (a synchronised clock, or an event):
+            # synchronising after every step would stop the CPU queueing the next step while the GPU works.
             self.last_step_end = self._marks[-1] if self._events and self._marks else self.clock()
         emit(self.progress, {"event": "step", "step": i + 1, "steps": steps, "generation": self.generation})
 
