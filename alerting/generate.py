@@ -23,6 +23,8 @@ from typing import Any
 
 import yaml
 
+import traffic_rules
+
 HERE = Path(__file__).resolve().parent
 THRESHOLDS = HERE / "thresholds.yml"
 RULES_DIR = HERE / "rules"
@@ -54,6 +56,7 @@ DASHBOARDS = {
     "overview": "/d/wan-overview/wan-overview?var-instance={{ $labels.instance | urlquery }}",
     "comparison": "/d/wan-comparison/wan-comparison",
     "fleet": "/d/wan-fleet/wan-fleet",
+    "traffic": traffic_rules.DASHBOARD,
 }
 
 
@@ -264,6 +267,7 @@ def recording_groups(s: dict) -> list[dict]:
         {"name": "wan-benchmark.rules", "rules": bench},
         {"name": "wan-gpu.rules", "rules": gpu},
         {"name": "wan-health.rules", "rules": health},
+        *traffic_rules.recording_groups(s, rec),
     ]
 
 
@@ -432,6 +436,7 @@ def alert_groups(s: dict) -> list[dict]:
         {"name": "wan-benchmarks", "rules": benchmarks},
         {"name": "wan-gpus", "rules": gpus},
         {"name": "wan-exporter", "rules": exporter},
+        *traffic_rules.alert_groups(s, alert),
         {"name": "wan-meta", "rules": meta},
     ]
 
