@@ -32,7 +32,6 @@ class ModelCapabilities:
         experts = new(models.EXPERTS)
         boundary = new(models.BOUNDARY_RATIO)
         vram_min = new(models.VRAM_MIN_BYTES)
-        vram_rec = new(models.VRAM_RECOMMENDED_BYTES)
         cc = new(models.CUDA_COMPUTE_CAPABILITY_MIN)
         size_mult = new(models.SIZE_MULTIPLE)
         ck_params = new(models.CHECKPOINT_PARAMETERS)
@@ -74,8 +73,6 @@ class ModelCapabilities:
                 boundary.add_metric([n], e.boundary_ratio)
             for mode, b in sorted(e.vram_min_bytes.items()):
                 vram_min.add_metric([n, mode], b)
-            if e.vram_recommended_bytes is not None:
-                vram_rec.add_metric([n], e.vram_recommended_bytes)
             if e.compute_capability_min is not None:
                 cc.add_metric([n], e.compute_capability_min)
             size_mult.add_metric([n], e.size_multiple)
@@ -90,4 +87,4 @@ class ModelCapabilities:
                 if f.boundary_ratio is not None:
                     ck_boundary.add_metric([n], f.boundary_ratio)
         return [m_info, m_cfg, present, params, active, res, frames, fps, steps, inputs, outputs, prec, lora, experts,
-                boundary, vram_min, vram_rec, cc, size_mult, ck_params, ck_experts, ck_dtype, ck_boundary]
+                boundary, vram_min, cc, size_mult, ck_params, ck_experts, ck_dtype, ck_boundary]

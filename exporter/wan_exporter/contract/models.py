@@ -70,10 +70,6 @@ VRAM_MIN_BYTES = Family(
     "wan_model_vram_min_bytes", "gauge",
     "Published minimum GPU memory per offload mode.",
     labels=("model", "offload"), source=SOURCE)
-VRAM_RECOMMENDED_BYTES = Family(
-    "wan_model_vram_recommended_bytes", "gauge",
-    "Published recommended GPU memory.",
-    labels=("model",), source=SOURCE)
 CUDA_COMPUTE_CAPABILITY_MIN = Family(
     "wan_model_cuda_compute_capability_min", "gauge",
     "Minimum CUDA compute capability (bf16 needs 8.0).",
@@ -116,7 +112,6 @@ FAMILIES: tuple[Family, ...] = (
     EXPERTS,
     BOUNDARY_RATIO,
     VRAM_MIN_BYTES,
-    VRAM_RECOMMENDED_BYTES,
     CUDA_COMPUTE_CAPABILITY_MIN,
     SIZE_MULTIPLE,
     CHECKPOINT_PARAMETERS,
