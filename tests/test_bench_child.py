@@ -20,7 +20,8 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 from wan_exporter import tiny  # noqa: E402
 from wan_exporter.bench import sanity  # noqa: E402
-from wan_exporter.bench.child import child_main, classify, conditioning_image, load_check, run_benchmark  # noqa: E402
+from wan_exporter.bench.child import child_main, classify, conditioning_image, run_benchmark  # noqa: E402
+from wan_exporter.health.loadcheck import load_check  # noqa: E402
 
 PIPELINES = {
     "tiny-wan2.2-t2v-a14b": "WanPipeline",
