@@ -23,8 +23,6 @@ from typing import Any
 
 import yaml
 
-import traffic_rules
-
 HERE = Path(__file__).resolve().parent
 if str(HERE.parent / "exporter") not in sys.path:  # the contract, without installing the package
     sys.path.insert(0, str(HERE.parent / "exporter"))
@@ -34,6 +32,9 @@ from wan_exporter.contract import gpu as G  # noqa: E402
 from wan_exporter.contract import health as H  # noqa: E402
 from wan_exporter.contract import labels  # noqa: E402
 from wan_exporter.contract import rules as R  # noqa: E402
+
+import traffic_rules  # noqa: E402 - alerting/traffic_rules.py, after the contract is importable
+
 THRESHOLDS = HERE / "thresholds.yml"
 RULES_DIR = HERE / "rules"
 RECORDING_FILE = "wan-recording.rules.yml"

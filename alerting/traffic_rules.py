@@ -19,7 +19,9 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "exporter"))
+_EXPORTER = str(Path(__file__).resolve().parents[1] / "exporter")
+if _EXPORTER not in sys.path:  # the contract, without installing the package
+    sys.path.insert(0, _EXPORTER)
 
 from wan_exporter.contract import traffic_rules as names  # noqa: E402 - after the path set-up
 

@@ -259,3 +259,12 @@ def test_every_recording_rule_has_a_promql_expr_test():
                 tested[name] = tested.get(name, False) or bool(case.get("exp_samples"))
     untested = [r["record"] for r in RECORDING_RULES if not tested.get(r["record"])]
     assert not untested, f"recording rules without a promql_expr_test with samples: {untested}"
+
+
+def test_latency_objective_threshold_is_a_duration_bucket_bound():
+    """The latency SLI reads one bucket (``le``): a threshold between bounds would read nothing."""
+    from wan_exporter.contract import traffic
+
+    bounds = traffic.BUCKETS[traffic.REQUEST_DURATION_SECONDS.name]
+    assert float(SETTINGS["slo"]["latency_threshold_seconds"]) in bounds
+    assert f'le="{float(SETTINGS["slo"]["latency_threshold_seconds"])!r}"' in RECORDING.read_text()
