@@ -27,7 +27,8 @@ INVALID = (40, 32)  # 40 is not a multiple of 16
 
 
 def body_for(i: int, a: argparse.Namespace) -> dict:
-    w, h = INVALID if a.invalid_every and (i + 1) % a.invalid_every == 0 else SIZES[i % len(SIZES)]
+    sizes = (a.size,) if a.size else SIZES
+    w, h = INVALID if a.invalid_every and (i + 1) % a.invalid_every == 0 else sizes[i % len(sizes)]
     return {"prompt": f"test pattern {i % 7}", "width": w, "height": h, "frames": a.frames, "steps": a.steps}
 
 
@@ -71,6 +72,14 @@ def run(a: argparse.Namespace, out=sys.stdout) -> Counter:
     return statuses
 
 
+def _size(text: str) -> tuple[int, int]:
+    w, _, h = text.lower().partition("x")
+    try:
+        return int(w), int(h)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not WIDTHxHEIGHT") from None
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--url", default="http://127.0.0.1:9836", help="the service (default http://127.0.0.1:9836)")
@@ -80,6 +89,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--concurrency", type=int, default=1, help="requests in flight at once (default 1)")
     p.add_argument("--invalid-every", type=int, default=5,
                    help="every Nth request has an invalid size (default 5; 0: never)")
+    p.add_argument("--size", type=_size, metavar="WxH",
+                   help="width x height of the valid requests (default: 32x32, 48x32 and 32x48 in turn)")
     p.add_argument("--frames", type=int, default=5, help="frames per request (default 5)")
     p.add_argument("--steps", type=int, default=2, help="denoising steps per request (default 2)")
     p.add_argument("--timeout", type=float, default=120.0, help="per request, seconds (default 120)")
