@@ -409,8 +409,8 @@ def main(argv: list[str] | None = None, out=None) -> int:
         return EXIT_MISSING
 
     ports = Ports(args.host, args.exporter_port, args.prometheus_port, args.alertmanager_port, args.serve_port)
-    busy = [f"{name} port {getattr(ports, name)}" for name in ("exporter", "prometheus", "alertmanager")
-            if not port_free(ports.host, getattr(ports, name))]
+    services = ("exporter", "prometheus", "alertmanager") + (("serve",) if args.demo else ())
+    busy = [f"{name} port {getattr(ports, name)}" for name in services if not port_free(ports.host, getattr(ports, name))]
     if busy:
         say(f"wan-exporter stack: cannot start, in use on {ports.host}: {', '.join(busy)}.\n"
             "  Stop what holds them, or choose others with --exporter-port, --prometheus-port, --alertmanager-port.")
@@ -455,7 +455,8 @@ def main(argv: list[str] | None = None, out=None) -> int:
     signal.signal(signal.SIGTERM, stack.request_stop)
     rc = EXIT_OK
     try:
-        if stack.start({"wan-exporter": args.ready_timeout, "alertmanager": 60.0, "prometheus": 120.0}):
+        if stack.start({"wan-exporter": args.ready_timeout, "wan-serve": args.ready_timeout, "alertmanager": 60.0,
+                        "prometheus": 120.0}):
             say("\nwan-exporter stack is up ({}):\n"
                 "  exporter      {b}:{e}/metrics\n"
                 "  Prometheus    {b}:{p}  (targets {b}:{p}/targets, alerts {b}:{p}/alerts)\n"
