@@ -372,6 +372,8 @@ def build_parser() -> argparse.ArgumentParser:
 def demo_traffic(ports: Ports, logs: Path, env: dict[str, str]) -> list[Child]:
     """The example service serving a tiny pipeline through instrument, and a bounded load on it (an hour at most)."""
     serve = repo_root() / "examples" / "serve"
+    if not (serve / "server.py").is_file():
+        return []  # an installed package without the checkout's examples/
     url = f"http://{ports.address('serve')}"
     return [
         Child("wan-serve", [sys.executable, str(serve / "server.py"), f"--web.listen-address={ports.address('serve')}"],
@@ -448,8 +450,10 @@ def main(argv: list[str] | None = None, out=None) -> int:
                f"--web.external-url={base}:{ports.prometheus}", "--web.enable-lifecycle"],
               f"{base}:{ports.prometheus}/-/ready", logs / "prometheus.log"),
     ]
-    if args.demo:
-        children[1:1] = demo_traffic(ports, logs, env)
+    traffic = demo_traffic(ports, logs, env) if args.demo else []
+    if args.demo and not traffic:
+        say("note: no examples/serve/ next to this package (run from a checkout): the demo runs without traffic.")
+    children[1:1] = traffic
     stack = Stack(children, out=out)
     signal.signal(signal.SIGINT, stack.request_stop)
     signal.signal(signal.SIGTERM, stack.request_stop)
@@ -466,7 +470,7 @@ def main(argv: list[str] | None = None, out=None) -> int:
                 "configs in {c}, logs in {l}; Ctrl-C stops everything."
                 .format("demo" if args.demo else (args.config_file or "embedded default config"), b=base,
                         e=ports.exporter, p=ports.prometheus, a=ports.alertmanager, c=data / "config", l=logs))
-            if args.demo:
+            if traffic:
                 say(f"  Wan service   {base}:{ports.serve}/metrics  (examples/serve/, job wan-serve; load for up to 1h)")
             rc = stack.supervise()
         elif not stack.stop_requested.is_set():
