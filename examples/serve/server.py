@@ -28,7 +28,11 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, exposition
 
-from wan_exporter.instrument import classify, instrument, track
+_CHECKOUT = Path(__file__).resolve().parents[2] / "exporter"
+if (_CHECKOUT / "wan_exporter").is_dir() and str(_CHECKOUT) not in sys.path:  # run from a checkout
+    sys.path.insert(0, str(_CHECKOUT))
+
+from wan_exporter.instrument import classify, instrument, track  # noqa: E402
 
 DEFAULT_PORT = 9836
 DEFAULT_KIND = "tiny-wan2.1-t2v"
@@ -149,5 +153,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "exporter"))  # a checkout without pip install
     raise SystemExit(main())
