@@ -113,17 +113,22 @@ def _load_phase(torch: Any, req: dict[str, Any], result: dict[str, Any], progres
 def _generate(pipe: Any, req: dict[str, Any], image: Any, run: Run, fault: str) -> tuple[Any, float]:
     """One pipeline call inside ``run``; returns float frames (frames, H, W, 3) and its wall time."""
 
+    injector = faults.Injector(fault, run.device)
+
     def on_step_end(p: Any, i: int, t: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
         if i == 0:
-            faults.at_first_step(fault)
+            injector.at_first_step()
         run.step_end(p, i, t)
         return kwargs
 
     kwargs = call_kwargs(req, image, on_step_end)
-    with run.active():
-        t0 = run.now()
-        out = pipe(**kwargs)
-        t1 = run.now()
+    try:
+        with run.active():
+            t0 = run.now()
+            out = pipe(**kwargs)
+            t1 = run.now()
+    finally:
+        injector.restore()
     frames = out.frames[0]
     if hasattr(frames, "detach"):  # output_type="pt" safety: never expected with "np"
         frames = frames.detach().float().cpu().numpy()

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Callable
 
 from .. import catalog
+from . import faults
 from ..childproc import ChildOutcome, WarmWorker, run_in_child
 from ..config import Config, ModelConfig, Profile
 from ..contract.labels import FAILURE_REASONS
@@ -41,7 +42,8 @@ def build_request(m: ModelConfig, profile: Profile, model_dir: Path, output_path
         "prompt": profile.prompt,
         "negative_prompt": profile.negative_prompt,
         "image": image,
-        "fault": m.fault,
+        # Set only by the fault tests, through the environment; never by the config.
+        "fault": faults.from_environment(m.name),
         "output_path": output_path,
         "fps": entry.fps_default,
         "repeat_for_reproducibility": False,
