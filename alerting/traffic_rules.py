@@ -23,14 +23,17 @@ _EXPORTER = str(Path(__file__).resolve().parents[1] / "exporter")
 if _EXPORTER not in sys.path:  # the contract, without installing the package
     sys.path.insert(0, _EXPORTER)
 
-from wan_exporter.contract import traffic_rules as names  # noqa: E402 - after the path set-up
+from wan_exporter.contract import traffic as F  # noqa: E402 - after the path set-up
+from wan_exporter.contract import traffic_rules as names  # noqa: E402
 
 JM = names.LEVEL_LABELS[names.JOB_MODEL]
 JMR = names.LEVEL_LABELS[names.JOB_MODEL_RESOLUTION]
 JMO = names.LEVEL_LABELS[names.JOB_MODEL_OUTCOME]
 JMOP = names.LEVEL_LABELS[names.JOB_MODEL_OUTCOME_PHASE]
 
-DURATION = "wan_request_duration_seconds"
+DURATION = F.REQUEST_DURATION_SECONDS.name
+REQUESTS = F.REQUESTS.exposed_name
+FAILURES = F.REQUEST_FAILURES.exposed_name
 DASHBOARD = ("/d/wan-traffic/wan-traffic?var-job={{ $labels.job | urlquery }}"
              "&var-model={{ $labels.model | urlquery }}")
 
@@ -70,7 +73,7 @@ def recording_groups(s: dict, rec) -> list[dict]:
             )
         """))
     for q, qn in names.QUANTILES:
-        wait = "wan_request_queue_wait_seconds"
+        wait = F.REQUEST_QUEUE_WAIT_SECONDS.name
         panels.append(rec(names.QUEUE_WAIT_QUANTILE[qn], f"""
             histogram_quantile({q},
               sum by ({JM}, le) (rate({wait}_bucket{{{sel}}}[{w}]))
@@ -78,20 +81,20 @@ def recording_groups(s: dict, rec) -> list[dict]:
               (sum by ({JM}) (rate({wait}_count{{{sel}}}[{w}])) > 0)
             )
         """))
-    panels.append(rec(names.REQUESTS_BY_OUTCOME, f"sum by ({JMO}) (rate(wan_requests_total{{{sel}}}[{w}]))"))
+    panels.append(rec(names.REQUESTS_BY_OUTCOME, f"sum by ({JMO}) (rate({REQUESTS}{{{sel}}}[{w}]))"))
     panels.append(rec(names.FAILURES_BY_OUTCOME_PHASE,
-                      f"sum by ({JMOP}) (rate(wan_request_failures_total{{{sel}}}[{w}]))"))
+                      f"sum by ({JMOP}) (rate({FAILURES}{{{sel}}}[{w}]))"))
     panels.append(rec(names.VIDEOS_PER_HOUR,
-                      f'3600 * sum by ({JM}) (rate(wan_requests_total{{{sel}, outcome="ok"}}[{w}]))'))
+                      f'3600 * sum by ({JM}) (rate({REQUESTS}{{{sel}, outcome="ok"}}[{w}]))'))
     # Seconds of video (or pixels) per second spent generating: both over the same successful requests.
-    for name, counter in ((names.REAL_TIME_FACTOR, "wan_request_video_seconds_total"),
-                          (names.PIXELS_PER_SECOND, "wan_request_pixels_total")):
+    for name, counter in ((names.REAL_TIME_FACTOR, F.REQUEST_VIDEO_SECONDS.exposed_name),
+                          (names.PIXELS_PER_SECOND, F.REQUEST_PIXELS.exposed_name)):
         panels.append(rec(name, f"""
             sum by ({JM}) (rate({counter}{{{sel}}}[{w}]))
             /
             (sum by ({JM}) (rate({DURATION}_sum{{{sel}}}[{w}])) > 0)
         """))
-    step = "wan_request_step_duration_seconds"
+    step = F.REQUEST_STEP_DURATION_SECONDS.name
     panels.append(rec(names.SECONDS_PER_STEP, f"""
         sum by ({JMR}) (rate({step}_sum{{{sel}}}[{w}]))
         /
@@ -102,9 +105,9 @@ def recording_groups(s: dict, rec) -> list[dict]:
     sli: list[dict] = []
     for win in slo_windows(s):
         sli += [
-            rec(names.requests_ok(win), f'sum by ({JM}) (rate(wan_requests_total{{{sel}, outcome="ok"}}[{win}]))'),
+            rec(names.requests_ok(win), f'sum by ({JM}) (rate({REQUESTS}{{{sel}, outcome="ok"}}[{win}]))'),
             rec(names.requests_counted(win),
-                f'sum by ({JM}) (rate(wan_requests_total{{{sel}, outcome!~"{excluded}"}}[{win}]))'),
+                f'sum by ({JM}) (rate({REQUESTS}{{{sel}, outcome!~"{excluded}"}}[{win}]))'),
             rec(names.availability(win), f"""
                 {names.requests_ok(win)}
                 /

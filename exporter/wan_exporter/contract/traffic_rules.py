@@ -11,6 +11,8 @@ The SLO rules are named after their window (``rate5m``, ``rate1h`` ...); the win
 
 from __future__ import annotations
 
+from . import traffic
+
 JOB_MODEL = "job_model"
 JOB_MODEL_RESOLUTION = "job_model_resolution"
 JOB_MODEL_OUTCOME = "job_model_outcome"
@@ -29,6 +31,7 @@ QUANTILES: tuple[tuple[float, str], ...] = ((0.5, "p50"), (0.95, "p95"), (0.99, 
 
 # Outcomes that are not the service's failure: a client's bad input, a client's cancellation.
 NOT_COUNTED_AGAINST_SLO: tuple[str, ...] = ("invalid_input", "cancelled")
+assert set(NOT_COUNTED_AGAINST_SLO) <= set(traffic.OUTCOMES)
 
 
 def _n(level: str, metric: str, operations: str) -> str:
