@@ -173,12 +173,22 @@ def _card(m: dict[str, Any], now: float, folded: bool) -> str:
     head = (f'<summary><span class="name">{e(m["name"])}</span> {pill(m["status"])} '
             f'<span class="muted">{e(m["kind"])} · {e(m["device"])} · {e(m["dtype"])}</span></summary>')
     body = [_verdict(m), _checkpoint(m, now), _facts(m), _benchmarks(m, now),
-            '<h4>Traffic</h4><p class="na">No serving traffic is instrumented in this exporter version.</p>',
+            _traffic(m),
             _recommendation(m), links(m["runbooks"]),
             f'<p class="runbooks"><a href="{e(m["dashboard_url"])}">Grafana: model detail</a></p>'
             if m["dashboard_url"] else ""]
     return (f'<details class="card s-{e(status)}" id="model-{e(m["name"])}"{"" if folded else " open"}>'
             f"{head}{''.join(body)}</details>")
+
+
+def _traffic(m: dict[str, Any]) -> str:
+    """Serving traffic is measured in the serving process (wan_exporter.instrument), not here."""
+    where = ""
+    if m["dashboard_url"]:
+        base = m["dashboard_url"].split("/d/", 1)[0]
+        where = f' <a href="{e(base)}/d/wan-traffic/wan-traffic">Grafana: traffic</a>'
+    return ('<h4>Traffic</h4><p class="na">Measured where the pipeline serves users: the service\'s own '
+            f"/metrics (<code>wan_exporter.instrument</code>), not this exporter.{where}</p>")
 
 
 def _verdict(m: dict[str, Any]) -> str:
