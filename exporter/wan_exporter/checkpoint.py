@@ -54,6 +54,8 @@ class CheckpointFacts:
     weight_bytes: int = 0  # tensor data bytes the headers describe, all components
     vae_compression: tuple[int, int, int] | None = None  # (t, h, w): VAE scale factors x transformer patch
     diffusers_version: str | None = None
+    form: str | None = "diffusers"  # how the checkpoint lies on disk (wan_exporter.scan.FORMS)
+    model_type: str | None = None  # t2v | i2v | ti2v where the checkpoint says so
 
     def as_dict(self) -> dict[str, Any]:
         """Plain JSON-ready dict (for reports and the state snapshot)."""
@@ -74,6 +76,8 @@ class CheckpointFacts:
             "weight_bytes": self.weight_bytes,
             "vae_compression": list(self.vae_compression) if self.vae_compression else None,
             "diffusers_version": self.diffusers_version,
+            "form": self.form,
+            "model_type": self.model_type,
         }
 
 
@@ -126,12 +130,28 @@ class _Weights:
     complete: bool
 
 
-def derive_facts(model_dir: str | os.PathLike[str], headers: Mapping[Path, Header] | None = None) -> CheckpointFacts:
+def derive_facts(model_dir: Any, headers: Mapping[Path, Header] | None = None, fmt: str = "auto",
+                 tables: Mapping[str, Any] | None = None) -> CheckpointFacts:
     """Everything ``model_dir`` says about itself; never raises for a bad checkpoint.
 
-    ``headers``: safetensors headers the caller has already read, by path (the header check
-    passes its own), so no header is parsed twice.
+    ``model_dir`` is a diffusers directory, any other form :mod:`wan_exporter.scan` reads
+    (official layout, single file or files, GGUF), or a :class:`~wan_exporter.scan.Scan`.
+    ``headers``/``tables``: what the caller has already read (the header check passes its
+    own), so no header is parsed twice.
     """
+    from . import checkpoint_forms, scan as scanning
+
+    if isinstance(model_dir, scanning.Scan):
+        sc = model_dir
+        if sc.form != "diffusers":
+            return checkpoint_forms.derive(sc, tables)
+        model_dir = sc.root
+    elif (not isinstance(model_dir, (str, os.PathLike)) or fmt != "auto"
+          or not (Path(model_dir) / "model_index.json").exists()):
+        sc = scanning.scan(model_dir, fmt)
+        if sc.form not in (None, "diffusers"):
+            return checkpoint_forms.derive(sc, tables)
+        model_dir = sc.root
     root = Path(model_dir)
     problems = _Problems(root)
     if not root.is_dir():

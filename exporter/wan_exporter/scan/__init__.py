@@ -1,0 +1,155 @@
+"""One typed scan of a model's files, whatever form the checkpoint takes on disk.
+
+:func:`scan` decides the form (or takes the one the config names), lets that form's reader
+say what it promises, and returns a :class:`~.model.Scan` that the layout, header and hash
+checks and the checkpoint facts all read. Only ``stat``, listings and small JSON files are
+touched, so a scan is cheap enough for the layout check's 30-second schedule.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+from typing import Sequence
+
+from ..health.issues import oserror_detail, oserror_kind
+from ..state import frozen_map
+from . import diffusers_dir, official, single
+from .model import DENOISERS, FILE_FORMATS, FORMATS, FORMS, Reference, Scan, ShardIndex, WeightFile
+from .walk import MAX_ENTRIES, MAX_JSON_BYTES, TooManyEntries, Walk, file_format
+
+_SINGLE_FILE = (".safetensors", ".gguf", ".pth", ".pt", ".ckpt", ".bin")
+
+Target = "Path | str | Sequence[Path | str]"
+
+
+def _paths(target: "Path | str | Sequence[Path | str]") -> list[Path]:
+    if isinstance(target, (str, os.PathLike)):
+        return [Path(os.path.expanduser(str(target)))]
+    return [Path(os.path.expanduser(str(t))) for t in target]
+
+
+def scan(target: "Path | str | Sequence[Path | str]", fmt: str = "auto", max_entries: int = MAX_ENTRIES) -> Scan:
+    """Everything the files of ``target`` (a directory, a file, or a list of files) promise; never raises."""
+    paths = _paths(target)
+    if len(paths) > 1 or (paths and _is_file(paths[0])) or fmt in ("single_file", "gguf"):
+        root = single.root_of(paths)
+        w = Walk(root, max_entries)
+        return _finish(w, *_files(w, paths, fmt), files=tuple(str(p) for p in paths))
+    w = Walk(paths[0] if paths else Path("."), max_entries)
+    return _finish(w, *_directory(w, fmt))
+
+
+def _is_file(p: Path) -> bool:
+    try:
+        return stat.S_ISREG(os.stat(p).st_mode)
+    except OSError:
+        return p.suffix.lower() in _SINGLE_FILE  # a missing file named like a checkpoint is a file form
+
+
+_Parts = tuple  # (found, form, model_index, pipeline, components, model_type, experts, complete)
+
+
+def _files(w: Walk, paths: list[Path], fmt: str) -> _Parts:
+    for p in paths:
+        try:
+            if stat.S_ISDIR(os.stat(p).st_mode):
+                w.findings.add("not_a_model", f"format {fmt} names files; {p} is a directory")
+                return True, None, None, None, {}, None, (), True
+        except OSError:
+            pass
+    if len(paths) == 1 and not _exists(paths[0]):
+        w.findings.add("missing_model", f"{paths[0]} not found")
+        return False, None, None, None, {}, None, (), True
+    components, experts, model_type = single.read(w, paths)
+    formats = {wf.format for wf in w.weights}
+    form = fmt if fmt in ("single_file", "gguf") else ("gguf" if formats == {"gguf"} else "single_file")
+    if not components:
+        form = None
+    return True, form, None, None, components, model_type, experts, True
+
+
+def _exists(p: Path) -> bool:
+    try:
+        os.stat(p)
+        return True
+    except OSError:
+        return False
+
+
+def _directory(w: Walk, fmt: str) -> _Parts:
+    try:
+        st = os.stat(w.root)
+    except OSError as e:
+        kind = oserror_kind(e)
+        w.findings.add("missing_model" if kind == "missing_file" else kind,
+                       f"{w.root} not found" if kind == "missing_file" else oserror_detail(e))
+        return False, None, None, None, {}, None, (), True
+    if not stat.S_ISDIR(st.st_mode):
+        w.findings.add("not_a_model", "not a directory")
+        return True, None, None, None, {}, None, (), True
+    try:
+        return _detect(w, fmt)
+    except TooManyEntries as e:
+        where = f"{e.args[0]}/" if e.args and e.args[0] else ""
+        w.findings.add("too_many_files", f"{w.limit} directory entries examined; the walk stopped there", where)
+        return True, None, None, None, {}, None, (), False
+
+
+def _detect(w: Walk, fmt: str) -> _Parts:
+    has_index = w.stat("model_index.json", report=False) is not None
+    if fmt == "diffusers" or (fmt == "auto" and has_index):
+        if not has_index:
+            return _no_index(w, "format diffusers")
+        pipeline, components = diffusers_dir.read(w)
+        experts = tuple(c for c in ("transformer", "transformer_2") if c in components)
+        return True, "diffusers", True, pipeline, components, None, experts, True
+    if fmt == "auto":
+        try:  # a model_index.json that cannot be stat'ed (a loop, no permission) is not "no index"
+            os.stat(w.root / "model_index.json")
+        except OSError as e:
+            if oserror_kind(e) != "missing_file":
+                w.findings.add(oserror_kind(e), oserror_detail(e), "model_index.json")
+                return True, "diffusers", True, None, {}, None, (), True
+    names = w.listdir("")
+    if names is None:
+        return True, None, None, None, {}, None, (), True
+    if fmt == "official" or official.looks_official(w, names):
+        components, model_type, experts = official.read(w, names)
+        return True, "official", None, "WanModel", components, model_type, experts, True
+    return _no_index(w, "", names)
+
+
+def _no_index(w: Walk, why: str, names: list[str] | None = None) -> _Parts:
+    """Neither form: say what the directory is instead."""
+    if names is None:
+        names = w.listdir("")
+        if names is None:
+            return True, None, False, None, {}, None, (), True
+    singles = sorted(n for n in names if n.endswith(_SINGLE_FILE))
+    if singles:
+        detail = (f"no model_index.json and no official Wan layout; found {singles[0]}"
+                  + (f" and {len(singles) - 1} more weight files" if len(singles) > 1 else "")
+                  + ": name the single file(s) in the model's path")
+    elif not names:
+        detail = "empty directory: no model_index.json and no official Wan layout"
+    else:
+        detail = f"no model_index.json and no official Wan layout among {len(names)} entries"
+    w.findings.add("not_a_model", f"{why}: {detail}" if why else detail)
+    return True, None, False, None, {}, None, (), True
+
+
+def _finish(w: Walk, found: bool, form: str | None, model_index: bool | None, pipeline: str | None,
+            components: dict[str, str], model_type: str | None, experts: tuple[str, ...], complete: bool,
+            files: tuple[str, ...] = ()) -> Scan:
+    size = sum(x.size for x in w.weights if x.size is not None)
+    return Scan(root=w.root, form=form, found=found, model_index=model_index, pipeline=pipeline,
+                components=frozen_map(components), expected=tuple(w.expected), present=tuple(w.present),
+                weights=tuple(w.weights), indexes=tuple(w.indexes), configs=tuple(w.configs),
+                issues=tuple(w.findings.items), complete=complete, size_bytes=size, model_type=model_type,
+                experts=experts, files=files)
+
+
+__all__ = ["DENOISERS", "FILE_FORMATS", "FORMATS", "FORMS", "MAX_ENTRIES", "MAX_JSON_BYTES", "Reference", "Scan",
+           "ShardIndex", "WeightFile", "file_format", "scan"]
