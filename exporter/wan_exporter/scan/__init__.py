@@ -93,8 +93,11 @@ def _directory(w: Walk, fmt: str) -> _Parts:
         return _detect(w, fmt)
     except TooManyEntries as e:
         where = f"{e.args[0]}/" if e.args and e.args[0] else ""
+        if not where and not w.expected:  # stopped while looking for a form: none was recognised
+            w.findings.add("not_a_model", f"no model_index.json and no official Wan layout among more than "
+                           f"{w.limit} entries")
         w.findings.add("too_many_files", f"{w.limit} directory entries examined; the walk stopped there", where)
-        return True, None, None, None, {}, None, (), False
+        return True, None, None if w.expected else False, None, {}, None, (), False
 
 
 def _detect(w: Walk, fmt: str) -> _Parts:
@@ -131,7 +134,7 @@ def _no_index(w: Walk, why: str, names: list[str] | None = None) -> _Parts:
     if singles:
         detail = (f"no model_index.json and no official Wan layout; found {singles[0]}"
                   + (f" and {len(singles) - 1} more weight files" if len(singles) > 1 else "")
-                  + ": name the single file(s) in the model's path")
+                  + ": a single-file checkpoint? Name the file(s) in the model's path")
     elif not names:
         detail = "empty directory: no model_index.json and no official Wan layout"
     else:
