@@ -67,10 +67,17 @@ def build_parser() -> argparse.ArgumentParser:
                         description="Validate a config file. Exit 0 when valid, else 1 with every error and its path.")
     cc.add_argument("path")
 
-    cm = sub.add_parser("check-model", help="run every health check once on a model directory",
-                        description="Run the layout, header, hash and load checks once on a model directory "
-                                    "and print a report. Exit 0 when healthy, 1 when not, 2 on usage errors.")
-    cm.add_argument("path")
+    cm = sub.add_parser("check-model", help="run every health check once on a model directory or file(s)",
+                        description="Run the layout, header, hash and load checks once on a model and print a "
+                                    "report. PATH is a diffusers or official Wan directory, a single-file "
+                                    "checkpoint (.safetensors, .gguf), or several files (the high- and low-noise "
+                                    "experts). Exit 0 when healthy, 1 when not, 2 on usage errors.")
+    cm.add_argument("path", nargs="+", metavar="PATH")
+    cm.add_argument("--format", default="auto", choices=("auto", "diffusers", "official", "single_file", "gguf"),
+                    help="how the checkpoint lies on disk (default: recognised)")
+    cm.add_argument("--manifest", metavar="FILE",
+                    help="sha256sum-style manifest of the weight files: written when FILE does not exist, "
+                         "verified when it does (check a copy against a known-good node)")
     cm.add_argument("--kind", help="catalog kind, to compare the checkpoint with its published facts")
     cm.add_argument("--no-hash", action="store_true", help="skip the full content hash (reads every byte)")
     cm.add_argument("--no-load", action="store_true", help="skip the load check (starts a child process)")

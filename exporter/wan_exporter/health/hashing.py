@@ -194,20 +194,23 @@ def _date(ts: Any) -> str:
 def check(model: str, model_dir: Any, state_dir: Path, chunk_bytes: int = 8 << 20,
           rate_limit_bytes_per_second: int = 0, on_chunk: OnChunk | None = None,
           stop: threading.Event | None = None, max_entries: int = layout.MAX_ENTRIES, fmt: str = "auto",
-          scanned: Scan | None = None, max_age: float = CACHE_MAX_AGE_SECONDS) -> CheckResult | None:
+          scanned: Scan | None = None, max_age: float = CACHE_MAX_AGE_SECONDS,
+          hashed: dict[str, str] | None = None) -> CheckResult | None:
     """Run the hash check; None when another hash run is in progress or ``stop`` was set.
 
     facts: verified_bytes (matched, or recorded now) = published_bytes (matched a published
     digest) + recorded_bytes (matched or recorded in the manifest), expected_bytes, files_read,
     files_cached, files_recorded, bytes_read, hf_cache_files, local_dir_files, content_digest
-    (when every weight file was hashed and matched).
+    (when every weight file was hashed and matched). ``hashed`` receives every digest computed
+    or taken from the cache, by path relative to the scan root (for ``check-model --manifest``).
     """
     if not _LOCK.acquire(blocking=False):
         log.info("hash check of %s skipped: another hash run is in progress", model)
         return None
     try:
         return _check(model, model_dir, state_dir, chunk_bytes, rate_limit_bytes_per_second, on_chunk, stop,
-                      scanned or layout.scan(model_dir, fmt, max_entries) if model_dir is not None else None, max_age)
+                      scanned or layout.scan(model_dir, fmt, max_entries) if model_dir is not None else None, max_age,
+                      hashed if hashed is not None else {})
     except Aborted:
         log.info("hash check of %s stopped (shutdown)", model)
         return None
@@ -216,7 +219,8 @@ def check(model: str, model_dir: Any, state_dir: Path, chunk_bytes: int = 8 << 2
 
 
 def _check(model: str, model_dir: Any, state_dir: Path, chunk_bytes: int, rate: int,
-           on_chunk: OnChunk | None, stop: threading.Event | None, lay: Scan | None, max_age: float) -> CheckResult:
+           on_chunk: OnChunk | None, stop: threading.Event | None, lay: Scan | None, max_age: float,
+           hashed: dict[str, str]) -> CheckResult:
     t0 = time.perf_counter()
     findings = Findings()
     if model_dir is None or lay is None:
@@ -235,7 +239,7 @@ def _check(model: str, model_dir: Any, state_dir: Path, chunk_bytes: int, rate: 
         for w in lay.weights:
             if stop is not None and stop.is_set():
                 raise Aborted()
-            dirty |= _one(lay.root, w, manifest, findings, f, chunk_bytes, pacer, on_chunk, max_age, digests)
+            dirty |= _one(lay.root, w, manifest, findings, f, chunk_bytes, pacer, on_chunk, max_age, digests, hashed)
         if len(digests) == len(lay.weights) and digests and not findings.has("hash_mismatch"):
             f["content_digest"] = content_digest(digests)
         known = {w.rel for w in lay.weights}
@@ -260,7 +264,8 @@ def content_digest(digests: dict[str, str]) -> str:
 
 
 def _one(root: Path, w: WeightFile, manifest: Manifest, findings: Findings, f: dict[str, Any], chunk_bytes: int,
-         pacer: _Pacer, on_chunk: OnChunk | None, max_age: float, digests: dict[str, str]) -> bool:
+         pacer: _Pacer, on_chunk: OnChunk | None, max_age: float, digests: dict[str, str],
+         hashed: dict[str, str]) -> bool:
     """Check one weight file; returns whether the manifest changed."""
     rel = w.rel
     path = root / rel
@@ -305,6 +310,7 @@ def _one(root: Path, w: WeightFile, manifest: Manifest, findings: Findings, f: d
         f["files_read"] += 1
         f["bytes_read"] += size
         dirty = True
+    hashed[rel] = digest
     if expected is None:
         manifest.files[rel] = {"sha256": digest, "size": size, "recorded_at": time.time()}
         f["files_recorded"] += 1

@@ -2,7 +2,9 @@
 
 Jobs ``health.layout``, ``health.headers``, ``health.hash`` and ``health.load`` each walk the
 configured models in turn (read from the live config at run time, so a reload applies to
-the next run). A check that raises is a bug, not a finding: it is logged, the model keeps
+the next run). The layout job's scan of a model's files (:mod:`wan_exporter.scan`) is kept
+and read by the header and hash jobs while it is younger than the layout interval, so the
+files are walked once per cycle, not once per check. A check that raises is a bug, not a finding: it is logged, the model keeps
 its previous result, and the job is recorded as failed.
 """
 
@@ -10,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
@@ -17,6 +20,7 @@ from typing import TYPE_CHECKING, Callable
 from .. import catalog
 from ..config import Config, ModelConfig, state_dir
 from ..state import CheckResult, Snapshot, Store, frozen_map
+from ..scan import Scan
 from . import hashing, headers, layout, loadcheck
 from .collector import HealthFigures
 from .issues import CHECKS
@@ -50,6 +54,8 @@ class HealthSubsystem:
         self.app = app
         self.store = app.store
         self._stop = threading.Event()
+        self._scans: dict[str, tuple[float, object, Scan]] = {}  # model -> (monotonic time, target, scan)
+        self._scans_lock = threading.Lock()
 
     def parts(self) -> list:
         return [HealthFigures()]
@@ -68,19 +74,40 @@ class HealthSubsystem:
         self._stop.set()  # a hash run stops at its next chunk
 
     # -- jobs ----------------------------------------------------------------------
+    def scan_of(self, cfg: Config, m: ModelConfig, target: object, fresh: bool = False) -> Scan | None:
+        """The model's scan: the layout job's while younger than the layout interval, else a new one."""
+        if target is None:
+            return None
+        now = time.monotonic()
+        with self._scans_lock:
+            kept = self._scans.get(m.name)
+        if not fresh and kept is not None and kept[1] == target and now - kept[0] < cfg.schedules.layout.interval:
+            return kept[2]
+        sc = layout.scan(target, m.format)  # type: ignore[arg-type]
+        with self._scans_lock:
+            self._scans[m.name] = (now, target, sc)
+        return sc
+
     def run_layout(self) -> None:
-        self._each("layout", lambda cfg, m, d: layout.check(m.name, d))
+        self._each("layout", lambda cfg, m, d: layout.check(m.name, d, scanned=self.scan_of(cfg, m, d, fresh=True)))
 
     def run_headers(self) -> None:
-        self._each("headers", lambda cfg, m, d: headers.check(m.name, d, catalog.CATALOG.get(m.kind)))
+        self._each("headers", lambda cfg, m, d: headers.check(m.name, d, catalog.CATALOG.get(m.kind),
+                                                              scanned=self.scan_of(cfg, m, d)))
 
     def run_hash(self) -> None:
+        # A cached digest stands in for a read only within one hash interval: every scheduled
+        # run reads every byte; a restart within the interval does not read them again.
         self._each("hash", lambda cfg, m, d: hashing.check(
             m.name, d, state_dir(cfg), chunk_bytes=cfg.hashing.chunk_bytes,
-            rate_limit_bytes_per_second=cfg.hashing.rate_limit_bytes_per_second, stop=self._stop))
+            rate_limit_bytes_per_second=cfg.hashing.rate_limit_bytes_per_second, stop=self._stop,
+            scanned=self.scan_of(cfg, m, d), max_age=max(60.0, cfg.schedules.hash.interval - 60.0)))
 
     def run_load(self) -> None:
-        def one(cfg: Config, m: ModelConfig, d: Path | None) -> CheckResult:
+        def one(cfg: Config, m: ModelConfig, d: Path | None) -> CheckResult | None:
+            sc = self.scan_of(cfg, m, d)
+            if sc is not None and sc.form not in (None, "diffusers"):
+                return None  # the load check builds a diffusers pipeline directory; other forms have none
             entry = catalog.CATALOG.get(m.kind)
             r = loadcheck.check(m.name, d, kind=m.kind, pipeline=entry.pipeline if entry else None,
                                 timeout=cfg.schedules.load.timeout, kill_grace=cfg.benchmark.kill_grace)
