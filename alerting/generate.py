@@ -24,6 +24,14 @@ from typing import Any
 import yaml
 
 HERE = Path(__file__).resolve().parent
+if str(HERE.parent / "exporter") not in sys.path:  # the contract, without installing the package
+    sys.path.insert(0, str(HERE.parent / "exporter"))
+
+from wan_exporter.contract import benchmark as B  # noqa: E402
+from wan_exporter.contract import gpu as G  # noqa: E402
+from wan_exporter.contract import health as H  # noqa: E402
+from wan_exporter.contract import labels  # noqa: E402
+from wan_exporter.contract import rules as R  # noqa: E402
 THRESHOLDS = HERE / "thresholds.yml"
 RULES_DIR = HERE / "rules"
 RECORDING_FILE = "wan-recording.rules.yml"
@@ -37,15 +45,14 @@ HEADER = """\
 
 # Findings of wan_model_health_issues that mean the files themselves are broken
 # (the exporter's health verdict calls them "critical" integrity findings).
-INTEGRITY_ISSUES = ("missing_file", "truncated", "header_invalid", "hash_mismatch", "permission_denied",
-                    "not_a_model", "symlink_loop")
+INTEGRITY_ISSUES = labels.CRITICAL_KINDS
 OUTPUT_INVALID_REASONS = ("nan_output", "invalid_output")
 
 # Label sets of the aggregation levels (the level part of level:metric:operations).
-IMP = "job, instance, model, profile"
-IM = "job, instance, model"
-INST = "job, instance"
-MP = "model, profile"
+IMP = R.LEVEL_LABELS["instance_model_profile"]
+IM = R.LEVEL_LABELS["instance_model"]
+INST = R.LEVEL_LABELS["instance"]
+MP = R.LEVEL_LABELS["model_profile"]
 
 # Grafana dashboards (uids are stable; the slug after the uid is cosmetic).
 DASHBOARDS = {
@@ -110,154 +117,148 @@ def _expr(expr: str) -> str:
 def recording_groups(s: dict) -> list[dict]:
     sel = s["selector"]
     gen: list[dict] = []
-    hist = "wan_generation_duration_seconds"
+    hist = B.GENERATION_DURATION_SECONDS.name
     # Per instance, model and profile: quantiles over the rate of the buckets, mean = rate(sum)/rate(count).
     # A window without a finished generation gives no series (not NaN): benchmarks run hourly by default,
     # so the 1h figures come and go; the 24h ones are the steady view.
-    for w in ("1h", "24h"):
-        for q, qn in ((0.5, "p50"), (0.95, "p95"), (0.99, "p99")):
-            gen.append(rec(f"instance_model_profile:{hist}:{qn}_rate{w}", f"""
+    for w in R.WINDOWS:
+        for q, qn in R.QUANTILES:
+            gen.append(rec(R.GENERATION_QUANTILE[(qn, w)], f"""
                 histogram_quantile({q},
                   sum by ({IMP}, le) (rate({hist}_bucket{{{sel}}}[{w}]))
                   and on ({IMP})
                   (sum by ({IMP}) (rate({hist}_count{{{sel}}}[{w}])) > 0)
                 )
             """))
-        gen.append(rec(f"instance_model_profile:{hist}:mean_rate{w}", f"""
+        gen.append(rec(R.GENERATION_MEAN[w], f"""
             sum by ({IMP}) (rate({hist}_sum{{{sel}}}[{w}]))
             /
             (sum by ({IMP}) (rate({hist}_count{{{sel}}}[{w}])) > 0)
         """))
         # Throughput: videos one generation slot turns out per hour at the measured speed.
-        gen.append(rec(f"instance_model_profile:wan_generation_videos_per_hour:rate{w}", f"""
+        gen.append(rec(R.VIDEOS_PER_HOUR[w], f"""
             3600 * sum by ({IMP}) (rate({hist}_count{{{sel}}}[{w}]))
             /
             (sum by ({IMP}) (rate({hist}_sum{{{sel}}}[{w}])) > 0)
         """))
     # Fleet-wide (every instance running the model/profile), 24h.
-    for q, qn in ((0.5, "p50"), (0.95, "p95"), (0.99, "p99")):
-        gen.append(rec(f"model_profile:{hist}:{qn}_rate24h", f"""
+    for q, qn in R.QUANTILES:
+        gen.append(rec(R.FLEET_GENERATION_QUANTILE_24H[qn], f"""
             histogram_quantile({q},
               sum by ({MP}, le) (rate({hist}_bucket{{{sel}}}[24h]))
               and on ({MP})
               (sum by ({MP}) (rate({hist}_count{{{sel}}}[24h])) > 0)
             )
         """))
-    gen.append(rec(f"model_profile:{hist}:mean_rate24h", f"""
+    gen.append(rec(R.FLEET_GENERATION_MEAN_24H, f"""
         sum by ({MP}) (rate({hist}_sum{{{sel}}}[24h]))
         /
         (sum by ({MP}) (rate({hist}_count{{{sel}}}[24h])) > 0)
     """))
-    gen.append(rec("model_profile:wan_generation_videos_per_hour:sum_rate24h",
-                   f"sum by ({MP}) (instance_model_profile:wan_generation_videos_per_hour:rate24h)"))
+    gen.append(rec(R.FLEET_VIDEOS_PER_HOUR_24H, f"sum by ({MP}) ({R.VIDEOS_PER_HOUR['24h']})"))
     # Ratio to baseline: the config baseline wins over the recorded one.
-    gen.append(rec("instance_model_profile:wan_benchmark_baseline_seconds:effective", f"""
-        max by ({IMP}) (wan_benchmark_baseline_seconds{{{sel}, source="config"}})
+    baseline = B.BENCHMARK_BASELINE_SECONDS.name
+    gen.append(rec(R.BASELINE, f"""
+        max by ({IMP}) ({baseline}{{{sel}, source="config"}})
         or
-        max by ({IMP}) (wan_benchmark_baseline_seconds{{{sel}, source="recorded"}})
+        max by ({IMP}) ({baseline}{{{sel}, source="recorded"}})
     """))
-    gen.append(rec(f"instance_model_profile:{hist}:mean_rate1h_over_baseline", f"""
-        instance_model_profile:{hist}:mean_rate1h
+    gen.append(rec(R.MEAN_1H_OVER_BASELINE, f"""
+        {R.GENERATION_MEAN["1h"]}
         /
-        instance_model_profile:wan_benchmark_baseline_seconds:effective
+        {R.BASELINE}
     """))
-    gen.append(rec(f"instance_model_profile:{hist}:p95_rate24h_over_baseline", f"""
-        instance_model_profile:{hist}:p95_rate24h
+    gen.append(rec(R.P95_24H_OVER_BASELINE, f"""
+        {R.GENERATION_QUANTILE[("p95", "24h")]}
         /
-        instance_model_profile:wan_benchmark_baseline_seconds:effective
+        {R.BASELINE}
     """))
     # Exact, per run (no bucket interpolation): last successful duration over baseline.
-    gen.append(rec(f"instance_model_profile:{hist}:last_over_baseline",
-                   f"1 / max by ({IMP}) (wan_benchmark_performance_ratio{{{sel}}})"))
-    gen.append(rec("model_profile:wan_benchmark_performance_ratio:min",
-                   f"min by ({MP}) (wan_benchmark_performance_ratio{{{sel}}})"))
+    perf = B.BENCHMARK_PERFORMANCE_RATIO.name
+    gen.append(rec(R.LAST_OVER_BASELINE, f"1 / max by ({IMP}) ({perf}{{{sel}}})"))
+    gen.append(rec(R.FLEET_PERFORMANCE_MIN, f"min by ({MP}) ({perf}{{{sel}}})"))
     # Stability: the exporter's spread of recent durations, and the coefficient of variation of
     # seconds per step over a day of scrapes.
-    gen.append(rec("model_profile:wan_benchmark_duration_spread_ratio:max",
-                   f"max by ({MP}) (wan_benchmark_duration_spread_ratio{{{sel}}})"))
-    gen.append(rec("instance_model_profile:wan_generation_seconds_per_step:coefficient_of_variation24h", f"""
-        max by ({IMP}) (stddev_over_time(wan_generation_seconds_per_step{{{sel}}}[24h]))
+    gen.append(rec(R.FLEET_SPREAD_MAX, f"max by ({MP}) ({B.BENCHMARK_DURATION_SPREAD_RATIO.name}{{{sel}}})"))
+    step = B.GENERATION_SECONDS_PER_STEP.name
+    gen.append(rec(R.STEP_CV_24H, f"""
+        max by ({IMP}) (stddev_over_time({step}{{{sel}}}[24h]))
         /
-        (max by ({IMP}) (avg_over_time(wan_generation_seconds_per_step{{{sel}}}[24h])) > 0)
+        (max by ({IMP}) (avg_over_time({step}{{{sel}}}[24h])) > 0)
     """))
 
     bench: list[dict] = []
+    runs, failures = B.BENCHMARK_RUNS.exposed_name, B.BENCHMARK_FAILURES.exposed_name
     # Success ratio: runs and failures aggregated separately, then divided. increase(), not a
     # short rate(): at one run an hour a 5m window would be empty nearly always.
-    for w in ("1h", "24h"):
-        bench.append(rec(f"instance_model_profile:wan_benchmark_runs:increase{w}",
-                         f"sum by ({IMP}) (increase(wan_benchmark_runs_total{{{sel}}}[{w}]))"))
-        bench.append(rec(f"instance_model_profile:wan_benchmark_failures:increase{w}",
-                         f"sum by ({IMP}) (increase(wan_benchmark_failures_total{{{sel}}}[{w}]))"))
-        bench.append(rec(f"instance_model_profile:wan_benchmark_success:ratio_rate{w}", f"""
+    for w in R.WINDOWS:
+        bench.append(rec(R.RUNS[w], f"sum by ({IMP}) (increase({runs}{{{sel}}}[{w}]))"))
+        bench.append(rec(R.FAILURES[w], f"sum by ({IMP}) (increase({failures}{{{sel}}}[{w}]))"))
+        bench.append(rec(R.SUCCESS_RATIO[w], f"""
             clamp(
               (
-                instance_model_profile:wan_benchmark_runs:increase{w}
+                {R.RUNS[w]}
                 -
-                instance_model_profile:wan_benchmark_failures:increase{w}
+                {R.FAILURES[w]}
               )
               /
-              (instance_model_profile:wan_benchmark_runs:increase{w} > 0),
+              ({R.RUNS[w]} > 0),
               0, 1
             )
         """))
-        bench.append(rec(f":wan_benchmark_runs:increase{w}", f"sum(instance_model_profile:wan_benchmark_runs:increase{w})"))
-        bench.append(rec(f":wan_benchmark_failures:increase{w}",
-                         f"sum(instance_model_profile:wan_benchmark_failures:increase{w})"))
-        bench.append(rec(f":wan_benchmark_success:ratio_rate{w}", f"""
+        bench.append(rec(R.ALL_RUNS[w], f"sum({R.RUNS[w]})"))
+        bench.append(rec(R.ALL_FAILURES[w], f"sum({R.FAILURES[w]})"))
+        bench.append(rec(R.ALL_SUCCESS_RATIO[w], f"""
             clamp(
-              (:wan_benchmark_runs:increase{w} - :wan_benchmark_failures:increase{w})
+              ({R.ALL_RUNS[w]} - {R.ALL_FAILURES[w]})
               /
-              (:wan_benchmark_runs:increase{w} > 0),
+              ({R.ALL_RUNS[w]} > 0),
               0, 1
             )
         """))
-    bench.append(rec("instance_model_profile_reason:wan_benchmark_failures:increase1h",
-                     f"sum by ({IMP}, reason) (increase(wan_benchmark_failures_total{{{sel}}}[1h]))"))
-    bench.append(rec("instance_model_profile:wan_benchmark_output_sanity_failures:increase1h",
-                     f"sum by ({IMP}) (increase(wan_benchmark_output_sanity_failures_total{{{sel}}}[1h]))"))
-    bench.append(rec("instance_model_profile:wan_benchmark_last_success:age_seconds",
-                     f"time() - max by ({IMP}) (wan_benchmark_last_success_timestamp_seconds{{{sel}}})"))
+    bench.append(rec(R.FAILURES_BY_REASON_1H, f"sum by ({IMP}, reason) (increase({failures}{{{sel}}}[1h]))"))
+    bench.append(rec(R.SANITY_FAILURES_1H,
+                     f"sum by ({IMP}) (increase({B.BENCHMARK_OUTPUT_SANITY_FAILURES.exposed_name}{{{sel}}}[1h]))"))
+    bench.append(rec(R.LAST_SUCCESS_AGE,
+                     f"time() - max by ({IMP}) ({B.BENCHMARK_LAST_SUCCESS_TIMESTAMP_SECONDS.name}{{{sel}}})"))
 
     gpu: list[dict] = []
-    for metric, op in (("wan_gpu_memory_used_bytes", "sum"), ("wan_gpu_memory_total_bytes", "sum"),
-                       ("wan_gpu_power_watts", "sum"), ("wan_gpu_utilization_ratio", "avg"),
-                       ("wan_gpu_temperature_celsius", "max")):
-        gpu.append(rec(f"instance:{metric}:{op}", f"{op} by ({INST}) ({metric}{{{sel}}})"))
-    gpu.append(rec("instance:wan_gpu_memory_used:ratio", """
-        instance:wan_gpu_memory_used_bytes:sum
+    for metric, record in R.GPU_PER_INSTANCE.items():
+        op = record.rsplit(":", 1)[1]
+        gpu.append(rec(record, f"{op} by ({INST}) ({metric}{{{sel}}})"))
+    gpu.append(rec(R.GPU_MEMORY_USED_RATIO, f"""
+        {R.GPU_MEMORY_USED}
         /
-        (instance:wan_gpu_memory_total_bytes:sum > 0)
+        ({R.GPU_MEMORY_TOTAL} > 0)
     """))
-    gpu.append(rec(":wan_gpu_devices:sum", f"sum(wan_gpu_devices{{{sel}}})"))
-    gpu.append(rec(":wan_gpu_memory_used_bytes:sum", "sum(instance:wan_gpu_memory_used_bytes:sum)"))
-    gpu.append(rec(":wan_gpu_memory_total_bytes:sum", "sum(instance:wan_gpu_memory_total_bytes:sum)"))
-    gpu.append(rec(":wan_gpu_memory_used:ratio", ":wan_gpu_memory_used_bytes:sum / (:wan_gpu_memory_total_bytes:sum > 0)"))
-    gpu.append(rec(":wan_gpu_utilization_ratio:avg", f"avg(wan_gpu_utilization_ratio{{{sel}}})"))
+    gpu.append(rec(R.FLEET_GPU_DEVICES, f"sum({G.DEVICES.name}{{{sel}}})"))
+    gpu.append(rec(R.FLEET_GPU_MEMORY_USED, f"sum({R.GPU_MEMORY_USED})"))
+    gpu.append(rec(R.FLEET_GPU_MEMORY_TOTAL, f"sum({R.GPU_MEMORY_TOTAL})"))
+    gpu.append(rec(R.FLEET_GPU_MEMORY_USED_RATIO, f"{R.FLEET_GPU_MEMORY_USED} / ({R.FLEET_GPU_MEMORY_TOTAL} > 0)"))
+    gpu.append(rec(R.FLEET_GPU_UTILIZATION, f"avg({G.UTILIZATION_RATIO.name}{{{sel}}})"))
     # GPUs seen in the last day: WanGpuLost compares the current count with it.
-    gpu.append(rec("instance:wan_gpu_devices:max_over_time24h",
-                   f"max by ({INST}) (max_over_time(wan_gpu_devices{{{sel}}}[24h]))"))
+    gpu.append(rec(R.GPU_DEVICES_MAX_24H, f"max by ({INST}) (max_over_time({G.DEVICES.name}{{{sel}}}[24h]))"))
     # XID events in the last 15m. An XID code's series appears with its first event (value >= 1),
     # which increase() cannot see, so a series that did not exist 15m ago counts in full.
-    gpu.append(rec("instance_gpu_xid:wan_gpu_xid_errors:increase15m", f"""
-        sum by ({INST}, gpu, xid) (increase(wan_gpu_xid_errors_total{{{sel}}}[15m])) > 0
+    xid = G.XID_ERRORS.exposed_name
+    gpu.append(rec(R.XID_ERRORS_15M, f"""
+        sum by ({INST}, gpu, xid) (increase({xid}{{{sel}}}[15m])) > 0
         or
         (
-          sum by ({INST}, gpu, xid) (wan_gpu_xid_errors_total{{{sel}}})
+          sum by ({INST}, gpu, xid) ({xid}{{{sel}}})
           unless
-          sum by ({INST}, gpu, xid) (wan_gpu_xid_errors_total{{{sel}}} offset 15m)
+          sum by ({INST}, gpu, xid) ({xid}{{{sel}}} offset 15m)
         )
         or
-        sum by ({INST}, gpu, xid) (increase(wan_gpu_xid_errors_total{{{sel}}}[15m]))
+        sum by ({INST}, gpu, xid) (increase({xid}{{{sel}}}[15m]))
     """))
 
     health: list[dict] = []
-    health.append(rec("instance_model:wan_model_integrity_issues:sum",
-                      f'sum by ({IM}) (wan_model_health_issues{{{sel}, issue=~"{"|".join(INTEGRITY_ISSUES)}"}})'))
-    health.append(rec("instance_status:wan_model_health_status:sum",
-                      f"sum by ({INST}, status) (wan_model_health_status{{{sel}}})"))
-    health.append(rec("status:wan_model_health_status:sum", f"sum by (status) (wan_model_health_status{{{sel}}})"))
-    health.append(rec("issue:wan_model_health_issues:sum", f"sum by (issue) (wan_model_health_issues{{{sel}}})"))
+    issues, status = H.MODEL_HEALTH_ISSUES.name, H.MODEL_HEALTH_STATUS.name
+    health.append(rec(R.INTEGRITY_ISSUES, f'sum by ({IM}) ({issues}{{{sel}, issue=~"{"|".join(INTEGRITY_ISSUES)}"}})'))
+    health.append(rec(R.HEALTH_STATUS_BY_INSTANCE, f"sum by ({INST}, status) ({status}{{{sel}}})"))
+    health.append(rec(R.HEALTH_STATUS, f"sum by (status) ({status}{{{sel}}})"))
+    health.append(rec(R.HEALTH_ISSUES_BY_KIND, f"sum by (issue) ({issues}{{{sel}}})"))
 
     return [
         {"name": "wan-generation.rules", "rules": gen},
@@ -302,7 +303,7 @@ def alert_groups(s: dict) -> list[dict]:
               "A configured Wan model's files are missing.",
               f"Model {M} is configured on {I}, but its directory (or its model_index.json) was not found: "
               "it can be neither health-checked nor benchmarked.", "model"),
-        alert("WanModelIntegrityFailure", "instance_model:wan_model_integrity_issues:sum > 0", "critical",
+        alert("WanModelIntegrityFailure", f"{R.INTEGRITY_ISSUES} > 0", "critical",
               "A Wan model's files are missing, truncated, corrupt or unreadable.",
               f"Model {M} on {I} has {count} integrity finding(s): missing, truncated, corrupt or unreadable "
               "files. Generations with it will fail or be wrong.", "model", value=count),
@@ -317,8 +318,8 @@ def alert_groups(s: dict) -> list[dict]:
               f'all failed. wan_model_health_issues{{model="{M}"}} > 0 lists the findings.', "model"),
     ]
 
-    ratio = "instance_model_profile:wan_benchmark_success:ratio_rate24h"
-    runs = "instance_model_profile:wan_benchmark_runs:increase24h"
+    ratio = R.SUCCESS_RATIO["24h"]
+    runs = R.RUNS["24h"]
     benchmarks = []
     for severity, key in (("warning", "benchmark_success_ratio_warning"), ("critical", "benchmark_success_ratio_critical")):
         benchmarks.append(alert("WanBenchmarkFailing", f"""
@@ -340,22 +341,22 @@ def alert_groups(s: dict) -> list[dict]:
               f"more than {t['benchmark_stale_intervals']} benchmark intervals ({seconds_text(stale_s)}) ago.", "model",
               value="{{ $value | humanizeTimestamp }}"),
         alert("WanGenerationSlow",
-              f"instance_model_profile:wan_generation_duration_seconds:last_over_baseline > {t['generation_slowdown_ratio']}",
+              f"{R.LAST_OVER_BASELINE} > {t['generation_slowdown_ratio']}",
               "warning", "Wan generation is slower than its baseline.",
               f'The last successful benchmark of {M}/{P} on {I} took {{{{ printf "%.2f" $value }}}} times its '
               f"baseline duration (threshold {t['generation_slowdown_ratio']}).", "model",
               value='{{ printf "%.2f" $value }}'),
         alert("WanOutputInvalid", f"""
             sum without (reason) (
-              instance_model_profile_reason:wan_benchmark_failures:increase1h{{reason=~"{"|".join(OUTPUT_INVALID_REASONS)}"}}
+              {R.FAILURES_BY_REASON_1H}{{reason=~"{"|".join(OUTPUT_INVALID_REASONS)}"}}
             ) > 0
             or
-            instance_model_profile:wan_benchmark_output_sanity_failures:increase1h > 0
+            {R.SANITY_FAILURES_1H} > 0
         """, "critical", "A Wan model produced invalid video (NaN, black or frozen frames).",
               f"{count} benchmark run(s) of {M}/{P} on {I} produced invalid output (non-finite, black or frozen "
               "frames, or the wrong shape) in the last hour.", "model", value=count),
         alert("WanBenchmarkOOM",
-              'instance_model_profile_reason:wan_benchmark_failures:increase1h{reason="oom"} > 0', "warning",
+              f'{R.FAILURES_BY_REASON_1H}{{reason="oom"}} > 0', "warning",
               "A Wan benchmark ran out of memory.",
               f"{count} benchmark run(s) of {M}/{P} on {I} ran out of memory in the last hour.", "model", value=count),
         alert("WanGpuMemoryHeadroomLow", f"wan_generation_peak_memory_ratio{{{sel}}} > {t['memory_headroom_ratio']}",
@@ -379,7 +380,7 @@ def alert_groups(s: dict) -> list[dict]:
         """, "warning", "A GPU's clocks are throttled by heat or hardware.",
               f"{GPU} is throttled: {{{{ $labels.reason }}}} is active, so generations run slower than they should.",
               "overview"),
-        alert("WanGpuXidErrors", "instance_gpu_xid:wan_gpu_xid_errors:increase15m > 0", "warning",
+        alert("WanGpuXidErrors", f"{R.XID_ERRORS_15M} > 0", "warning",
               "A GPU reported XID errors.",
               f"GPU {G} on {I} reported XID {{{{ $labels.xid }}}} {count} time(s) in the last 15 minutes.",
               "overview", value=count),
@@ -390,10 +391,10 @@ def alert_groups(s: dict) -> list[dict]:
               f"{GPU} has counted {count} uncorrected ECC error(s) since the driver was loaded.", "overview",
               value=count),
         alert("WanGpuLost", f"""
-            max by ({INST}) (wan_gpu_devices{{{sel}}}) < instance:wan_gpu_devices:max_over_time24h
+            max by ({INST}) (wan_gpu_devices{{{sel}}}) < {R.GPU_DEVICES_MAX_24H}
             or
             (
-              0 * instance:wan_gpu_devices:max_over_time24h
+              0 * {R.GPU_DEVICES_MAX_24H}
               unless on ({INST}) wan_gpu_devices{{{sel}}}
               and on ({INST}) up{{{sel}}} == 1
             )

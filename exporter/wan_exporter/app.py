@@ -1,28 +1,31 @@
 """Wiring: config, store, scheduler, collectors, HTTP server and reloads.
 
-Subsystems (health checks, benchmarks) plug in through :class:`Subsystem`: they
-register jobs for the current config and contribute exposition parts.
+Collectors are registered explicitly and can be switched off (``--no-collector.NAME``).
+Subsystems (health checks, benchmarks) are given the store, the scheduler and the live
+config, nothing else: they register jobs for the current config and contribute
+exposition parts.
 """
 
 from __future__ import annotations
 
-import importlib
 import logging
 import threading
 import time
 from dataclasses import replace
-from typing import Callable, Protocol
+from typing import Callable, Collection, Protocol
 
 from prometheus_client import CollectorRegistry
 
 from . import __version__
 from .clockwatch import ClockWatch
-from .collectors import Part, SnapshotCollector
+from .bench.subsystem import BenchmarkSubsystem
+from .collectors import COLLECTORS, Part, SnapshotCollector
 from .collectors.exporter import ExporterSelf, build_labels
 from .collectors.gpu import GpuFigures
 from .collectors.host import HostFigures
 from .collectors.models import ModelCapabilities
 from .config import Config, ConfigError, load_config
+from .health.subsystem import HealthSubsystem
 from .nvml import NvmlReader
 from .pollers import CheckpointPoller, GpuPoller, HostPoller
 from .scheduler import Jobs
@@ -31,11 +34,9 @@ from .state import Store
 
 log = logging.getLogger(__name__)
 
-# Modules that provide ``subsystem(app) -> Subsystem``; missing ones are skipped.
-SUBSYSTEM_MODULES = ("wan_exporter.health.subsystem", "wan_exporter.bench.subsystem")
-
-
 class Subsystem(Protocol):
+    name: str
+
     def parts(self) -> list[Part]: ...
 
     def register_jobs(self, cfg: Config) -> None: ...
@@ -79,7 +80,8 @@ def _end_children(grace: float = 5.0) -> None:
 
 class App:
     def __init__(self, config: Config, config_path: str | None = None,
-                 config_loader: Callable[[], Config] | None = None) -> None:
+                 config_loader: Callable[[], Config] | None = None, collectors: Collection[str] | None = None) -> None:
+        """``collectors``: the names of :data:`COLLECTORS` to run (all when None)."""
         self._config = config
         self.config_path = config_path
         if config_loader is None and config_path:
@@ -91,16 +93,17 @@ class App:
         self.gpu_poller = GpuPoller(self.store, self.nvml)
         self.host_poller = HostPoller(self.store, self.config)
         self.checkpoint_poller = CheckpointPoller(self.store, self.config)
-        self.subsystems: list[Subsystem] = []
-        for mod_name in SUBSYSTEM_MODULES:
-            try:
-                mod = importlib.import_module(mod_name)
-            except ModuleNotFoundError as e:
-                if e.name and mod_name.startswith(e.name):
-                    continue
-                raise
-            self.subsystems.append(mod.subsystem(self))
-        parts: list[Part] = [ExporterSelf(build_labels(__version__)), ModelCapabilities(), GpuFigures(), HostFigures()]
+        on = set(COLLECTORS) if collectors is None else set(collectors)
+        unknown = on - set(COLLECTORS)
+        if unknown:
+            raise ValueError(f"unknown collector(s): {', '.join(sorted(unknown))}")
+        self.collectors = frozenset(on)
+        self.subsystems: list[Subsystem] = [
+            cls(self.store, self.jobs, self.config)
+            for cls in (HealthSubsystem, BenchmarkSubsystem) if cls.name in on
+        ]
+        parts: list[Part] = [part for part in (ExporterSelf(build_labels(__version__)), ModelCapabilities(),
+                                               GpuFigures(), HostFigures()) if part.name in on]
         for s in self.subsystems:
             parts.extend(s.parts())
         self.registry = CollectorRegistry(auto_describe=True)

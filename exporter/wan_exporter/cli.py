@@ -26,6 +26,9 @@ EPILOG = textwrap.dedent(f"""\
       wan-exporter tiny-models DIR         build tiny random Wan pipelines of every kind into DIR
       wan-exporter stack [--demo]          exporter + Prometheus + Alertmanager on loopback (no Docker)
 
+    Collectors: --no-collector.NAME switches one off (node_exporter style), e.g.
+    --no-collector.gpu where dcgm-exporter already publishes the GPU figures.
+
     With no --config.file the exporter runs on its embedded default: the Wan2.2 models
     looked up in the local Hugging Face cache (never downloaded). --demo runs tiny
     models on the CPU instead. The default port is {DEFAULT_PORT}.
@@ -61,6 +64,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="log level (default info)")
     p.add_argument("--demo", action="store_true",
                    help="run tiny random Wan models on the CPU (built on first use) so real figures appear at once")
+    from .collectors import COLLECTORS
+
+    for name, what in COLLECTORS.items():
+        p.add_argument(f"--collector.{name}", dest=f"collector_{name}", action="store_const", const=True,
+                       default=None, help=f"enable the {name} collector (default): {what}")
+        p.add_argument(f"--no-collector.{name}", dest=f"collector_{name}", action="store_const", const=False,
+                       help=argparse.SUPPRESS)
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
 
     cc = sub.add_parser("check-config", help="validate a config file",
@@ -171,6 +181,13 @@ def resolve_config(config_file: str | None, demo: bool) -> tuple[Config, str | N
     return default_config(), None
 
 
+def enabled_collectors(args: argparse.Namespace) -> list[str]:
+    """Every collector unless switched off with --no-collector.NAME (the last flag given wins)."""
+    from .collectors import COLLECTORS
+
+    return [name for name in COLLECTORS if getattr(args, f"collector_{name}", None) is not False]
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from .app import App
 
@@ -191,7 +208,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         except Exception as e:  # noqa: BLE001 - reported and fatal at start: never serve unprotected
             log.error("invalid --web.config.file: %s", e)
             return 1
-    app = App(cfg, config_path=path)
+    app = App(cfg, config_path=path, collectors=enabled_collectors(args))
     try:
         app.start(args.listen_address, wsgi_wrapper=wrapper)
     except OSError as e:

@@ -21,6 +21,7 @@ from typing import Annotated, Any, Literal, Mapping
 import yaml
 
 from . import catalog
+from .contract.thresholds import DEFAULTS as _THRESHOLDS
 from .units import parse_duration, parse_size
 
 # Label values we accept for model and profile names: short, no spaces, no paths.
@@ -142,10 +143,11 @@ class BenchmarkSettings:
 
 @dataclass(frozen=True)
 class Thresholds:
-    degraded_slowdown_ratio: float = 1.5  # p(current)/baseline above this: degraded
-    critical_consecutive_failures: int = 3  # this many benchmark failures in a row: critical
-    degraded_sanity_ratio: float = 1.0  # sanity pass ratio below this: degraded
-    vram_headroom_ratio: float = 0.9  # peak / GPU memory above this: warn (alert rules)
+    """The health verdict's thresholds; defaults, meanings and sources in :mod:`.contract.thresholds`."""
+
+    degraded_slowdown_ratio: float = _THRESHOLDS["degraded_slowdown_ratio"]
+    critical_consecutive_failures: int = int(_THRESHOLDS["critical_consecutive_failures"])
+    degraded_sanity_ratio: float = _THRESHOLDS["degraded_sanity_ratio"]
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ import threading
 import time
 from typing import Any, Callable
 
+from .contract import labels
 from .state import GpuReading, frozen_map
 
 log = logging.getLogger(__name__)
@@ -35,6 +36,8 @@ THROTTLE_REASONS = {
     0x0000000000000080: "hw_power_brake_slowdown",
     0x0000000000000100: "display_clock_setting",
 }
+
+assert tuple(THROTTLE_REASONS.values()) == labels.THROTTLE_REASONS  # the contract's set, bit by bit
 
 XID_EVENT = 0x0000000000000008  # nvmlEventTypeXidCriticalError
 

@@ -182,7 +182,6 @@ class Store:
     def __init__(self, snapshot: Snapshot | None = None) -> None:
         self._lock = threading.Lock()
         self._snapshot = snapshot or Snapshot(created_at=time.time())
-        self._listeners: list[Callable[[Snapshot], None]] = []
 
     @property
     def snapshot(self) -> Snapshot:
@@ -194,8 +193,6 @@ class Store:
             new = fn(self._snapshot)
             new = replace(new, created_at=time.time())
             self._snapshot = new
-        for listener in list(self._listeners):
-            listener(new)
         return new
 
     def set(self, **changes: Any) -> Snapshot:
@@ -210,9 +207,6 @@ class Store:
             return replace(s, **{attr: frozen_map(d)})
 
         return self.update(fn)
-
-    def subscribe(self, listener: Callable[[Snapshot], None]) -> None:
-        self._listeners.append(listener)
 
 
 __all__ = [

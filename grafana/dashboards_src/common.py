@@ -67,7 +67,9 @@ REFRESH = "30s"
 REFRESH_INTERVALS = ["10s", "30s", "1m", "5m", "15m", "30m", "1h"]
 
 # wan_model_health_status encoded by queries.health_state_code(): value -> (text, colour).
-HEALTH_STATES = {0: ("healthy", "green"), 1: ("degraded", "orange"), 2: ("critical", "red"), 3: ("missing", "purple")}
+HEALTH_STATE_COLOURS = (("healthy", "green"), ("degraded", "orange"), ("critical", "red"), ("missing", "purple"))
+HEALTH_STATES = {code: (status, colour) for status, code in q.HEALTH_CODES
+                 for s, colour in HEALTH_STATE_COLOURS if s == status}
 
 # Grafana unit for pixels per second with SI prefixes (kpx/s, Mpx/s); no such unit in models.units.
 PIXELS_PER_SECOND = "si:px/s"
@@ -75,13 +77,13 @@ PIXELS_PER_SECOND = "si:px/s"
 
 # -- thresholds: the alerts' own figures (alerting/thresholds.yml), so colours turn where alerts fire --
 
-_T = q.ALERTING_SETTINGS.get("thresholds", {})
-SUCCESS_WARNING = float(_T.get("benchmark_success_ratio_warning", 0.8))
-SUCCESS_CRITICAL = float(_T.get("benchmark_success_ratio_critical", 0.5))
-STALE_SECONDS = float(_T.get("benchmark_interval_seconds", 3600)) * float(_T.get("benchmark_stale_intervals", 3))
-SLOWDOWN_RATIO = float(_T.get("generation_slowdown_ratio", 1.5))
-MEMORY_HEADROOM_RATIO = float(_T.get("memory_headroom_ratio", 0.9))
-GPU_HOT_CELSIUS = float(_T.get("gpu_temperature_celsius", 85))
+_T = q.alerting_settings()["thresholds"]
+SUCCESS_WARNING = float(_T["benchmark_success_ratio_warning"])
+SUCCESS_CRITICAL = float(_T["benchmark_success_ratio_critical"])
+STALE_SECONDS = float(_T["benchmark_interval_seconds"]) * float(_T["benchmark_stale_intervals"])
+SLOWDOWN_RATIO = float(_T["generation_slowdown_ratio"])
+MEMORY_HEADROOM_RATIO = float(_T["memory_headroom_ratio"])
+GPU_HOT_CELSIUS = float(_T["gpu_temperature_celsius"])
 
 
 # -- variables -----------------------------------------------------------------------------------
@@ -339,9 +341,6 @@ def default_table() -> table.Panel:
         .cell_height(common.TableCellHeight.SM)
         .footer(common_builder.TableFooterOptions().show(False).reducer(["sum"]))
     )
-
-
-HEALTH_STATE_COLOURS = (("healthy", "green"), ("degraded", "orange"), ("critical", "red"), ("missing", "purple"))
 
 
 def health_state_stat(title: str, description: str, query: str, *, span: int, height: int) -> stat.Panel:

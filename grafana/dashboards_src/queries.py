@@ -13,17 +13,34 @@ heatmaps and event bars, capability matrices, fleet energy); grafana/README.md l
 
 from __future__ import annotations
 
+import functools
+import sys
 from pathlib import Path
 
 import yaml
 
-# The alerts' one config place: their selector here, their thresholds for the panels' colours (common).
-ALERTING_THRESHOLDS = Path(__file__).resolve().parents[2] / "alerting" / "thresholds.yml"
-ALERTING_SETTINGS: dict = yaml.safe_load(ALERTING_THRESHOLDS.read_text(encoding="utf-8")) or {}
+_ROOT = Path(__file__).resolve().parents[2]
+if str(_ROOT / "exporter") not in sys.path:  # the contract, without installing the package
+    sys.path.insert(0, str(_ROOT / "exporter"))
 
-# The exporter's scrape job as the rules select it; only Prometheus' own per-target series
-# (up, scrape_duration_seconds) need it: every wan_* series comes from the exporter anyway.
-EXPORTER_SELECTOR: str = ALERTING_SETTINGS.get("selector", 'job="wan-exporter"')
+from wan_exporter.contract import labels  # noqa: E402
+from wan_exporter.contract import rules as R  # noqa: E402
+
+# The alerts' one config place: their selector here, their thresholds for the panels' colours (common).
+ALERTING_THRESHOLDS = _ROOT / "alerting" / "thresholds.yml"
+
+
+@functools.cache
+def alerting_settings() -> dict:
+    """alerting/thresholds.yml, read once when a dashboard is built (not when this module is imported)."""
+    return yaml.safe_load(ALERTING_THRESHOLDS.read_text(encoding="utf-8")) or {}
+
+
+def exporter_selector() -> str:
+    """The exporter's scrape job as the rules select it; only Prometheus' own per-target series
+    (up, scrape_duration_seconds) need it: every wan_* series comes from the exporter anyway."""
+    return alerting_settings().get("selector", 'job="wan-exporter"')
+
 
 # -- selectors -----------------------------------------------------------------------------------
 
@@ -57,37 +74,36 @@ def _pair(var_a: str, var_b: str, label: str) -> str:
 RATE = "$__rate_interval"
 
 
-# -- recording rules (alerting/rules/wan-recording.rules.yml) ---------------------------------------
+# -- recording rules (names from wan_exporter.contract.rules; alerting/generate.py writes them) ----------
 # instance_model_profile:* keep job, instance, model, profile; instance:* keep job, instance.
 
-R_P95_1H = "instance_model_profile:wan_generation_duration_seconds:p95_rate1h"
-R_MEAN_1H = "instance_model_profile:wan_generation_duration_seconds:mean_rate1h"
-R_P50_24H = "instance_model_profile:wan_generation_duration_seconds:p50_rate24h"
-R_P95_24H = "instance_model_profile:wan_generation_duration_seconds:p95_rate24h"
-R_MEAN_24H = "instance_model_profile:wan_generation_duration_seconds:mean_rate24h"
-R_VIDEOS_PER_HOUR_1H = "instance_model_profile:wan_generation_videos_per_hour:rate1h"
-R_BASELINE = "instance_model_profile:wan_benchmark_baseline_seconds:effective"
-R_MEAN_1H_OVER_BASELINE = "instance_model_profile:wan_generation_duration_seconds:mean_rate1h_over_baseline"
-R_P95_24H_OVER_BASELINE = "instance_model_profile:wan_generation_duration_seconds:p95_rate24h_over_baseline"
-R_LAST_OVER_BASELINE = "instance_model_profile:wan_generation_duration_seconds:last_over_baseline"
-R_STEP_CV_24H = "instance_model_profile:wan_generation_seconds_per_step:coefficient_of_variation24h"
-R_RUNS_1H = "instance_model_profile:wan_benchmark_runs:increase1h"
-R_SUCCESS_1H = "instance_model_profile:wan_benchmark_success:ratio_rate1h"
-R_RUNS_24H = "instance_model_profile:wan_benchmark_runs:increase24h"
-R_FAILURES_24H = "instance_model_profile:wan_benchmark_failures:increase24h"
-R_SUCCESS_24H = "instance_model_profile:wan_benchmark_success:ratio_rate24h"
-R_FAILURES_BY_REASON_1H = "instance_model_profile_reason:wan_benchmark_failures:increase1h"
-R_SANITY_FAILURES_1H = "instance_model_profile:wan_benchmark_output_sanity_failures:increase1h"
-R_LAST_SUCCESS_AGE = "instance_model_profile:wan_benchmark_last_success:age_seconds"
-R_GPU_MEMORY_USED = "instance:wan_gpu_memory_used_bytes:sum"
-R_GPU_MEMORY_TOTAL = "instance:wan_gpu_memory_total_bytes:sum"
-R_GPU_POWER = "instance:wan_gpu_power_watts:sum"
-R_GPU_UTILIZATION = "instance:wan_gpu_utilization_ratio:avg"
-R_GPU_TEMPERATURE_MAX = "instance:wan_gpu_temperature_celsius:max"
-R_GPU_MEMORY_USED_RATIO = "instance:wan_gpu_memory_used:ratio"
-R_INTEGRITY_ISSUES = "instance_model:wan_model_integrity_issues:sum"
-R_HEALTH_STATUS_COUNT = "instance_status:wan_model_health_status:sum"
-
+R_P95_1H = R.GENERATION_QUANTILE[("p95", "1h")]
+R_MEAN_1H = R.GENERATION_MEAN["1h"]
+R_P50_24H = R.GENERATION_QUANTILE[("p50", "24h")]
+R_P95_24H = R.GENERATION_QUANTILE[("p95", "24h")]
+R_MEAN_24H = R.GENERATION_MEAN["24h"]
+R_VIDEOS_PER_HOUR_1H = R.VIDEOS_PER_HOUR["1h"]
+R_BASELINE = R.BASELINE
+R_MEAN_1H_OVER_BASELINE = R.MEAN_1H_OVER_BASELINE
+R_P95_24H_OVER_BASELINE = R.P95_24H_OVER_BASELINE
+R_LAST_OVER_BASELINE = R.LAST_OVER_BASELINE
+R_STEP_CV_24H = R.STEP_CV_24H
+R_RUNS_1H = R.RUNS["1h"]
+R_SUCCESS_1H = R.SUCCESS_RATIO["1h"]
+R_RUNS_24H = R.RUNS["24h"]
+R_FAILURES_24H = R.FAILURES["24h"]
+R_SUCCESS_24H = R.SUCCESS_RATIO["24h"]
+R_FAILURES_BY_REASON_1H = R.FAILURES_BY_REASON_1H
+R_SANITY_FAILURES_1H = R.SANITY_FAILURES_1H
+R_LAST_SUCCESS_AGE = R.LAST_SUCCESS_AGE
+R_GPU_MEMORY_USED = R.GPU_MEMORY_USED
+R_GPU_MEMORY_TOTAL = R.GPU_MEMORY_TOTAL
+R_GPU_POWER = R.GPU_POWER
+R_GPU_UTILIZATION = R.GPU_UTILIZATION
+R_GPU_TEMPERATURE_MAX = R.GPU_TEMPERATURE_MAX
+R_GPU_MEMORY_USED_RATIO = R.GPU_MEMORY_USED_RATIO
+R_INTEGRITY_ISSUES = R.INTEGRITY_ISSUES
+R_HEALTH_STATUS_COUNT = R.HEALTH_STATUS_BY_INSTANCE
 
 def rule(name: str, model: str | None = "model", instance: str = "instance") -> str:
     """A recording rule filtered by the instance (and model) variables."""
@@ -114,7 +130,7 @@ def var_model(instance: str = "instance") -> str:
 
 # -- health state ----------------------------------------------------------------------------------
 
-HEALTH_CODES = (("healthy", 0), ("degraded", 1), ("critical", 2), ("missing", 3))
+HEALTH_CODES = tuple((status, code) for code, status in enumerate(labels.STATUSES))
 
 
 def health_state_code(model: str = "model", instance: str = "instance", by: str = "model") -> str:
@@ -504,11 +520,11 @@ def gpu_count(instance: str = "instance") -> str:
 # -- the exporter itself -----------------------------------------------------------------------------
 
 def up(instance: str = "instance") -> str:
-    return f"max by (instance) ({_sel('up', EXPORTER_SELECTOR, _inst(instance))})"
+    return f"max by (instance) ({_sel('up', exporter_selector(), _inst(instance))})"
 
 
 def scrape_duration(instance: str = "instance") -> str:
-    return f"max by (instance) ({_sel('scrape_duration_seconds', EXPORTER_SELECTOR, _inst(instance))})"
+    return f"max by (instance) ({_sel('scrape_duration_seconds', exporter_selector(), _inst(instance))})"
 
 
 def collector_success(instance: str = "instance") -> str:
@@ -581,7 +597,7 @@ def fleet_instances(instance: str = "instance") -> str:
 
 
 def fleet_instances_up(instance: str = "instance") -> str:
-    return f"count({_sel('up', EXPORTER_SELECTOR, _inst(instance))} == 1) or vector(0)"
+    return f"count({_sel('up', exporter_selector(), _inst(instance))} == 1) or vector(0)"
 
 
 def fleet_gpus(instance: str = "instance") -> str:

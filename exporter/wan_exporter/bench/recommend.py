@@ -24,12 +24,14 @@ from typing import Iterable
 from prometheus_client.core import Metric
 
 from .. import catalog
-from ..collectors._families import bool_value, gauge
+from ..collectors._families import bool_value, new
+from ..contract import benchmark
+from ..contract.labels import PRIORITIES, USE_CASES as USE_CASE_NAMES
 from ..config import Config
 from ..state import Snapshot
 
-USE_CASES = {"text_to_video": ("t2v", "ti2v"), "image_to_video": ("i2v", "ti2v"), "text_image_to_video": ("ti2v",)}
-PRIORITIES = ("speed", "quality", "memory")
+# The catalog tasks that serve each use case (label values from the contract).
+USE_CASES = dict(zip(USE_CASE_NAMES, (("t2v", "ti2v"), ("i2v", "ti2v"), ("ti2v",))))
 
 
 def _status(snap: Snapshot, cfg: Config, model: str) -> str | None:
@@ -54,10 +56,8 @@ def _best_run(snap: Snapshot, cfg: Config, model: str):
 
 
 def recommendation_families(snap: Snapshot, cfg: Config) -> Iterable[Metric]:
-    fits = gauge("wan_model_fits_gpu", "1 when the model fits the GPU in that offload mode (published minimum, measured peak).",
-                 ["model", "gpu", "offload"])
-    score = gauge("wan_model_recommendation_score", "Rank of the model for a use case and priority, 1 = best candidate.",
-                  ["use_case", "priority", "model"])
+    fits = new(benchmark.MODEL_FITS_GPU)
+    score = new(benchmark.MODEL_RECOMMENDATION_SCORE)
     runs = {}
     for m in cfg.models:
         e = catalog.CATALOG.get(m.kind)

@@ -14,13 +14,10 @@ from typing import Callable
 from .. import catalog
 from ..childproc import ChildOutcome, WarmWorker, run_in_child
 from ..config import Config, ModelConfig, Profile
+from ..contract.labels import FAILURE_REASONS
 from ..state import BenchmarkResult, frozen_map
 
 CHILD_TARGET = "wan_exporter.bench.child:run_benchmark"
-
-# Bounded failure reasons (label values of wan_benchmark_failures_total).
-REASONS = ("oom", "timeout", "crash", "cuda_error", "nan_output", "invalid_output", "load_failed", "model_missing")
-
 
 def build_request(m: ModelConfig, profile: Profile, model_dir: Path, output_path: str | None = None) -> dict:
     entry = catalog.CATALOG[m.kind]
@@ -58,7 +55,7 @@ def classify(outcome: ChildOutcome) -> tuple[str, str]:
     r = outcome.result
     if r is not None:
         reason = r.get("reason") or "crash"
-        return (reason if reason in REASONS else "crash"), str(r.get("detail", ""))
+        return (reason if reason in FAILURE_REASONS else "crash"), str(r.get("detail", ""))
     if outcome.exitcode is not None and outcome.exitcode < 0:
         return "crash", f"child killed by {outcome.signal_name}"
     return "crash", f"child exited with code {outcome.exitcode} without a result"

@@ -12,19 +12,17 @@ import threading
 from collections import defaultdict
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import Callable
 
 from ..childproc import WarmWorker
 from ..config import Config, ModelConfig, state_dir
 from ..pollers import resolve_model_dir
-from ..state import BenchmarkAggregate, BenchmarkResult, Snapshot, frozen_map
+from ..scheduler import Jobs
+from ..state import BenchmarkAggregate, BenchmarkResult, Snapshot, Store, frozen_map
 from . import aggregate
 from .baselines import Baselines
 from .collector import BenchmarkFigures
 from .runner import CHILD_TARGET, run_once
-
-if TYPE_CHECKING:
-    from ..app import App
 
 log = logging.getLogger(__name__)
 
@@ -55,9 +53,14 @@ def courtesy_skip(snap: Snapshot, cfg: Config, device: str) -> str | None:
 
 
 class BenchmarkSubsystem:
-    def __init__(self, app: "App") -> None:
-        self.app = app
-        self.store = app.store
+    """The benchmark jobs and figures; given the store, the scheduler and the live config only."""
+
+    name = "benchmark"
+
+    def __init__(self, store: Store, jobs: Jobs, config: Callable[[], Config]) -> None:
+        self.store = store
+        self.jobs = jobs
+        self.config = config
         self._baselines: Baselines | None = None
         self._device_locks: dict[str, threading.Lock] = defaultdict(threading.Lock)
         self._warm: dict[str, WarmWorker] = {}
@@ -65,9 +68,6 @@ class BenchmarkSubsystem:
 
     def parts(self) -> list:
         return [BenchmarkFigures()]
-
-    def stopping(self) -> None:
-        self._stopping.set()  # a running job finishes its current model and stops
 
     def shutdown(self) -> None:
         self._stopping.set()
@@ -98,7 +98,7 @@ class BenchmarkSubsystem:
                 by_device[device_key(m.device)].append((m.name, p))
         self._publish_config_baselines(cfg)
         for device, pairs in by_device.items():
-            self.app.jobs.add(f"benchmark.{device}", self._job(device, pairs), cfg.schedules.benchmark,
+            self.jobs.add(f"benchmark.{device}", self._job(device, pairs), cfg.schedules.benchmark,
                               first_delay=2.0)
 
     def _publish_config_baselines(self, cfg: Config) -> None:
@@ -116,7 +116,7 @@ class BenchmarkSubsystem:
             for model_name, profile_name in pairs:
                 if self._stopping.is_set():
                     return
-                cfg = self.app.config()
+                cfg = self.config()
                 try:
                     m = cfg.model(model_name)
                 except KeyError:
@@ -170,6 +170,3 @@ class BenchmarkSubsystem:
         if versions:
             self.store.set(versions=frozen_map({k: str(v) for k, v in versions.items()}))
 
-
-def subsystem(app: "App") -> BenchmarkSubsystem:
-    return BenchmarkSubsystem(app)

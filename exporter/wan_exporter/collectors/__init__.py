@@ -18,6 +18,18 @@ from ..state import Snapshot, Store
 
 log = logging.getLogger(__name__)
 
+# Every collector, by the name its --collector.NAME / --no-collector.NAME flags use (node_exporter
+# style); all are on by default. "health" and "benchmark" switch their scheduled jobs off too.
+COLLECTORS: dict[str, str] = {
+    "exporter": "the exporter's own health: build, background collectors, scheduled jobs, config reloads",
+    "models": "published capabilities of each model and what its checkpoint says",
+    "gpu": "GPU figures from NVML (turn off where dcgm-exporter publishes them; NVML is still read "
+           "for the benchmarks' busy-GPU check)",
+    "host": "host memory and CPU, and the filesystems holding the models",
+    "health": "model health checks (and their jobs) and the verdict",
+    "benchmark": "scheduled benchmark generations (and their jobs), scores and recommendation",
+}
+
 
 class Part(Protocol):
     name: str

@@ -1,28 +1,19 @@
-"""Small constructors for metric families, so collectors read as a list of metrics."""
+"""Fresh prometheus_client families built from the contract's rows (one per scrape)."""
 
 from __future__ import annotations
 
-from typing import Sequence
+from prometheus_client.core import (CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily,
+                                    InfoMetricFamily, Metric)
 
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily
+from ..contract import Family
 
-
-def gauge(name: str, doc: str, labels: Sequence[str] = (), unit: str = "") -> GaugeMetricFamily:
-    return labelled(GaugeMetricFamily(name, doc, labels=list(labels), unit=unit), labels)
-
-
-def counter(name: str, doc: str, labels: Sequence[str] = ()) -> CounterMetricFamily:
-    return labelled(CounterMetricFamily(name, doc, labels=list(labels)), labels)
+_CLASSES = {"gauge": GaugeMetricFamily, "counter": CounterMetricFamily, "info": InfoMetricFamily,
+            "histogram": HistogramMetricFamily}
 
 
-def info(name: str, doc: str, labels: Sequence[str] = ()) -> InfoMetricFamily:
-    return labelled(InfoMetricFamily(name, doc, labels=list(labels)), labels)
-
-
-def labelled(fam, labels: Sequence[str]):
-    """Remember a family's label names, for the generated metrics reference."""
-    fam.wan_labelnames = tuple(labels)
-    return fam
+def new(fam: Family) -> Metric:
+    """An empty family of the row's type, name, help and labels, ready for ``add_metric``."""
+    return _CLASSES[fam.type](fam.name, fam.help, labels=list(fam.labels))
 
 
 def bool_value(v: bool) -> float:

@@ -9,7 +9,8 @@ from prometheus_client.core import Metric
 
 from ..config import Config
 from ..state import Snapshot
-from ._families import bool_value, counter, gauge, info
+from ..contract import exporter, labels
+from ._families import bool_value, new
 
 
 class ExporterSelf:
@@ -21,23 +22,22 @@ class ExporterSelf:
     def families(self, snap: Snapshot, cfg: Config) -> Iterable[Metric]:
         b = dict(self.build)
         b.update({f"{k}_version": v for k, v in snap.versions.items() if f"{k}_version" in b})
-        build = info("wan_exporter_build", "Exporter version and the library versions benchmarks run with.", sorted(b))
+        build = new(exporter.BUILD_INFO)
         build.add_metric([b[k] for k in sorted(b)], {})
-        ok = gauge("wan_exporter_collector_success", "1 when the collector's last background cycle succeeded.", ["collector"])
-        dur = gauge("wan_exporter_collector_duration_seconds", "Duration of the collector's last background cycle.", ["collector"])
-        err = gauge("wan_exporter_collector_error_info", "1 with the bounded reason while a collector fails.",
-                    ["collector", "reason"])
+        ok = new(exporter.COLLECTOR_SUCCESS)
+        dur = new(exporter.COLLECTOR_DURATION_SECONDS)
+        err = new(exporter.COLLECTOR_ERROR_INFO)
         for name, st in sorted(snap.collectors.items()):
             ok.add_metric([name], bool_value(st.success))
             dur.add_metric([name], st.duration_seconds)
             if not st.success:
                 err.add_metric([name, st.reason or "error"], 1)
-        j_run = gauge("wan_exporter_job_last_run_timestamp_seconds", "When the scheduled task last finished.", ["task"])
-        j_ok = gauge("wan_exporter_job_last_success_timestamp_seconds", "When the scheduled task last finished without error.", ["task"])
-        j_dur = gauge("wan_exporter_job_last_duration_seconds", "How long the scheduled task's last run took.", ["task"])
-        j_int = gauge("wan_exporter_job_interval_seconds", "Configured interval of the scheduled task.", ["task"])
-        j_runs = counter("wan_exporter_job_runs", "Runs of the scheduled task.", ["task"])
-        j_fail = counter("wan_exporter_job_failures", "Runs of the scheduled task that raised an error.", ["task"])
+        j_run = new(exporter.JOB_LAST_RUN_TIMESTAMP_SECONDS)
+        j_ok = new(exporter.JOB_LAST_SUCCESS_TIMESTAMP_SECONDS)
+        j_dur = new(exporter.JOB_LAST_DURATION_SECONDS)
+        j_int = new(exporter.JOB_INTERVAL_SECONDS)
+        j_runs = new(exporter.JOB_RUNS)
+        j_fail = new(exporter.JOB_FAILURES)
         for name, js in sorted(snap.jobs.items()):
             if js.last_run_at is not None:
                 j_run.add_metric([name], js.last_run_at)
@@ -49,18 +49,15 @@ class ExporterSelf:
                 j_int.add_metric([name], js.interval_seconds)
             j_runs.add_metric([name], js.runs)
             j_fail.add_metric([name], js.failures)
-        reload_ok = gauge("wan_exporter_config_last_reload_successful", "1 when the last config (re)load succeeded.")
+        reload_ok = new(exporter.CONFIG_LAST_RELOAD_SUCCESSFUL)
         reload_ok.add_metric([], bool_value(snap.config_last_reload_success))
-        reload_ts = gauge("wan_exporter_config_last_reload_success_timestamp_seconds", "When the config was last loaded successfully.")
+        reload_ts = new(exporter.CONFIG_LAST_RELOAD_SUCCESS_TIMESTAMP_SECONDS)
         if snap.config_last_reload_at is not None:
             reload_ts.add_metric([], snap.config_last_reload_at)
-        models = gauge("wan_exporter_models_configured", "Models in the running config.")
+        models = new(exporter.MODELS_CONFIGURED)
         models.add_metric([], len(cfg.models))
-        jumps = counter("wan_exporter_clock_jumps",
-                        "Steps of the wall clock against the monotonic clock (more than 5s over 1s; a host suspend "
-                        "counts as forward). Scheduled tasks are re-planned after each; timestamps around one are suspect.",
-                        ["direction"])
-        for direction in ("backward", "forward"):
+        jumps = new(exporter.CLOCK_JUMPS)
+        for direction in labels.CLOCK_DIRECTIONS:
             jumps.add_metric([direction], snap.clock_jumps.get(direction, 0))
         return [build, ok, dur, err, j_run, j_ok, j_dur, j_int, j_runs, j_fail, reload_ok, reload_ts, models, jumps]
 

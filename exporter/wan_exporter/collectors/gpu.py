@@ -7,9 +7,9 @@ from typing import Iterable
 from prometheus_client.core import Metric
 
 from ..config import Config
-from ..nvml import THROTTLE_REASONS
 from ..state import Snapshot
-from ._families import bool_value, counter, gauge, info
+from ..contract import gpu, labels
+from ._families import bool_value, new
 
 
 class GpuFigures:
@@ -17,25 +17,22 @@ class GpuFigures:
 
     def families(self, snap: Snapshot, cfg: Config) -> Iterable[Metric]:
         gpu_ok = snap.collectors.get("gpu")
-        devices = gauge("wan_gpu_devices", "Number of GPUs NVML reports (absent while NVML cannot be read).")
-        g_info = info("wan_gpu", "Identity of each GPU.",
-                      ["gpu", "uuid", "name", "driver_version", "cuda_version", "compute_capability"])
-        mem_total = gauge("wan_gpu_memory_total_bytes", "Total GPU memory.", ["gpu"])
-        mem_used = gauge("wan_gpu_memory_used_bytes", "GPU memory in use, by every process.", ["gpu"])
-        util = gauge("wan_gpu_utilization_ratio", "Fraction of the last sample period a kernel was running.", ["gpu"])
-        mem_util = gauge("wan_gpu_memory_utilization_ratio", "Fraction of the sample period device memory was read or written.", ["gpu"])
-        temp = gauge("wan_gpu_temperature_celsius", "GPU core temperature.", ["gpu"])
-        power = gauge("wan_gpu_power_watts", "Power draw.", ["gpu"])
-        limit = gauge("wan_gpu_power_limit_watts", "Enforced power limit.", ["gpu"])
-        energy = counter("wan_gpu_energy_joules", "Energy consumed since the driver was loaded.", ["gpu"])
-        clock = gauge("wan_gpu_sm_clock_hertz", "Current SM clock.", ["gpu"])
-        throttle = gauge("wan_gpu_throttle_reason_active", "1 while a clock throttle reason is active.", ["gpu", "reason"])
-        ecc = counter("wan_gpu_ecc_errors", "ECC memory errors since the driver was loaded (volatile counters).",
-                      ["gpu", "error_type"])
-        xid = counter("wan_gpu_xid_errors", "XID critical error events seen by the exporter (every event counts).",
-                      ["gpu", "xid"])
-        procs = gauge("wan_gpu_processes", "Compute processes running on the GPU.", ["gpu"])
-        proc_mem = gauge("wan_gpu_process_memory_bytes", "GPU memory held by compute processes.", ["gpu"])
+        devices = new(gpu.DEVICES)
+        g_info = new(gpu.INFO)
+        mem_total = new(gpu.MEMORY_TOTAL_BYTES)
+        mem_used = new(gpu.MEMORY_USED_BYTES)
+        util = new(gpu.UTILIZATION_RATIO)
+        mem_util = new(gpu.MEMORY_UTILIZATION_RATIO)
+        temp = new(gpu.TEMPERATURE_CELSIUS)
+        power = new(gpu.POWER_WATTS)
+        limit = new(gpu.POWER_LIMIT_WATTS)
+        energy = new(gpu.ENERGY_JOULES)
+        clock = new(gpu.SM_CLOCK_HERTZ)
+        throttle = new(gpu.THROTTLE_REASON_ACTIVE)
+        ecc = new(gpu.ECC_ERRORS)
+        xid = new(gpu.XID_ERRORS)
+        procs = new(gpu.PROCESSES)
+        proc_mem = new(gpu.PROCESS_MEMORY_BYTES)
 
         if gpu_ok is not None and gpu_ok.success:
             devices.add_metric([], len(snap.gpus))
@@ -52,7 +49,7 @@ class GpuFigures:
                 if v is not None:
                     fam.add_metric([i], v)
             if g.throttle_reasons:
-                for reason in THROTTLE_REASONS.values():
+                for reason in labels.THROTTLE_REASONS:
                     throttle.add_metric([i, reason], bool_value(g.throttle_reasons.get(reason, False)))
             for (etype, _ctr), n in sorted(g.ecc_errors.items()):
                 ecc.add_metric([i, etype], n)

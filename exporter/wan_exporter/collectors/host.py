@@ -8,7 +8,8 @@ from prometheus_client.core import Metric
 
 from ..config import Config
 from ..state import Snapshot
-from ._families import gauge
+from ..contract import host
+from ._families import new
 
 
 class HostFigures:
@@ -16,13 +17,13 @@ class HostFigures:
 
     def families(self, snap: Snapshot, cfg: Config) -> Iterable[Metric]:
         h = snap.host
-        mem_total = gauge("wan_host_memory_total_bytes", "Host physical memory.")
-        mem_avail = gauge("wan_host_memory_available_bytes", "Host memory available without swapping.")
-        cpus = gauge("wan_host_cpus", "Logical CPUs.")
-        cpu = gauge("wan_host_cpu_utilization_ratio", "Host CPU utilisation since the previous poll, 0-1.")
-        load = gauge("wan_host_load1", "One-minute load average.")
-        fs_free = gauge("wan_model_filesystem_free_bytes", "Free bytes on the filesystem holding the model's files.", ["model"])
-        fs_size = gauge("wan_model_filesystem_size_bytes", "Size of the filesystem holding the model's files.", ["model"])
+        mem_total = new(host.MEMORY_TOTAL_BYTES)
+        mem_avail = new(host.MEMORY_AVAILABLE_BYTES)
+        cpus = new(host.CPUS)
+        cpu = new(host.CPU_UTILIZATION_RATIO)
+        load = new(host.LOAD1)
+        fs_free = new(host.MODEL_FILESYSTEM_FREE_BYTES)
+        fs_size = new(host.MODEL_FILESYSTEM_SIZE_BYTES)
         if h is not None:
             mem_total.add_metric([], h.memory_total_bytes)
             mem_avail.add_metric([], h.memory_available_bytes)

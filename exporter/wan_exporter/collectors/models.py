@@ -9,39 +9,36 @@ from prometheus_client.core import Metric
 from .. import catalog
 from ..config import Config
 from ..state import Snapshot
-from ._families import bool_value, gauge, info
+from ..contract import models
+from ._families import bool_value, new
 
 
 class ModelCapabilities:
     name = "models"
 
     def families(self, snap: Snapshot, cfg: Config) -> Iterable[Metric]:
-        m_info = info("wan_model", "Identity of each configured model (published catalog).",
-                      ["model", "model_id", "kind", "family", "task", "pipeline"])
-        present = gauge("wan_model_present", "1 when the model's files were found (local path or local HF cache).", ["model"])
-        params = gauge("wan_model_parameters", "Published total parameters of the denoiser(s).", ["model"])
-        active = gauge("wan_model_active_parameters", "Published parameters active per denoising step (MoE: one expert).", ["model"])
-        res = gauge("wan_model_resolution_supported", "1 for each published native resolution.", ["model", "width", "height"])
-        frames = gauge("wan_model_frames_default", "Published default frame count (Wan needs 4n+1 frames).", ["model"])
-        fps = gauge("wan_model_fps_default", "Published frames per second of the output video.", ["model"])
-        steps = gauge("wan_model_steps_default", "Published default number of denoising steps.", ["model"])
-        inputs = gauge("wan_model_input_supported", "1 for each input the model takes.", ["model", "input"])
-        outputs = gauge("wan_model_output_format_supported", "1 for each output format the pipeline produces.", ["model", "format"])
-        prec = gauge("wan_model_precision_supported", "1 for each precision diffusers can run the model in.", ["model", "precision"])
-        lora = gauge("wan_model_lora_supported", "1 when LoRA adapters can be loaded (WanLoraLoaderMixin).", ["model"])
-        experts = gauge("wan_model_experts", "Published number of denoising experts (2 for Wan2.2 A14B MoE).", ["model"])
-        boundary = gauge("wan_model_boundary_ratio", "Published switch point between the high- and low-noise experts.", ["model"])
-        vram_min = gauge("wan_model_vram_min_bytes", "Published minimum GPU memory per offload mode.", ["model", "offload"])
-        vram_rec = gauge("wan_model_vram_recommended_bytes", "Published recommended GPU memory.", ["model"])
-        cc = gauge("wan_model_cuda_compute_capability_min", "Minimum CUDA compute capability (bf16 needs 8.0).", ["model"])
-        size_mult = gauge("wan_model_size_multiple", "Width and height must be multiples of this.", ["model"])
-        ck_params = gauge("wan_model_checkpoint_parameters",
-                          "Denoiser parameters counted from the checkpoint's safetensors headers.", ["model"])
-        ck_experts = gauge("wan_model_checkpoint_experts", "Denoising experts found in the checkpoint's model_index.json.", ["model"])
-        ck_dtype = gauge("wan_model_checkpoint_dtype", "1 for each tensor dtype stored in the checkpoint.", ["model", "dtype"])
-        m_cfg = info("wan_model_config", "How the exporter runs each model: device, GPU index (empty on CPU), dtype, offload.",
-                     ["model", "device", "gpu", "dtype", "offload"])
-        ck_boundary = gauge("wan_model_checkpoint_boundary_ratio", "boundary_ratio recorded in the checkpoint's model_index.json.", ["model"])
+        m_info = new(models.INFO)
+        present = new(models.PRESENT)
+        params = new(models.PARAMETERS)
+        active = new(models.ACTIVE_PARAMETERS)
+        res = new(models.RESOLUTION_SUPPORTED)
+        frames = new(models.FRAMES_DEFAULT)
+        fps = new(models.FPS_DEFAULT)
+        steps = new(models.STEPS_DEFAULT)
+        inputs = new(models.INPUT_SUPPORTED)
+        outputs = new(models.OUTPUT_FORMAT_SUPPORTED)
+        prec = new(models.PRECISION_SUPPORTED)
+        lora = new(models.LORA_SUPPORTED)
+        experts = new(models.EXPERTS)
+        boundary = new(models.BOUNDARY_RATIO)
+        vram_min = new(models.VRAM_MIN_BYTES)
+        cc = new(models.CUDA_COMPUTE_CAPABILITY_MIN)
+        size_mult = new(models.SIZE_MULTIPLE)
+        ck_params = new(models.CHECKPOINT_PARAMETERS)
+        ck_experts = new(models.CHECKPOINT_EXPERTS)
+        ck_dtype = new(models.CHECKPOINT_DTYPE)
+        m_cfg = new(models.CONFIG_INFO)
+        ck_boundary = new(models.CHECKPOINT_BOUNDARY_RATIO)
 
         for m in cfg.models:
             e = catalog.CATALOG.get(m.kind)
@@ -76,8 +73,6 @@ class ModelCapabilities:
                 boundary.add_metric([n], e.boundary_ratio)
             for mode, b in sorted(e.vram_min_bytes.items()):
                 vram_min.add_metric([n, mode], b)
-            if e.vram_recommended_bytes is not None:
-                vram_rec.add_metric([n], e.vram_recommended_bytes)
             if e.compute_capability_min is not None:
                 cc.add_metric([n], e.compute_capability_min)
             size_mult.add_metric([n], e.size_multiple)
@@ -92,4 +87,4 @@ class ModelCapabilities:
                 if f.boundary_ratio is not None:
                     ck_boundary.add_metric([n], f.boundary_ratio)
         return [m_info, m_cfg, present, params, active, res, frames, fps, steps, inputs, outputs, prec, lora, experts,
-                boundary, vram_min, vram_rec, cc, size_mult, ck_params, ck_experts, ck_dtype, ck_boundary]
+                boundary, vram_min, cc, size_mult, ck_params, ck_experts, ck_dtype, ck_boundary]

@@ -12,37 +12,28 @@ from typing import Iterable
 
 from prometheus_client.core import Metric
 
-from ..collectors._families import bool_value, gauge
+from ..collectors._families import bool_value, new
+from ..contract import health
+from ..contract.labels import CHECKS, ISSUE_KINDS, STATUSES
 from ..config import Config
 from ..state import Snapshot
-from .issues import CHECKS, ISSUE_KINDS
-from .verdict import STATUSES, verdict
+from .verdict import verdict
 
 
 class HealthFigures:
     name = "health"
 
     def families(self, snap: Snapshot, cfg: Config) -> Iterable[Metric]:
-        ok = gauge("wan_health_check_success",
-                   "1 when the last run of the health check found nothing wrong (catalog mismatches aside). "
-                   "Checks run in the background on their own schedules.", ["model", "check"])
-        dur = gauge("wan_health_check_duration_seconds", "Duration of the last run of the health check.",
-                    ["model", "check"])
-        last_ok = gauge("wan_health_check_last_success_timestamp_seconds",
-                        "When the health check last passed (Unix time).", ["model", "check"])
-        integrity = gauge("wan_model_integrity_ratio",
-                          "Weight bytes whose SHA-256 matched the reference over weight bytes expected, "
-                          "as of the last hash check (runs rarely: it reads every byte).", ["model"])
-        expected = gauge("wan_model_files_expected", "Files the model's layout promises (last layout check).", ["model"])
-        present = gauge("wan_model_files_present", "Promised files found (last layout check).", ["model"])
-        size = gauge("wan_model_size_bytes", "Bytes of the weight files found (stat, last layout check).", ["model"])
-        issues = gauge("wan_model_health_issues", "Current health findings of the model, by kind.", ["model", "issue"])
-        status = gauge("wan_model_health_status",
-                       "Health of the model: exactly one of healthy, degraded, critical, missing is 1.",
-                       ["model", "status"])
-        mismatches = gauge("wan_model_catalog_mismatches",
-                           "Disagreements between the checkpoint and its published catalog entry (last header check).",
-                           ["model"])
+        ok = new(health.HEALTH_CHECK_SUCCESS)
+        dur = new(health.HEALTH_CHECK_DURATION_SECONDS)
+        last_ok = new(health.HEALTH_CHECK_LAST_SUCCESS_TIMESTAMP_SECONDS)
+        integrity = new(health.MODEL_INTEGRITY_RATIO)
+        expected = new(health.MODEL_FILES_EXPECTED)
+        present = new(health.MODEL_FILES_PRESENT)
+        size = new(health.MODEL_SIZE_BYTES)
+        issues = new(health.MODEL_HEALTH_ISSUES)
+        status = new(health.MODEL_HEALTH_STATUS)
+        mismatches = new(health.MODEL_CATALOG_MISMATCHES)
         for m in cfg.models:
             n = m.name
             for c in CHECKS:

@@ -1,7 +1,8 @@
-"""The bounded set of finding kinds, and small helpers every check shares.
+"""Small helpers every health check shares: bounded findings and the frozen result.
 
-Kinds become the ``issue`` label of ``wan_model_health_issues``, so the set is closed:
-a new kind is a deliberate change here, never a string made up at the call site.
+Finding kinds become the ``issue`` label of ``wan_model_health_issues``, so the set is closed
+(:data:`wan_exporter.contract.labels.ISSUE_KINDS`): a new kind is a deliberate change there,
+never a string made up at the call site.
 """
 
 from __future__ import annotations
@@ -12,32 +13,13 @@ import time
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
+from ..contract.labels import CHECKS, INFORMATIONAL_KINDS, ISSUE_KINDS
 from ..state import CheckResult, HealthIssue, frozen_map
 
-ISSUE_KINDS: tuple[str, ...] = (
-    "missing_model",  # the model directory is not there (or vanished during the check)
-    "missing_file",  # a file the layout promises is absent (or unreadable for another reason)
-    "truncated",  # a safetensors file is shorter than its header says
-    "header_invalid",  # a safetensors header or a JSON metadata file does not parse or is inconsistent
-    "hash_mismatch",  # content differs from the HF cache blob name or the recorded manifest
-    "permission_denied",  # the exporter may not read a file or directory
-    "version_skew",  # the installed diffusers/transformers cannot build the pipeline as declared
-    "catalog_mismatch",  # the checkpoint disagrees with the published catalog entry
-    "not_a_model",  # not a diffusers-format Wan pipeline directory
-    "load_failed",  # the load check failed or timed out
-    "changed_during_check",  # a file changed while it was hashed; checked again next run
-    "manifest_write_failed",  # the hash manifest could not be saved (disk full, read-only)
-    "symlink_loop",  # a symlink that resolves to itself
-    "too_many_files",  # the walk hit its cap; the directory is not what it should be
-    "output_invalid",  # benchmark output failed a sanity check (fed by benchmarks)
-    "benchmark_failing",  # the last benchmark run failed (fed by benchmarks)
-)
+__all__ = ["CHECKS", "ISSUE_KINDS", "INFORMATIONAL", "Findings", "make_result", "oserror_kind", "oserror_detail", "gone"]
 
-CHECKS: tuple[str, ...] = ("layout", "headers", "hash", "load")
-
-# Findings that describe the checkpoint but do not mean the check failed: a fine-tuned
-# model that differs from the catalog must not leave the check's success at 0 forever.
-INFORMATIONAL: frozenset[str] = frozenset({"catalog_mismatch"})
+# The kinds, the checks and which kinds are informational are declared in the contract.
+INFORMATIONAL: frozenset[str] = frozenset(INFORMATIONAL_KINDS)
 
 MAX_ISSUES = 64  # per check: a directory of 10,000 broken files stays a readable report
 

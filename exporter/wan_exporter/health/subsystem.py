@@ -15,18 +15,16 @@ import threading
 import time
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import Callable
 
 from .. import catalog
 from ..config import Config, ModelConfig, state_dir
+from ..scheduler import Jobs
 from ..state import CheckResult, Snapshot, Store, frozen_map
 from ..scan import Scan
 from . import hashing, headers, layout, loadcheck
 from .collector import HealthFigures
 from .issues import CHECKS
-
-if TYPE_CHECKING:
-    from ..app import App
 
 log = logging.getLogger(__name__)
 
@@ -50,9 +48,14 @@ def publish(store: Store, result: CheckResult) -> None:
 
 
 class HealthSubsystem:
-    def __init__(self, app: "App") -> None:
-        self.app = app
-        self.store = app.store
+    """The health checks' jobs and figures; given the store, the scheduler and the live config only."""
+
+    name = "health"
+
+    def __init__(self, store: Store, jobs: Jobs, config: Callable[[], Config]) -> None:
+        self.store = store
+        self.jobs = jobs
+        self.config = config
         self._stop = threading.Event()
         self._scans: dict[str, tuple[float, object, Scan]] = {}  # model -> (monotonic time, target, scan)
         self._scans_lock = threading.Lock()
@@ -63,7 +66,7 @@ class HealthSubsystem:
     def register_jobs(self, cfg: Config) -> None:
         self._prune(cfg)
         sch = cfg.schedules
-        jobs = self.app.jobs
+        jobs = self.jobs
         # Staggered first runs: the cheap layout check first, the full hash once startup has settled.
         jobs.add("health.layout", self.run_layout, sch.layout, first_delay=1.0)
         jobs.add("health.headers", self.run_headers, sch.headers, first_delay=3.0)
@@ -121,7 +124,7 @@ class HealthSubsystem:
     def _each(self, check: str, fn: Check) -> None:
         from ..pollers import resolve_model_dir
 
-        cfg = self.app.config()
+        cfg = self.config()
         failed: list[str] = []
         for m in cfg.models:
             if self._stop.is_set():
@@ -148,6 +151,3 @@ class HealthSubsystem:
 
         self.store.update(fn)
 
-
-def subsystem(app: "App") -> HealthSubsystem:
-    return HealthSubsystem(app)

@@ -28,17 +28,11 @@ from typing import Mapping
 
 from ..config import Thresholds
 from ..state import Snapshot
-from .issues import CHECKS, ISSUE_KINDS
+from ..contract import labels
+from ..contract.labels import CHECKS, ISSUE_KINDS, STATUSES
 
-STATUSES: tuple[str, ...] = ("healthy", "degraded", "critical", "missing")
-
-CRITICAL_KINDS: frozenset[str] = frozenset({
-    "missing_file", "truncated", "header_invalid", "hash_mismatch", "permission_denied", "not_a_model", "symlink_loop",
-})
-DEGRADED_KINDS: frozenset[str] = frozenset({
-    "catalog_mismatch", "version_skew", "load_failed", "changed_during_check", "manifest_write_failed",
-    "too_many_files", "output_invalid", "benchmark_failing",
-})
+CRITICAL_KINDS: frozenset[str] = frozenset(labels.CRITICAL_KINDS)
+DEGRADED_KINDS: frozenset[str] = frozenset(labels.DEGRADED_KINDS)
 
 
 @dataclass(frozen=True)

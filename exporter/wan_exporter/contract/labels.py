@@ -1,0 +1,67 @@
+"""The closed sets of label values: each is declared here once and imported by whoever needs it.
+
+A new value is a deliberate change here (and so in the README, the rules and the dashboards
+that import it), never a string made up at a call site.
+"""
+
+from __future__ import annotations
+
+# -- health -------------------------------------------------------------------------------------
+ISSUE_KINDS: tuple[str, ...] = (
+    "missing_model",  # the model directory is not there (or vanished during the check)
+    "missing_file",  # a file the layout promises is absent (or unreadable for another reason)
+    "truncated",  # a safetensors file is shorter than its header says
+    "header_invalid",  # a safetensors header or a JSON metadata file does not parse or is inconsistent
+    "hash_mismatch",  # content differs from the HF cache blob name or the recorded manifest
+    "permission_denied",  # the exporter may not read a file or directory
+    "version_skew",  # the installed diffusers/transformers cannot build the pipeline as declared
+    "catalog_mismatch",  # the checkpoint disagrees with the published catalog entry
+    "not_a_model",  # not a diffusers-format Wan pipeline directory
+    "load_failed",  # the load check failed or timed out
+    "changed_during_check",  # a file changed while it was hashed; checked again next run
+    "manifest_write_failed",  # the hash manifest could not be saved (disk full, read-only)
+    "symlink_loop",  # a symlink that resolves to itself
+    "too_many_files",  # the walk hit its cap; the directory is not what it should be
+    "output_invalid",  # benchmark output failed a sanity check (fed by benchmarks)
+    "benchmark_failing",  # the last benchmark run failed (fed by benchmarks)
+)
+# Findings that mean the files themselves are broken: the verdict is critical.
+CRITICAL_KINDS: tuple[str, ...] = (
+    "missing_file", "truncated", "header_invalid", "hash_mismatch", "permission_denied", "not_a_model", "symlink_loop",
+)
+DEGRADED_KINDS: tuple[str, ...] = (
+    "catalog_mismatch", "version_skew", "load_failed", "changed_during_check", "manifest_write_failed",
+    "too_many_files", "output_invalid", "benchmark_failing",
+)
+# Findings that describe the checkpoint but do not mean the check failed.
+INFORMATIONAL_KINDS: tuple[str, ...] = ("catalog_mismatch",)
+CHECKS: tuple[str, ...] = ("layout", "headers", "hash", "load")
+STATUSES: tuple[str, ...] = ("healthy", "degraded", "critical", "missing")
+
+# -- benchmarks ---------------------------------------------------------------------------------
+PHASES: tuple[str, ...] = ("load", "text_encode", "image_encode", "denoise", "vae_decode", "export")
+SANITY_CHECKS: tuple[str, ...] = ("finite", "not_black", "not_frozen", "shape")
+# Why a run failed. The child classifies what it can see; the runner adds the rest.
+FAILURE_REASONS: tuple[str, ...] = (
+    "oom", "timeout", "crash", "cuda_error", "nan_output", "invalid_output", "load_failed", "model_missing",
+)
+CHILD_FAILURE_REASONS: tuple[str, ...] = ("oom", "cuda_error", "load_failed", "nan_output", "invalid_output", "crash")
+SKIP_REASONS: tuple[str, ...] = ("model_missing", "gpu_unavailable", "gpu_busy", "gpu_memory_in_use")
+BASELINE_SOURCES: tuple[str, ...] = ("config", "recorded")
+USE_CASES: tuple[str, ...] = ("text_to_video", "image_to_video", "text_image_to_video")
+PRIORITIES: tuple[str, ...] = ("speed", "quality", "memory")
+
+# -- GPUs and the exporter ----------------------------------------------------------------------
+THROTTLE_REASONS: tuple[str, ...] = (
+    "gpu_idle", "applications_clocks_setting", "sw_power_cap", "hw_slowdown", "sync_boost",
+    "sw_thermal_slowdown", "hw_thermal_slowdown", "hw_power_brake_slowdown", "display_clock_setting",
+)
+COLLECTOR_ERROR_REASONS: tuple[str, ...] = (
+    "library_missing", "no_driver", "gpu_lost", "no_permission", "unknown_error", "timeout", "error",
+)
+CLOCK_DIRECTIONS: tuple[str, ...] = ("backward", "forward")
+
+for _sub, _whole in ((CRITICAL_KINDS, ISSUE_KINDS), (DEGRADED_KINDS, ISSUE_KINDS), (INFORMATIONAL_KINDS, ISSUE_KINDS),
+                     (CHILD_FAILURE_REASONS, FAILURE_REASONS)):
+    assert set(_sub) <= set(_whole), set(_sub) - set(_whole)
+assert not set(CRITICAL_KINDS) & set(DEGRADED_KINDS)

@@ -1,0 +1,95 @@
+"""Recording-rule names, ``level:metric:operations``: the one place they are spelled.
+
+``alerting/generate.py`` writes the rules under these names and the dashboards' queries
+read them from here, so renaming a rule is one edit; a unit test checks the generated rule
+files record exactly :data:`ALL`.
+"""
+
+from __future__ import annotations
+
+from . import benchmark, gpu, health
+
+QUANTILES: tuple[tuple[float, str], ...] = ((0.5, "p50"), (0.95, "p95"), (0.99, "p99"))
+WINDOWS: tuple[str, ...] = ("1h", "24h")
+
+# Aggregation levels: the labels each level keeps (besides the rule's own).
+LEVEL_LABELS = {
+    "instance_model_profile": "job, instance, model, profile",
+    "instance_model": "job, instance, model",
+    "instance": "job, instance",
+    "model_profile": "model, profile",
+    "": "",
+}
+
+
+def name(level: str, metric: str, operations: str) -> str:
+    return f"{level}:{metric}:{operations}"
+
+
+_GEN = benchmark.GENERATION_DURATION_SECONDS.name
+_IMP, _MP = "instance_model_profile", "model_profile"
+
+# -- generation times (benchmark histogram) ----------------------------------------------------------
+GENERATION_QUANTILE = {(qn, w): name(_IMP, _GEN, f"{qn}_rate{w}") for w in WINDOWS for _q, qn in QUANTILES}
+GENERATION_MEAN = {w: name(_IMP, _GEN, f"mean_rate{w}") for w in WINDOWS}
+VIDEOS_PER_HOUR = {w: name(_IMP, "wan_generation_videos_per_hour", f"rate{w}") for w in WINDOWS}
+FLEET_GENERATION_QUANTILE_24H = {qn: name(_MP, _GEN, f"{qn}_rate24h") for _q, qn in QUANTILES}
+FLEET_GENERATION_MEAN_24H = name(_MP, _GEN, "mean_rate24h")
+FLEET_VIDEOS_PER_HOUR_24H = name(_MP, "wan_generation_videos_per_hour", "sum_rate24h")
+BASELINE = name(_IMP, benchmark.BENCHMARK_BASELINE_SECONDS.name, "effective")
+MEAN_1H_OVER_BASELINE = name(_IMP, _GEN, "mean_rate1h_over_baseline")
+P95_24H_OVER_BASELINE = name(_IMP, _GEN, "p95_rate24h_over_baseline")
+LAST_OVER_BASELINE = name(_IMP, _GEN, "last_over_baseline")
+FLEET_PERFORMANCE_MIN = name(_MP, benchmark.BENCHMARK_PERFORMANCE_RATIO.name, "min")
+FLEET_SPREAD_MAX = name(_MP, benchmark.BENCHMARK_DURATION_SPREAD_RATIO.name, "max")
+STEP_CV_24H = name(_IMP, benchmark.GENERATION_SECONDS_PER_STEP.name, "coefficient_of_variation24h")
+
+# -- benchmark runs -----------------------------------------------------------------------------------
+RUNS = {w: name(_IMP, "wan_benchmark_runs", f"increase{w}") for w in WINDOWS}
+FAILURES = {w: name(_IMP, "wan_benchmark_failures", f"increase{w}") for w in WINDOWS}
+SUCCESS_RATIO = {w: name(_IMP, "wan_benchmark_success", f"ratio_rate{w}") for w in WINDOWS}
+ALL_RUNS = {w: name("", "wan_benchmark_runs", f"increase{w}") for w in WINDOWS}
+ALL_FAILURES = {w: name("", "wan_benchmark_failures", f"increase{w}") for w in WINDOWS}
+ALL_SUCCESS_RATIO = {w: name("", "wan_benchmark_success", f"ratio_rate{w}") for w in WINDOWS}
+FAILURES_BY_REASON_1H = name("instance_model_profile_reason", "wan_benchmark_failures", "increase1h")
+SANITY_FAILURES_1H = name(_IMP, "wan_benchmark_output_sanity_failures", "increase1h")
+LAST_SUCCESS_AGE = name(_IMP, "wan_benchmark_last_success", "age_seconds")
+
+# -- GPUs -----------------------------------------------------------------------------------------------
+GPU_PER_INSTANCE = {
+    fam.name: name("instance", fam.name, op)
+    for fam, op in ((gpu.MEMORY_USED_BYTES, "sum"), (gpu.MEMORY_TOTAL_BYTES, "sum"), (gpu.POWER_WATTS, "sum"),
+                    (gpu.UTILIZATION_RATIO, "avg"), (gpu.TEMPERATURE_CELSIUS, "max"))
+}
+GPU_MEMORY_USED = GPU_PER_INSTANCE[gpu.MEMORY_USED_BYTES.name]
+GPU_MEMORY_TOTAL = GPU_PER_INSTANCE[gpu.MEMORY_TOTAL_BYTES.name]
+GPU_POWER = GPU_PER_INSTANCE[gpu.POWER_WATTS.name]
+GPU_UTILIZATION = GPU_PER_INSTANCE[gpu.UTILIZATION_RATIO.name]
+GPU_TEMPERATURE_MAX = GPU_PER_INSTANCE[gpu.TEMPERATURE_CELSIUS.name]
+GPU_MEMORY_USED_RATIO = name("instance", "wan_gpu_memory_used", "ratio")
+FLEET_GPU_DEVICES = name("", gpu.DEVICES.name, "sum")
+FLEET_GPU_MEMORY_USED = name("", gpu.MEMORY_USED_BYTES.name, "sum")
+FLEET_GPU_MEMORY_TOTAL = name("", gpu.MEMORY_TOTAL_BYTES.name, "sum")
+FLEET_GPU_MEMORY_USED_RATIO = name("", "wan_gpu_memory_used", "ratio")
+FLEET_GPU_UTILIZATION = name("", gpu.UTILIZATION_RATIO.name, "avg")
+GPU_DEVICES_MAX_24H = name("instance", gpu.DEVICES.name, "max_over_time24h")
+XID_ERRORS_15M = name("instance_gpu_xid", gpu.XID_ERRORS.name, "increase15m")
+
+# -- health -----------------------------------------------------------------------------------------------
+INTEGRITY_ISSUES = name("instance_model", "wan_model_integrity_issues", "sum")
+HEALTH_STATUS_BY_INSTANCE = name("instance_status", health.MODEL_HEALTH_STATUS.name, "sum")
+HEALTH_STATUS = name("status", health.MODEL_HEALTH_STATUS.name, "sum")
+HEALTH_ISSUES_BY_KIND = name("issue", health.MODEL_HEALTH_ISSUES.name, "sum")
+
+
+def _all() -> tuple[str, ...]:
+    out: list[str] = []
+    for v in globals().values():
+        if isinstance(v, dict) and v and all(isinstance(x, str) and ":" in x for x in v.values()):
+            out.extend(v.values())
+        elif isinstance(v, str) and v.count(":") == 2 and not v.startswith(" "):
+            out.append(v)
+    return tuple(dict.fromkeys(out))
+
+
+ALL: tuple[str, ...] = _all()
