@@ -56,7 +56,7 @@ def test_runs_publish_results_visible_on_the_registry(tmp_path: Path) -> None:
     assert [i.kind for i in snap.checks[("hub", "layout")].issues] == ["missing_model"]
     assert status(app, "m") == "healthy"
     assert status(app, "hub") == "missing"
-    assert app.registry.get_sample_value("wan_model_integrity_ratio", {"model": "m"}) == 1.0
+    assert app.registry.get_sample_value("wan_model_integrity_ratio", {"model": "m", "reference": "recorded"}) == 1.0
     assert app.registry.get_sample_value("wan_model_catalog_mismatches", {"model": "m"}) == 0
 
 

@@ -36,6 +36,11 @@ DEGRADED_KINDS: tuple[str, ...] = (
 # Findings that describe the checkpoint but do not mean the check failed.
 INFORMATIONAL_KINDS: tuple[str, ...] = ("catalog_mismatch",)
 CHECKS: tuple[str, ...] = ("layout", "headers", "hash", "load")
+# How a checkpoint lies on disk (wan_exporter.scan reads each).
+FORMS: tuple[str, ...] = ("diffusers", "official", "single_file", "gguf")
+# What a hash check compared the bytes with: a digest the download published, or a manifest
+# this exporter recorded at first sight.
+INTEGRITY_REFERENCES: tuple[str, ...] = ("published", "recorded")
 STATUSES: tuple[str, ...] = ("healthy", "degraded", "critical", "missing")
 
 # -- benchmarks ---------------------------------------------------------------------------------

@@ -16,7 +16,7 @@ from typing import Mapping
 from ..state import HealthIssue
 
 # How a Wan checkpoint lies on disk; the ``format`` key of a model's config names one of them.
-FORMS: tuple[str, ...] = ("diffusers", "official", "single_file", "gguf")
+from ..contract.labels import FORMS  # noqa: E402 - one list for the config, the scan and the metrics
 FORMATS: tuple[str, ...] = ("auto",) + FORMS
 # What a weight file is, which decides how its header is read.
 FILE_FORMATS: tuple[str, ...] = ("safetensors", "gguf", "pth")
