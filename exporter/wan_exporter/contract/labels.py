@@ -51,7 +51,8 @@ FAILURE_REASONS: tuple[str, ...] = (
     "oom", "timeout", "crash", "cuda_error", "nan_output", "invalid_output", "load_failed", "model_missing",
 )
 CHILD_FAILURE_REASONS: tuple[str, ...] = ("oom", "cuda_error", "load_failed", "nan_output", "invalid_output", "crash")
-SKIP_REASONS: tuple[str, ...] = ("model_missing", "gpu_unavailable", "gpu_busy", "gpu_memory_in_use")
+SKIP_REASONS: tuple[str, ...] = ("model_missing", "gpu_unavailable", "gpu_busy", "gpu_memory_in_use",
+                                  "unsupported_format")
 BASELINE_SOURCES: tuple[str, ...] = ("config", "recorded")
 USE_CASES: tuple[str, ...] = ("text_to_video", "image_to_video", "text_image_to_video")
 PRIORITIES: tuple[str, ...] = ("speed", "quality", "memory")
