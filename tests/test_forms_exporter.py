@@ -103,3 +103,59 @@ exporter: {{state_dir: '{tmp_path / "state"}'}}
     s = parse_metrics(generate_latest(app.registry).decode())
     assert sample(s, "wan_benchmark_skipped_total", model="m", reason="unsupported_format") == 1
     assert sample(s, "wan_benchmark_runs_total", model="m", profile="tiny") == 0
+
+
+@pytest.fixture(scope="module")
+def diffusers_base(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from wan_exporter import tiny
+
+    return tiny.build(KIND, tmp_path_factory.mktemp("base") / KIND)
+
+
+@pytest.mark.parametrize("form", ("single_file", "gguf"))
+def test_single_file_and_gguf_transformers_benchmark_through_diffusers_loaders(
+        form: str, diffusers_base: Path, tmp_path: Path) -> None:
+    files = (tiny_forms.single_files(tmp_path / "f", "fp16") if form == "single_file"
+             else tiny_forms.gguf_files(tmp_path / "f"))
+    cfg = tmp_path / "wan.yaml"
+    cfg.write_text(json.dumps({
+        "models": [{"name": "m", "kind": KIND, "path": [str(p) for p in files], "base": str(diffusers_base),
+                    "device": "cpu", "dtype": "float32", "profiles": ["tiny"]}],
+        "profiles": {"tiny": {"width": 32, "height": 32, "frames": 9, "steps": 2, "timeout": "3m"}},
+        "schedules": {"benchmark": {"interval": "1h"}, "hash": {"interval": "1h"}},
+        "exporter": {"state_dir": str(tmp_path / "state")},
+    }))
+    env = {"WAN_EXPORTER_NVML_MODULE": "no_such_nvml_module", "HF_HUB_CACHE": str(tmp_path / "hf")}
+    with ExporterProcess([f"--config.file={cfg}"], env=env, log_path=tmp_path / "exporter.log") as exp:
+        s = wait_for(lambda: (lambda m: m if sample(m, "wan_benchmark_last_run_success", model="m",
+                                                    profile="tiny") is not None else None)(exp.metrics()),
+                     240, 0.5, "the first benchmark run")
+    log = (tmp_path / "exporter.log").read_text()
+    assert sample(s, "wan_benchmark_last_run_success", model="m", profile="tiny") == 1, log[-3000:]
+    assert sample(s, "wan_benchmark_runs_total", model="m", profile="tiny") == 1
+
+
+def test_fp8_scaled_files_are_skipped_because_diffusers_drops_their_scales(diffusers_base: Path,
+                                                                             tmp_path: Path) -> None:
+    from wan_exporter.bench.forms import skip_reason
+    from wan_exporter.config import ModelConfig
+
+    files = tuple(str(p) for p in tiny_forms.single_files(tmp_path / "f", "fp8_scaled"))
+    m = ModelConfig(name="m", kind=KIND, path=files, base=str(diffusers_base))
+    assert skip_reason(tuple(map(Path, files)), m) == "unsupported_format"
+    assert skip_reason(tuple(map(Path, files)), ModelConfig(name="m", kind=KIND, path=files)) == "unsupported_format"
+    fp16 = tuple(str(p) for p in tiny_forms.single_files(tmp_path / "g", "fp16"))
+    m = ModelConfig(name="m", kind=KIND, path=fp16, base=str(diffusers_base))
+    assert skip_reason(tuple(map(Path, fp16)), m) is None
+
+
+def test_the_benchmark_request_names_the_single_files_around_the_base(tmp_path: Path) -> None:
+    """The child loads each expert from its own file; the base gives everything else."""
+    from wan_exporter.bench.runner import build_request
+    from wan_exporter.config import ModelConfig, Profile
+
+    low, high = (str(p) for p in reversed(tiny_forms.gguf_files(tmp_path / "f")))  # listed low first
+    m = ModelConfig(name="m", kind=KIND, path=(low, high), base=str(tmp_path / "base"))
+    req = build_request(m, Profile(), (Path(low), Path(high)))
+    assert req["model_dir"] == str(tmp_path / "base") and req["transformer_format"] == "gguf"
+    assert req["transformer_files"] == {"transformer": high, "transformer_2": low}

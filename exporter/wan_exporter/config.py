@@ -88,6 +88,9 @@ class ModelConfig:
     hub_id: str | tuple[str, ...] | None = None
     # How the checkpoint lies on disk; "auto" recognises it (wan_exporter.scan.FORMATS).
     format: Literal["auto", "diffusers", "official", "single_file", "gguf"] = "auto"
+    # Single-file and GGUF models: a diffusers-format directory whose text encoder, tokenizer,
+    # VAE, scheduler and transformer configs the benchmark uses around the named files.
+    base: str | None = None
     revision: str = "main"
     device: str = "cuda:0"
     dtype: Literal["bfloat16", "float16", "float32"] = "bfloat16"

@@ -246,6 +246,9 @@ def load_pipeline(req: dict[str, Any]) -> Any:
     kwargs: dict[str, Any] = {"dtype": _dtype_map(torch, dtype), "local_files_only": True}
     if not is_accelerate_available() and (model_dir / "model_index.json").is_file():
         kwargs.update(_preload_fp32_pinned(model_dir, dtype))
+    from .single_file import load_transformers
+
+    kwargs.update(load_transformers(req, dtype))  # single-file/GGUF denoisers, if any
     pipe = cls.from_pretrained(str(model_dir), **kwargs)
     pipe.set_progress_bar_config(disable=True)
     return pipe
@@ -582,7 +585,7 @@ _WARM: dict[tuple, tuple[Any, bool]] = {}
 
 
 def _warm_key(req: dict[str, Any]) -> tuple:
-    return (req["model_dir"], req["pipeline"], req["device"], req["dtype"], req["offload"], bool(req["vae_tiling"]),
+    return (req["model_dir"], tuple(sorted((req.get("transformer_files") or {}).items())), req["pipeline"], req["device"], req["dtype"], req["offload"], bool(req["vae_tiling"]),
             bool(req["image"]))
 
 

@@ -133,7 +133,7 @@ class BenchmarkSubsystem:
         with self._device_locks[device_key(m.device)]:
             snap = self.store.snapshot
             model_dir = resolve_model_dir(m, cfg)
-            reason = skip_reason(model_dir, m.format) or courtesy_skip(snap, cfg, m.device)
+            reason = skip_reason(model_dir, m) or courtesy_skip(snap, cfg, m.device)
             if reason is not None:
                 log.info("benchmark %s/%s skipped: %s", m.name, profile_name, reason)
                 self._update(m.name, profile_name, lambda a: aggregate.skip(a, reason))
