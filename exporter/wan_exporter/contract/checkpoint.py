@@ -32,7 +32,8 @@ MODEL_INTEGRITY_RATIO = Family(
     "expected. reference=published: every matched file was compared with a digest its download published "
     "(HF cache blob name, --local-dir metadata); recorded: some only with the manifest recorded at first "
     "sight, which proves the bytes have not changed, not that they are the published ones. Each scheduled "
-    "run reads every byte; a run within one hash interval of the last (after a restart) reuses its digests.",
+    "run reads every byte; a run within half a hash interval of the last (after a restart) reuses its "
+    "digests.",
     labels=("model", "reference"), source="health",
     bounded={"reference": labels.INTEGRITY_REFERENCES})
 MODEL_CONTENT_DIGEST = Family(

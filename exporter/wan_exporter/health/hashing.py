@@ -9,8 +9,8 @@ The manifest lives outside the model directory, in ``<state_dir>/manifests/<mode
 a process that corrupts the model cannot also "fix" its reference. It also caches digests by
 ``(st_dev, st_ino, st_size, st_mtime_ns)`` so a restart does not read an unchanged 60 GB
 checkpoint again; a cached digest stands in for a read only when it is younger than
-``max_age`` (the hash schedule's interval: every scheduled run reads every byte, since bit
-rot changes neither size nor mtime) and the file was not written within ``RACY_SECONDS`` of
+``max_age`` (half the hash schedule's interval: every scheduled run reads every byte, since
+bit rot changes neither size nor mtime; a restart soon after a run does not) and the file was not written within ``RACY_SECONDS`` of
 being hashed.
 
 ``content_digest`` is a SHA-256 over the sorted ``sha256  path`` lines of the weight files,

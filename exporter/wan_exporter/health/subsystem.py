@@ -99,12 +99,12 @@ class HealthSubsystem:
                                                               scanned=self.scan_of(cfg, m, d)))
 
     def run_hash(self) -> None:
-        # A cached digest stands in for a read only within one hash interval: every scheduled
-        # run reads every byte; a restart within the interval does not read them again.
+        # A cached digest stands in for a read only within half a hash interval: every scheduled
+        # run (jitter and long reads included) reads every byte; a restart soon after one does not.
         self._each("hash", lambda cfg, m, d: hashing.check(
             m.name, d, state_dir(cfg), chunk_bytes=cfg.hashing.chunk_bytes,
             rate_limit_bytes_per_second=cfg.hashing.rate_limit_bytes_per_second, stop=self._stop,
-            scanned=self.scan_of(cfg, m, d), max_age=max(60.0, cfg.schedules.hash.interval - 60.0)))
+            scanned=self.scan_of(cfg, m, d), max_age=cfg.schedules.hash.interval / 2))
 
     def run_load(self) -> None:
         def one(cfg: Config, m: ModelConfig, d: Path | None) -> CheckResult | None:
