@@ -92,3 +92,17 @@ def test_manifest_is_written_then_verifies_a_copy(tmp_path: Path) -> None:
     assert p.returncode == 1 and "verdict: critical" in p.stdout
     finding = next(line for line in p.stdout.splitlines() if "hash_mismatch" in line)
     assert files[1].name in finding and str(manifest) in finding
+
+
+def test_every_form_tiny_models_writes_is_healthy_and_checked_against_its_download_metadata(tmp_path: Path) -> None:
+    from wan_exporter import tiny_forms
+
+    built = tiny_forms.build_forms(tmp_path / "forms")
+    for name, where in built.items():
+        args = [str(where)] if name.startswith("official") else sorted(str(f) for f in where.iterdir() if f.suffix in (".safetensors", ".gguf"))
+        p = check_model(*args, "--no-load", "--json")
+        doc = json.loads(p.stdout)
+        assert p.returncode == 0 and doc["status"] == "healthy", (name, p.stdout)
+        hashed = next(c for c in doc["checks"] if c["check"] == "hash")["facts"]
+        assert hashed["published_bytes"] == hashed["expected_bytes"] and hashed["recorded_bytes"] == 0, name
+        assert any("download metadata" in n for n in doc["notes"]), name

@@ -110,6 +110,9 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Build randomly initialised tiny Wan pipelines of every kind with the real "
                                    "diffusers classes and save them with save_pretrained. Fully offline.")
     t.add_argument("dir")
+    t.add_argument("--forms", action="store_true",
+                   help="also write tiny checkpoints in every other on-disk form into DIR/forms (official layout, "
+                        "ComfyUI fp16 and fp8-scaled single files, GGUF, with --local-dir metadata)")
     return p
 
 
@@ -131,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
 
         return stack_main(args.rest)
     if args.command == "tiny-models":
-        return cmd_tiny_models(Path(args.dir))
+        return cmd_tiny_models(Path(args.dir), forms=args.forms)
     return cmd_run(args)
 
 
@@ -160,7 +163,7 @@ def ensure_tiny_models(verbose: bool = True) -> Path:
     return root
 
 
-def cmd_tiny_models(dest: Path) -> int:
+def cmd_tiny_models(dest: Path, forms: bool = False) -> int:
     from .tiny import build_all
 
     def progress(kind: str, state: str) -> None:
@@ -168,6 +171,11 @@ def cmd_tiny_models(dest: Path) -> int:
 
     out = build_all(dest, progress=progress)
     print(f"{len(out)} tiny models in {dest}")
+    if forms:
+        from .tiny_forms import build_forms
+
+        written = build_forms(dest / "forms", progress=progress)
+        print(f"{len(written)} checkpoint forms in {dest / 'forms'}")
     return 0
 
 

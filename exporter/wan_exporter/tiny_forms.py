@@ -252,3 +252,26 @@ def modelscope_cache(cache: Path, repo_id: str, src: Path) -> Path:
     dest = modelscope_dir(repo_id, str(cache))
     shutil.copytree(src, dest, dirs_exist_ok=True)
     return dest
+
+
+def build_forms(dest: Path, progress: Any = None) -> dict[str, Path]:
+    """Every form once under ``dest`` (replaced): what ``wan-exporter tiny-models --forms`` writes.
+
+    Each is a --local-dir download (with its metadata), so ``check-model`` compares it with
+    the published digests; the single-file and GGUF folders hold the high- and low-noise files.
+    """
+    dest = Path(dest)
+    if dest.exists():
+        shutil.rmtree(dest)
+    out = {
+        "official-wan2.2-t2v-a14b": official_layout(dest / "official-wan2.2-t2v-a14b"),
+        "official-wan2.2-ti2v-5b": official_layout(dest / "official-wan2.2-ti2v-5b", model_type="ti2v", experts=False),
+        "comfyui-fp16": single_files(dest / "comfyui-fp16", "fp16")[0].parent,
+        "comfyui-fp8-scaled": single_files(dest / "comfyui-fp8-scaled", "fp8_scaled")[0].parent,
+        "gguf-q8_0": gguf_files(dest / "gguf-q8_0")[0].parent,
+    }
+    for name, path in out.items():
+        local_dir_metadata(path)
+        if progress is not None:
+            progress(name, "built")
+    return out

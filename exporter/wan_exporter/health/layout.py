@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from ..scan import MAX_ENTRIES, MAX_JSON_BYTES, Scan, scan
 from ..scan.diffusers_dir import role
@@ -20,7 +20,6 @@ from ..state import CheckResult
 from .issues import Findings, make_result
 
 Layout = Scan  # the name the checks used before every form had a reader
-Target = "Path | Sequence[Path] | None"
 
 
 def root_of(target: Any, sc: Scan | None = None) -> Path | None:
