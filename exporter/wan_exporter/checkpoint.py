@@ -1,8 +1,9 @@
-"""What a diffusers-format Wan model directory says about itself.
+"""What a Wan checkpoint says about itself, from the scan of its files.
 
-Read from ``model_index.json``, each component's ``config.json`` and the safetensors
-headers only, so it runs in the exporter process (no torch, no diffusers, no weights read)
-in milliseconds even for a 27B checkpoint. A missing or corrupt file never raises out of
+A diffusers directory is read from ``model_index.json``, each component's ``config.json``
+and the safetensors headers of the weight files its scan found (other forms:
+:mod:`.checkpoint_forms`), so it runs in the exporter process (no torch, no diffusers, no
+weights read) in milliseconds even for a 27B checkpoint. A missing or corrupt file never raises out of
 :func:`derive_facts`: it becomes one line in ``problems`` and everything else that could be
 derived is still returned, because a half-broken checkpoint is exactly what operators need
 to see described. :func:`compare_with_catalog` turns disagreements with the published
@@ -141,18 +142,13 @@ def derive_facts(model_dir: Any, headers: Mapping[Path, Header] | None = None, f
     """
     from . import checkpoint_forms, scan as scanning
 
-    if isinstance(model_dir, scanning.Scan):
-        sc = model_dir
-        if sc.form != "diffusers":
-            return checkpoint_forms.derive(sc, tables)
-        model_dir = sc.root
-    elif (not isinstance(model_dir, (str, os.PathLike)) or fmt != "auto"
-          or not (Path(model_dir) / "model_index.json").exists()):
-        sc = scanning.scan(model_dir, fmt)
-        if sc.form not in (None, "diffusers"):
-            return checkpoint_forms.derive(sc, tables)
-        model_dir = sc.root
-    root = Path(model_dir)
+    sc = model_dir if isinstance(model_dir, scanning.Scan) else scanning.scan(model_dir, fmt)
+    if sc.form not in (None, "diffusers"):
+        return checkpoint_forms.derive(sc, tables)
+    if sc.form == "diffusers" and sc.components:
+        return _from_scan(sc, headers or {})
+    # No readable model_index.json: guess the components from the usual folders.
+    root = Path(sc.root)
     problems = _Problems(root)
     if not root.is_dir():
         problems.add(f"{root}: not a directory")
@@ -175,6 +171,50 @@ def derive_facts(model_dir: Any, headers: Mapping[Path, Header] | None = None, f
         if w is not None:
             weights[name] = w
     return _assemble(index, components, configs, weights, problems)
+
+
+def _from_scan(sc: Any, known: Mapping[Path, Header]) -> CheckpointFacts:
+    """A diffusers directory from its scan: the files the layout check found, read once each."""
+    root = Path(sc.root)
+    problems = _Problems(root)
+    for i in sc.issues:
+        problems.add(f"{i.path}: {i.detail}" if i.path else i.detail)
+    index = _read_json(root / "model_index.json", problems)
+    configs: dict[str, Mapping[str, Any]] = {}
+    weights: dict[str, _Weights] = {}
+    for name, cls in sc.components.items():
+        if _WEIGHTLESS.search(cls):
+            continue
+        if f"{name}/config.json" in sc.configs:
+            cfg = _read_json(root / name / "config.json", problems)
+            if cfg is not None:
+                configs[name] = cfg
+        files = [w for w in sc.weights if w.component == name]
+        if not files:
+            continue  # the scan's finding says why (folder missing, no safetensors weights)
+        tensors: dict[str, TensorInfo] = {}
+        complete = all(w.size is not None for w in files)
+        for w in files:
+            if w.size is None:
+                continue
+            path = root / w.rel
+            try:
+                header = known.get(path) or read_header(path)
+            except HeaderError as e:
+                problems.add(str(e))
+                complete = False
+                continue
+            for issue in header.validate(w.size):
+                problems.add(issue)
+            tensors.update(header.tensors)
+        promised = {t for idx in sc.indexes if idx.component == name for t in idx.weight_map}
+        absent = promised - tensors.keys()
+        if absent and complete:
+            problems.add(f"{name}: {len(absent)} tensors listed in the shard index are in no shard "
+                          f"(e.g. {sorted(absent)[0]!r})")
+            complete = False
+        weights[name] = _Weights(tensors, complete)
+    return _assemble(index, sc.components, configs, weights, problems)
 
 
 def _assemble(

@@ -160,7 +160,7 @@ def _facts(lay: Scan, tables: dict[str, TensorTable]) -> Any:
         if lay.form == "diffusers":
             known = {lay.root / rel: Header(t.path, t.data_start - 8, t.tensors, t.metadata)
                      for rel, t in tables.items() if t.format == "safetensors"}
-            return checkpoint.derive_facts(lay.root, headers=known)
+            return checkpoint.derive_facts(lay, headers=known)
         return checkpoint.derive_facts(lay, tables=tables)
     except Exception:  # noqa: BLE001 - a facts bug must not hide the header findings
         log.exception("checkpoint facts of %s failed", lay.root)
