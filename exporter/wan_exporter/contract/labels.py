@@ -8,15 +8,15 @@ from __future__ import annotations
 
 # -- health -------------------------------------------------------------------------------------
 ISSUE_KINDS: tuple[str, ...] = (
-    "missing_model",  # the model directory is not there (or vanished during the check)
+    "missing_model",  # the model directory or file is not there (or vanished during the check)
     "missing_file",  # a file the layout promises is absent (or unreadable for another reason)
-    "truncated",  # a safetensors file is shorter than its header says
-    "header_invalid",  # a safetensors header or a JSON metadata file does not parse or is inconsistent
-    "hash_mismatch",  # content differs from the HF cache blob name or the recorded manifest
+    "truncated",  # a weight file ends before its header, tensor table or zip directory says it does
+    "header_invalid",  # a safetensors/GGUF/zip table or a JSON metadata file does not parse or is inconsistent
+    "hash_mismatch",  # content differs from the published digest (HF cache, download metadata) or the manifest
     "permission_denied",  # the exporter may not read a file or directory
     "version_skew",  # the installed diffusers/transformers cannot build the pipeline as declared
     "catalog_mismatch",  # the checkpoint disagrees with the published catalog entry
-    "not_a_model",  # not a diffusers-format Wan pipeline directory
+    "not_a_model",  # no Wan checkpoint form recognised (wan_exporter.scan), or not a Wan model
     "load_failed",  # the load check failed or timed out
     "changed_during_check",  # a file changed while it was hashed; checked again next run
     "manifest_write_failed",  # the hash manifest could not be saved (disk full, read-only)

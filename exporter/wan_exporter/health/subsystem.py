@@ -109,7 +109,7 @@ class HealthSubsystem:
     def run_load(self) -> None:
         def one(cfg: Config, m: ModelConfig, d: Path | None) -> CheckResult | None:
             sc = self.scan_of(cfg, m, d)
-            if sc is not None and sc.form not in (None, "diffusers"):
+            if (sc is not None and sc.form not in (None, "diffusers")) or not (d is None or isinstance(d, Path)):
                 return None  # the load check builds a diffusers pipeline directory; other forms have none
             entry = catalog.CATALOG.get(m.kind)
             r = loadcheck.check(m.name, d, kind=m.kind, pipeline=entry.pipeline if entry else None,
