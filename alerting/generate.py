@@ -398,8 +398,13 @@ def alert_groups(s: dict) -> list[dict]:
               unless on ({INST}) wan_gpu_devices{{{sel}}}
               and on ({INST}) up{{{sel}}} == 1
             )
+            or
+            wan_gpu_lost{{{sel}}} == 1
         """, "critical", "A GPU is no longer visible.",
-              f"NVML on {I} sees {count} GPU(s), fewer than it saw during the last 24 hours.", "overview", value=count),
+              # One GPU reported lost is named alone; a drop in the count (or NVML gone) is the instance's.
+              f"{{{{ if $labels.gpu }}}}NVML on {I} reports GPU {G} lost (fallen off the bus); the other GPUs "
+              f"are still read.{{{{ else }}}}NVML on {I} sees {count} GPU(s), fewer than it saw during the last "
+              "24 hours.{{ end }}", "overview", value=count),
     ]
 
     ignored = "|".join(t["collector_ignored_reasons"])

@@ -190,7 +190,34 @@ def test_classify_messages() -> None:
     assert classify(RuntimeError("CUDA out of memory. Tried to allocate 2 GiB"), "generate") == "oom"
     assert classify(RuntimeError("CUDA error: device-side assert triggered"), "generate") == "cuda_error"
     assert classify(OSError("no such file"), "load") == "load_failed"
-    assert classify(ValueError("boom"), "generate") == "crash"
+    assert classify(ValueError("boom"), "generate") == "unknown"  # the process lives: not a crash
+
+
+def test_unknown_failure_reasons_are_published_as_unknown_not_crash() -> None:
+    from wan_exporter.bench import runner
+    from wan_exporter.childproc import ChildOutcome
+
+    assert runner.classify(ChildOutcome(result={"success": False, "reason": "gremlins"}))[0] == "unknown"
+    assert runner.classify(ChildOutcome(result={"success": False}))[0] == "unknown"
+    assert runner.classify(ChildOutcome(result={"success": False, "reason": "oom"}))[0] == "oom"
+    assert runner.classify(ChildOutcome(exitcode=-9))[0] == "crash"  # the child died: that is a crash
+    assert runner.classify(ChildOutcome(exitcode=1))[0] == "crash"
+
+
+def test_a_success_without_a_duration_never_enters_the_histogram() -> None:
+    from wan_exporter.bench import aggregate
+    from wan_exporter.state import BenchmarkAggregate, BenchmarkResult
+
+    buckets = (1.0, 10.0)
+    ok = BenchmarkResult(model="m", profile="p", success=True, started_at=0.0, finished_at=1.0, duration_seconds=5.0)
+    agg = aggregate.fold(BenchmarkAggregate(), ok, buckets, window=5)
+    unmeasured = BenchmarkResult(model="m", profile="p", success=True, started_at=2.0, finished_at=3.0)
+    agg = aggregate.fold(agg, unmeasured, buckets, window=5)
+    assert agg.bucket_counts == (0, 1, 0) and (agg.duration_count, agg.duration_sum) == (1, 5.0)
+    assert agg.recent_durations == (5.0,)
+    assert agg.runs == 2 and agg.last_success is unmeasured and agg.consecutive_failures == 0
+    failed = BenchmarkResult(model="m", profile="p", success=False, started_at=4.0, finished_at=5.0)
+    assert aggregate.fold(agg, failed, buckets, window=5).failures == {"unknown": 1}
 
 
 # --------------------------------------------------------------------------- load check
@@ -240,7 +267,7 @@ def test_load_check_finds_missing_ftfy_before_a_benchmark_would(models: dict[str
     assert [i["kind"] for i in r["issues"]] == ["version_skew"] and "ftfy" in r["issues"][0]["detail"]
     assert load_check({"model_dir": str(models["tiny-wan2.1-t2v"])})["success"]  # WanPipeline guards ftfy
     b = run_benchmark(request(models, "tiny-wan2.1-i2v"))
-    assert (b["success"], b["reason"]) == (False, "crash") and "ftfy" in b["detail"]
+    assert (b["success"], b["reason"]) == (False, "unknown") and "ftfy" in b["detail"]
 
 
 # --------------------------------------------------------------------------- spawned child

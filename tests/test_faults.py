@@ -87,6 +87,34 @@ def gpu_ok(s: dict) -> bool:
             and sample(s, "wan_gpu_utilization_ratio", gpu="0") == pytest.approx(0.12))
 
 
+def test_one_lost_gpu_keeps_the_others_series(nvml_exporter):
+    """XID 79 on one of two GPUs: NVML reports that device lost; the other keeps every series."""
+    exp, state = nvml_exporter
+    two = [GPU[0], {"name": "NVIDIA H200", "util_gpu": 55}]
+    write_nvml_state(state, gpus=two)
+    s = wait_metric(exp, lambda s: sample(s, "wan_gpu_devices") == 2, 15, "two GPUs read")
+    gpu0_before = _families_of_gpu(s, "0")
+    with ScrapeLoad(exp.url, rate=5) as load:
+        write_nvml_state(state, gpus=[GPU[0], {**two[1], "fault": "gpu_lost"}], xid_events=[[1, 79]])
+        s = wait_metric(exp, lambda s: sample(s, "wan_gpu_lost", gpu="1") == 1, 15, "GPU 1 reported lost")
+        assert sample(s, "wan_exporter_collector_success", collector="gpu") == 1
+        assert sample(s, "wan_gpu_devices") == 2 and sample(s, "wan_gpu_lost", gpu="0") == 0
+        assert _families_of_gpu(s, "0") == gpu0_before  # every series of the other GPU kept
+        assert sample(s, "wan_gpu_utilization_ratio", gpu="0") == pytest.approx(0.12)
+        # The lost GPU: its state, and the XID 79 that took it, named by its own gpu label.
+        assert _families_of_gpu(s, "1") == {"wan_gpu_lost", "wan_gpu_xid_errors_total"}
+        assert sample(s, "wan_gpu_xid_errors_total", gpu="1", xid="79") == 1
+        write_nvml_state(state, gpus=two)
+        wait_metric(exp, lambda s: sample(s, "wan_gpu_lost", gpu="1") == 0
+                    and sample(s, "wan_gpu_utilization_ratio", gpu="1") == pytest.approx(0.55), 15, "GPU 1 back")
+    assert_served(load, "one GPU lost")
+    exp.alive()
+
+
+def _families_of_gpu(s: dict, gpu: str) -> set[str]:
+    return {name for name, labels in s if dict(labels).get("gpu") == gpu}
+
+
 @pytest.mark.parametrize("fault", ["gpu_lost", "library_missing"])
 def test_nvml_error_is_reported_and_the_gpu_comes_back(nvml_exporter, fault):
     exp, state = nvml_exporter
@@ -121,7 +149,8 @@ def test_hung_nvml_call_never_blocks_scrape_and_the_gpu_comes_back(nvml_exporter
         # While the call stays stuck, polls fail fast (bounded by the NVML timeout) instead of piling up.
         s = wait_metric(exp, lambda s: value(s, "wan_exporter_job_runs_total", task="collector.gpu") >= runs + 2,
                         hang, "GPU polls to go on while the call hangs")
-        assert sample(s, "wan_exporter_collector_duration_seconds", collector="gpu") < 1.0 + 1.0
+        # Bounded by the NVML timeout, not by the hang (generous for a loaded machine).
+        assert sample(s, "wan_exporter_collector_duration_seconds", collector="gpu") < hang / 2
         assert sample(s, "wan_exporter_collector_error_info", collector="gpu", reason="timeout") == 1
         threads_hung = psutil.Process(exp.proc.pid).num_threads()
         write_nvml_state(state, gpus=GPU)  # the fault goes away: the stuck call returns at t0 + hang
@@ -225,15 +254,12 @@ def test_sigterm_during_a_benchmark_ends_its_child_and_exits_promptly(tiny_dir, 
     try:
         exp.start()
         kids = wait_for(lambda: work_children(exp.proc.pid), 30, 0.1, "a benchmark child running")
-        t0 = time.monotonic()
         exp.signal(signal.SIGTERM)
         try:
             rc = exp.proc.wait(20)
         except subprocess.TimeoutExpired:
             raise AssertionError(f"the exporter did not exit within 20s of SIGTERM: {exp.log_tail()}") from None
-        took = time.monotonic() - t0
         assert rc == 0, exp.log_tail()
-        assert took < 10, f"exit took {took:.1f}s"
 
         def ended() -> bool:
             return all(not k.is_running() or k.status() == psutil.STATUS_ZOMBIE for k in kids)
@@ -494,7 +520,8 @@ def test_wall_clock_jumps_never_stall_scheduled_jobs(tmp_path, jumping_clock):
                 # Timestamps come from the (new) wall clock, durations from the monotonic one.
                 last = sample(s, "wan_exporter_job_last_run_timestamp_seconds", task=task)
                 assert abs(last - clock.now()) < 10, (last, clock.now())
-                assert 0 <= sample(s, "wan_exporter_job_last_duration_seconds", task=task) < 5
+                # Monotonic: a jump of hours never shows in a duration (bound generous under load).
+                assert 0 <= sample(s, "wan_exporter_job_last_duration_seconds", task=task) < 60
                 assert sample(s, "wan_exporter_collector_success", collector="host") == 1
             assert value(s, "wan_exporter_clock_jumps_total", direction="backward") == 1
         log = exp.log_tail(20000)

@@ -144,7 +144,9 @@ def test_rate_limit_paces_reads(model: Path, tmp_path: Path) -> None:
     r = hashing.check("m", model, tmp_path / "s", chunk_bytes=8192, rate_limit_bytes_per_second=rate)
     elapsed = time.perf_counter() - t0
     assert r.success
-    assert 0.3 < elapsed < 3.0
+    # Paced: never faster than the limit allows (load only slows it); the upper bound only
+    # catches a limiter gone wrong, generous for a loaded machine (speed is the benchmarks' job).
+    assert 0.3 < elapsed < 30.0
 
 
 def test_hf_cache_blob_name_is_the_reference(tmp_path: Path) -> None:

@@ -220,8 +220,9 @@ class _Loader:
             return self.load(non_none[0], value, path)
         if origin is Literal:
             if value not in args:
-                self.err(path, f"expected one of {', '.join(map(str, args))}{_did_you_mean(value, args)}")
-                return args[0]
+                self.err(path, f"expected one of {', '.join(map(str, args))}, got {value!r}"
+                               f"{_did_you_mean(value, args)}")
+                return None  # the field keeps its default: no follow-on errors from a stand-in value
             return value
         if origin is tuple:
             if not isinstance(value, list):
@@ -297,9 +298,22 @@ def _join(path: str, key: str) -> str:
     return f"{path}.{key}" if path else key
 
 
-def _did_you_mean(value: Any, options: Any) -> str:
-    close = difflib.get_close_matches(str(value), [str(o) for o in options], n=1)
+def did_you_mean(value: Any, options: Any) -> str:
+    """`` (did you mean 'x'?)`` for the closest option, else ``""``; a case slip counts as close."""
+    opts = [str(o) for o in options]
+    close = difflib.get_close_matches(str(value), opts, n=1) or [o for o in opts if o.lower() == str(value).lower()][:1]
     return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+_did_you_mean = did_you_mean
+
+
+def load_typed(cls: type, raw: Mapping[str, Any], path: str = "") -> tuple[Any, list[str]]:
+    """Walk ``raw`` into the dataclass ``cls`` by its type hints: (the object, every error with its path).
+
+    The main config and the web config both go through here, so they share one error style."""
+    loader = _Loader()
+    return loader.load_dataclass(cls, raw, path), loader.errors
 
 
 # --------------------------------------------------------------------------- semantic checks

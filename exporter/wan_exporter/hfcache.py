@@ -15,11 +15,16 @@ from .scan.references import blob_sha256
 
 
 def cache_root(override: str | None = None) -> Path:
+    """``exporter.hf_cache_dir`` when set, else the cache huggingface_hub itself uses.
+
+    huggingface_hub's constants follow every variable it honours (``HF_HUB_CACHE``, the older
+    ``HUGGINGFACE_HUB_CACHE``, ``HF_HOME``, ``XDG_CACHE_HOME``), read when it is first imported.
+    """
     if override:
         return Path(os.path.expanduser(override))
     from huggingface_hub import constants
 
-    return Path(constants.HF_HUB_CACHE)
+    return Path(os.path.expanduser(constants.HF_HUB_CACHE))
 
 
 def repo_dir(hub_id: str, cache: str | None = None) -> Path:

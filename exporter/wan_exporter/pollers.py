@@ -109,7 +109,7 @@ class HostPoller:
             reading = HostReading(
                 memory_total_bytes=vm.total,
                 memory_available_bytes=vm.available,
-                cpu_count=psutil.cpu_count() or 0,
+                cpu_count=psutil.cpu_count(),  # None when unknown: absent, never 0
                 cpu_utilization_ratio=psutil.cpu_percent(interval=None) / 100.0,
                 load1=load1,
                 model_fs=frozen_map(fs),

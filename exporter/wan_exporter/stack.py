@@ -1,14 +1,16 @@
 """The native stack: the exporter, Prometheus and Alertmanager on loopback, without Docker.
 
-    python3 -m wan_exporter.stack --demo        # or: bash scripts/stack.sh --demo
+    wan-exporter stack --demo        # or: python3 -m wan_exporter.stack --demo, bash scripts/stack.sh --demo
 
 It runs the same configuration docker-compose runs (``alerting/prometheus.yml``, the rule
-files it loads, ``alerting/alertmanager.yml`` and its templates). The only changes, made in
-copies under the data directory, are the ones loopback needs: the stack's targets (the compose
-service names ``wan-exporter``, ``alertmanager``, ``prometheus``, or a local address on the
-default ports 9834, 9093, 9090) become the ports chosen here, in static configs and in file-SD
-target files alike, and relative rule, template and target-file paths become absolute. Ctrl-C (SIGINT) or SIGTERM stops every child
-and exits 0. A missing binary is reported with the command that installs it.
+files it loads, ``alerting/alertmanager.yml`` and its templates), as shipped with the package
+(:mod:`wan_exporter.shipped`: a wheel's own copy, or a checkout's directories). The only
+changes, made in copies under the data directory, are the ones loopback needs: the stack's
+targets (the compose service names ``wan-exporter``, ``alertmanager``, ``prometheus``, or a
+local address on the default ports 9834, 9093, 9090) become the ports chosen here, in static
+configs and in file-SD target files alike, and relative rule, template and target-file paths
+become absolute. Ctrl-C (SIGINT) or SIGTERM stops every child and exits 0. A missing binary
+is reported with the command that installs it.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from typing import Any
 
 import yaml
 
-from . import DEFAULT_PORT
+from . import DEFAULT_PORT, shipped
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -51,10 +53,6 @@ INSTALL_HINT = """\
   Other systems: download prometheus and alertmanager from https://prometheus.io/download/ and put
                  them on PATH, or name them with --prometheus.binary / --alertmanager.binary.
   With Docker:   docker compose --profile demo up -d --build   (see docs/deployment.md)"""
-
-
-def repo_root() -> Path:
-    return Path(__file__).resolve().parents[2]
 
 
 # --------------------------------------------------------------------------- binaries
@@ -337,11 +335,13 @@ class Stack:
 # --------------------------------------------------------------------------- command line
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="python3 -m wan_exporter.stack",
-        description="Run wan-exporter, Prometheus and Alertmanager on loopback with the repository's "
-                    "alerting/ configuration (what docker-compose runs), without Docker. Ctrl-C stops all.")
+DESCRIPTION = ("Run wan-exporter, Prometheus and Alertmanager on loopback with the alerting configuration "
+               "docker-compose runs (shipped with the package), without Docker. Ctrl-C stops all.")
+
+
+def build_parser(prog: str = "wan-exporter stack", add_help: bool = True) -> argparse.ArgumentParser:
+    """The stack's flags; ``wan-exporter stack`` takes them as its subcommand's parent parser."""
+    p = argparse.ArgumentParser(prog=prog, description=DESCRIPTION, add_help=add_help)
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--demo", action="store_true", help="run the exporter's tiny-model demo on the CPU")
     mode.add_argument("--config.file", dest="config_file", metavar="PATH",
@@ -354,7 +354,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="TSDB, Alertmanager state, generated configs and logs "
                         "(default: $XDG_STATE_HOME/wan-exporter/stack)")
     p.add_argument("--alerting-dir", metavar="DIR",
-                   help="directory with prometheus.yml, alertmanager.yml, rules/ (default: the checkout's alerting/)")
+                   help="directory with prometheus.yml, alertmanager.yml, rules/ (default: the alerting/ "
+                        "shipped with the package; `wan-exporter assets DIR` writes it out)")
     p.add_argument("--prometheus.binary", dest="prometheus_binary", metavar="PATH")
     p.add_argument("--alertmanager.binary", dest="alertmanager_binary", metavar="PATH")
     p.add_argument("--retention", default="15d", help="Prometheus TSDB retention (default 15d)")
@@ -369,8 +370,11 @@ def default_data_dir() -> Path:
 
 
 def main(argv: list[str] | None = None, out=None) -> int:
+    return run(build_parser("python3 -m wan_exporter.stack").parse_args(argv), out)
+
+
+def run(args: argparse.Namespace, out=None) -> int:
     out = out or sys.stdout
-    args = build_parser().parse_args(argv)
 
     def say(msg: str) -> None:
         print(msg, file=out, flush=True)
@@ -381,12 +385,21 @@ def main(argv: list[str] | None = None, out=None) -> int:
         say("wan-exporter stack: cannot start, missing " + " and ".join(missing) + ".\n" + INSTALL_HINT)
         return EXIT_MISSING
 
-    alerting = Path(args.alerting_dir) if args.alerting_dir else repo_root() / "alerting"
+    dashboards = "the dashboards shipped with wan-exporter (`wan-exporter assets DIR`)"
+    if args.alerting_dir:
+        alerting = Path(args.alerting_dir)
+    else:
+        try:
+            assets = shipped.root()
+        except FileNotFoundError as e:
+            say(f"wan-exporter stack: cannot start, {e}; or pass --alerting-dir DIR.")
+            return EXIT_MISSING
+        alerting, dashboards = assets / "alerting", f"{assets / 'grafana' / 'dashboards'}/*.json"
     needed = [alerting / "prometheus.yml", alerting / "alertmanager.yml"]
     absent = [str(p) for p in needed if not p.is_file()]
     if absent:
         say(f"wan-exporter stack: cannot start, not found: {', '.join(absent)}.\n"
-            "  Run from a checkout of wan-exporter, or pass --alerting-dir DIR.")
+            "  Pass --alerting-dir DIR, a directory holding prometheus.yml, alertmanager.yml and rules/.")
         return EXIT_MISSING
 
     ports = Ports(args.host, args.exporter_port, args.prometheus_port, args.alertmanager_port)
@@ -439,11 +452,12 @@ def main(argv: list[str] | None = None, out=None) -> int:
                 "  exporter      {b}:{e}/metrics\n"
                 "  Prometheus    {b}:{p}  (targets {b}:{p}/targets, alerts {b}:{p}/alerts)\n"
                 "  Alertmanager  {b}:{a}\n"
-                "  Grafana       not in the native stack: import grafana/dashboards/*.json into yours,\n"
+                "  Grafana       not in the native stack: import {d} into yours,\n"
                 "                or run the containers (docs/deployment.md)\n"
                 "configs in {c}, logs in {l}; Ctrl-C stops everything."
                 .format("demo" if args.demo else (args.config_file or "embedded default config"), b=base,
-                        e=ports.exporter, p=ports.prometheus, a=ports.alertmanager, c=data / "config", l=logs))
+                        e=ports.exporter, p=ports.prometheus, a=ports.alertmanager, c=data / "config", l=logs,
+                        d=dashboards))
             rc = stack.supervise()
         elif not stack.stop_requested.is_set():
             rc = EXIT_FAILED

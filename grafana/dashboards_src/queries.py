@@ -387,7 +387,6 @@ _COUNT_FIGURES = (
     ("wan_model_experts", "denoising experts"),
     ("wan_model_checkpoint_experts", "experts in checkpoint"),
     ("wan_model_size_multiple", "size multiple (px)"),
-    ("wan_model_cuda_compute_capability_min", "min CUDA compute capability"),
 )
 _PARAMETER_FIGURES = (
     ("wan_model_parameters", "parameters (published)"),
@@ -508,8 +507,12 @@ def gpu_processes() -> str:
     return _g("wan_gpu_processes")
 
 
+def gpu_lost() -> str:
+    return f"max by (instance, gpu) ({_g('wan_gpu_lost')})"
+
+
 def gpu_info() -> str:
-    labels = "instance, gpu, name, uuid, driver_version, cuda_version, compute_capability"
+    labels = "instance, gpu, name, uuid, pci_bus_id, driver_version, cuda_version, compute_capability"
     return f"max by ({labels}) ({_g('wan_gpu_info')})"
 
 

@@ -26,20 +26,20 @@ def fold(agg: BenchmarkAggregate, r: BenchmarkResult, buckets: tuple[float, ...]
             if not ok:
                 new = replace(new, sanity_failures=_inc(new.sanity_failures, check))
     if not r.success:
-        return replace(new, failures=_inc(agg.failures, r.reason or "crash"),
+        return replace(new, failures=_inc(agg.failures, r.reason or "unknown"),
                        consecutive_failures=agg.consecutive_failures + 1, bucket_counts=tuple(counts))
-    d = r.duration_seconds or 0.0
-    counts[bisect.bisect_left(buckets, d)] += 1
     reproducible = agg.reproducible
     prev = agg.last_success
     if prev is not None and prev.output_digest and r.output_digest and prev.device == r.device:
         reproducible = prev.output_digest == r.output_digest
+    d = r.duration_seconds
+    if d is not None:  # a success whose duration was not measured never enters the histogram as 0
+        counts[bisect.bisect_left(buckets, d)] += 1
+        new = replace(new, duration_sum=agg.duration_sum + d, duration_count=agg.duration_count + 1,
+                      recent_durations=(agg.recent_durations + (d,))[-window:])
     return replace(
         new,
         bucket_counts=tuple(counts),
-        duration_sum=agg.duration_sum + d,
-        duration_count=agg.duration_count + 1,
-        recent_durations=(agg.recent_durations + (d,))[-window:],
         last_success=r,
         reproducible=reproducible,
         consecutive_failures=0,

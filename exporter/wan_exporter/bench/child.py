@@ -31,7 +31,7 @@ from typing import Any, Callable, Iterator
 Progress = Callable[[dict[str, Any]], None]
 
 PHASES: tuple[str, ...] = ("load", "text_encode", "image_encode", "denoise", "vae_decode", "export")
-REASONS: tuple[str, ...] = ("oom", "cuda_error", "load_failed", "nan_output", "invalid_output", "crash")
+REASONS: tuple[str, ...] = ("oom", "cuda_error", "load_failed", "nan_output", "invalid_output", "crash", "unknown")
 FAULTS: tuple[str, ...] = ("none", "oom", "hang", "crash", "nan", "cuda_error", "load_failed")
 # Components run in float32 whatever the requested dtype, as the diffusers Wan examples do:
 # the VAE and the CLIP image encoder are small and lose quality (or overflow) in half precision.
@@ -54,6 +54,14 @@ def _offline_env() -> None:
     os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def _device_order_env() -> None:
+    """Number CUDA devices as NVML does (by PCI bus id), before CUDA starts: ``cuda:N`` is then
+    the GPU the exporter's courtesy check looked at (:mod:`wan_exporter.gpuid`)."""
+    from ..gpuid import CHILD_ENV
+
+    os.environ.update(CHILD_ENV)
 
 
 def _emit(progress: Progress | None, event: dict[str, Any]) -> None:
@@ -106,7 +114,7 @@ def classify(exc: BaseException, stage: str) -> str:
         return "cuda_error"
     if isinstance(exc, RuntimeError) and any(s in msg for s in ("CUDA error", "CUBLAS_STATUS", "cuDNN error", "CUDA driver")):
         return "cuda_error"
-    return "load_failed" if stage == "load" else "crash"
+    return "load_failed" if stage == "load" else "unknown"  # the process lives: not a crash
 
 
 def _detail(exc: BaseException) -> str:
@@ -517,6 +525,7 @@ def run_benchmark(request: dict[str, Any], progress: Progress | None = None) -> 
     ``reason`` from :data:`REASONS`. Faults "crash" and "hang" do what they say.
     """
     _offline_env()
+    _device_order_env()
     req = normalise_request(request)
     result = _empty_result(req)
     device = str(req["device"])

@@ -58,8 +58,8 @@ def classify(outcome: ChildOutcome) -> tuple[str, str]:
         return "timeout", f"no result within the profile timeout ({outcome.duration_seconds:.1f}s)"
     r = outcome.result
     if r is not None:
-        reason = r.get("reason") or "crash"
-        return (reason if reason in FAILURE_REASONS else "crash"), str(r.get("detail", ""))
+        reason = r.get("reason") or "unknown"
+        return (reason if reason in FAILURE_REASONS else "unknown"), str(r.get("detail", ""))
     if outcome.exitcode is not None and outcome.exitcode < 0:
         return "crash", f"child killed by {outcome.signal_name}"
     return "crash", f"child exited with code {outcome.exitcode} without a result"

@@ -14,6 +14,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Callable
 
+from .. import gpuid
 from ..childproc import WarmWorker
 from ..config import Config, ModelConfig, state_dir
 from ..pollers import resolve_model_dir
@@ -28,24 +29,18 @@ from .runner import CHILD_TARGET, run_once
 log = logging.getLogger(__name__)
 
 
-def device_key(device: str) -> str:
-    return "cuda:0" if device == "cuda" else device
-
-
-def gpu_index(device: str) -> int | None:
-    d = device_key(device)
-    return int(d.split(":")[1]) if d.startswith("cuda:") else None
-
-
 def courtesy_skip(snap: Snapshot, cfg: Config, device: str) -> str | None:
-    """A bounded skip reason when the GPU should not be used now, else None."""
-    idx = gpu_index(device)
-    if idx is None:
+    """A bounded skip reason when the GPU should not be used now, else None.
+
+    Before a run the child's device is known only by its number, which the child's
+    ``CUDA_DEVICE_ORDER=PCI_BUS_ID`` makes NVML's (see :mod:`wan_exporter.gpuid`).
+    """
+    if gpuid.cuda_ordinal(device) is None:
         return None
     gpu_status = snap.collectors.get("gpu")
-    gpu = next((g for g in snap.gpus if g.index == idx), None)
+    gpu = gpuid.find(snap.gpus, device)
     if gpu_status is None or not gpu_status.success or gpu is None:
-        return "gpu_unavailable"
+        return "gpu_unavailable"  # NVML unreadable, the GPU not listed, or lost
     if gpu.utilization_ratio is not None and gpu.utilization_ratio > cfg.benchmark.busy_utilization_ratio:
         return "gpu_busy"
     if gpu.process_memory_bytes is not None and gpu.process_memory_bytes > cfg.benchmark.busy_foreign_memory_bytes:
@@ -96,7 +91,7 @@ class BenchmarkSubsystem:
         by_device: dict[str, list[tuple[str, str]]] = defaultdict(list)
         for m in cfg.models:
             for p in m.profiles:
-                by_device[device_key(m.device)].append((m.name, p))
+                by_device[gpuid.device_key(m.device)].append((m.name, p))
         self._publish_config_baselines(cfg)
         for device, pairs in by_device.items():
             self.jobs.add(f"benchmark.{device}", self._job(device, pairs), cfg.schedules.benchmark,
@@ -130,7 +125,7 @@ class BenchmarkSubsystem:
 
     def run_one(self, cfg: Config, m: ModelConfig, profile_name: str) -> BenchmarkResult | None:
         """Run (or skip) one benchmark now and publish its outcome."""
-        with self._device_locks[device_key(m.device)]:
+        with self._device_locks[gpuid.device_key(m.device)]:
             snap = self.store.snapshot
             model_dir = resolve_model_dir(m, cfg)
             reason = skip_reason(model_dir, m) or courtesy_skip(snap, cfg, m.device)

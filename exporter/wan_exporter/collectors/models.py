@@ -6,7 +6,7 @@ from typing import Iterable
 
 from prometheus_client.core import Metric
 
-from .. import catalog
+from .. import catalog, gpuid
 from ..config import Config
 from ..state import Snapshot
 from ..contract import checkpoint, models
@@ -32,7 +32,6 @@ class ModelCapabilities:
         experts = new(models.EXPERTS)
         boundary = new(models.BOUNDARY_RATIO)
         vram_min = new(models.VRAM_MIN_BYTES)
-        cc = new(models.CUDA_COMPUTE_CAPABILITY_MIN)
         size_mult = new(models.SIZE_MULTIPLE)
         ck_params = new(checkpoint.CHECKPOINT_PARAMETERS)
         ck_experts = new(checkpoint.CHECKPOINT_EXPERTS)
@@ -46,7 +45,7 @@ class ModelCapabilities:
                 continue
             n = m.name
             m_info.add_metric([n, e.model_id, e.key, e.family, e.task, e.pipeline], {})
-            gpu = ("0" if m.device == "cuda" else m.device.split(":", 1)[1]) if m.device.startswith("cuda") else ""
+            gpu = gpuid.gpu_label(snap.gpus, m.device, gpuid.reported_uuid(snap, n))
             m_cfg.add_metric([n, m.device, gpu, m.dtype, m.offload], {})
             found = snap.checkpoint_facts.get(n)
             if found is not None:
@@ -73,8 +72,6 @@ class ModelCapabilities:
                 boundary.add_metric([n], e.boundary_ratio)
             for mode, b in sorted(e.vram_min_bytes.items()):
                 vram_min.add_metric([n, mode], b)
-            if e.compute_capability_min is not None:
-                cc.add_metric([n], e.compute_capability_min)
             size_mult.add_metric([n], e.size_multiple)
             f = (found or {}).get("facts")
             if f is not None:
@@ -87,4 +84,4 @@ class ModelCapabilities:
                 if f.boundary_ratio is not None:
                     ck_boundary.add_metric([n], f.boundary_ratio)
         return [m_info, m_cfg, present, params, active, res, frames, fps, steps, inputs, outputs, prec, lora, experts,
-                boundary, vram_min, cc, size_mult, ck_params, ck_experts, ck_dtype, ck_boundary]
+                boundary, vram_min, size_mult, ck_params, ck_experts, ck_dtype, ck_boundary]

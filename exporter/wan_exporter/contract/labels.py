@@ -47,10 +47,15 @@ STATUSES: tuple[str, ...] = ("healthy", "degraded", "critical", "missing")
 PHASES: tuple[str, ...] = ("load", "text_encode", "image_encode", "denoise", "vae_decode", "export")
 SANITY_CHECKS: tuple[str, ...] = ("finite", "not_black", "not_frozen", "shape")
 # Why a run failed. The child classifies what it can see; the runner adds the rest.
+# "crash" is a child that died (signal, exit without a result); "unknown" is a failure nobody could
+# classify (an unexpected exception, a reason this exporter does not know), never passed off as a crash.
 FAILURE_REASONS: tuple[str, ...] = (
     "oom", "timeout", "crash", "cuda_error", "nan_output", "invalid_output", "load_failed", "model_missing",
+    "unknown",
 )
-CHILD_FAILURE_REASONS: tuple[str, ...] = ("oom", "cuda_error", "load_failed", "nan_output", "invalid_output", "crash")
+CHILD_FAILURE_REASONS: tuple[str, ...] = (
+    "oom", "cuda_error", "load_failed", "nan_output", "invalid_output", "crash", "unknown",
+)
 SKIP_REASONS: tuple[str, ...] = ("model_missing", "gpu_unavailable", "gpu_busy", "gpu_memory_in_use",
                                   "unsupported_format")
 BASELINE_SOURCES: tuple[str, ...] = ("config", "recorded")

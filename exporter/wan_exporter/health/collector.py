@@ -1,9 +1,9 @@
 """Health metrics, translated from the snapshot only (the checks run in the background).
 
 A check that has not run yet has no success/duration series: absent, not a made-up 0.
-Issue counts are exported as 0 for every kind of every configured model, so alerts and
-``increase()`` see the first finding; the status state set appears once something about
-the model has been measured.
+Issue counts and the status state set appear once something about the model has been
+measured (a check or a benchmark run), then with 0 for every kind not found, so a later
+finding shows as a change; before that "no findings" would be a claim nobody checked.
 """
 
 from __future__ import annotations
@@ -64,9 +64,9 @@ class HealthFigures:
             if hd is not None and "catalog_mismatches" in hd.facts:
                 mismatches.add_metric([n], sum(1 for i in hd.issues if i.kind == "catalog_mismatch"))
             v = verdict(snap, n, cfg.thresholds)
-            for kind in ISSUE_KINDS:
-                issues.add_metric([n, kind], v.issues.get(kind, 0))
             if v.status is not None:
+                for kind in ISSUE_KINDS:
+                    issues.add_metric([n, kind], v.issues.get(kind, 0))
                 for s in STATUSES:
                     status.add_metric([n, s], bool_value(s == v.status))
         return [ok, dur, last_ok, integrity, digest, form, expected, present, size, issues, status, mismatches]
