@@ -182,13 +182,20 @@ def location_warnings(path: str) -> list[str]:
         return []
     out = []
     for i, m in enumerate(cfg.models if cfg is not None else ()):
-        if m is None or (m.path is None) == (m.hub_id is None) or resolve_model_dir(m, cfg) is not None:
+        if m is None or (m.path is None) == (m.hub_id is None):
+            continue
+        found = resolve_model_dir(m, cfg)
+        if isinstance(found, tuple):  # a list of single files: each one may be missing
+            out += [f"models[{i}].path[{j}]: no such file: {f}" for j, f in enumerate(found) if not f.is_file()]
+            continue
+        if found is not None:
             continue
         if m.path is not None:
-            out.append(f"models[{i}].path: no such directory: {m.path}")
+            out.append(f"models[{i}].path: no such directory or file: {m.path}")
         else:
-            out.append(f"models[{i}].hub_id: {m.hub_id}@{m.revision} is not in the local Hugging Face cache "
-                       f"({hfcache.cache_root(cfg.exporter.hf_cache_dir)})")
+            hubs = ", ".join(m.hub_id) if isinstance(m.hub_id, tuple) else m.hub_id
+            out.append(f"models[{i}].hub_id: {hubs}@{m.revision} is not in the local Hugging Face cache "
+                       f"({hfcache.cache_root(cfg.exporter.hf_cache_dir)}) nor ModelScope's")
     return out
 
 
