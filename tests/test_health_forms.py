@@ -186,3 +186,29 @@ def test_a_directory_of_single_files_says_to_name_them(built: dict, tmp_path: Pa
     status, r = run(d, tmp_path / "state")
     assert status == "missing"
     assert "single-file" in r["layout"].issues[0].detail
+
+
+@pytest.mark.parametrize("name, component, model_type", [
+    ("wan2.2_i2v_high_noise_14B_fp8_scaled.safetensors", "transformer", "i2v"),
+    ("wan2.2_t2v_low_noise_14B_fp16.safetensors", "transformer_2", "t2v"),
+    ("Wan2_2-I2V-A14B-HIGH_fp8_e4m3fn_scaled_KJ.safetensors", "transformer", "i2v"),
+    ("Wan2_2-I2V-A14B-LOW_fp8_e4m3fn_scaled_KJ.safetensors", "transformer_2", "i2v"),
+    ("Wan2.2-I2V-A14B-HighNoise-Q4_K_S.gguf", "transformer", "i2v"),
+    ("wan2.2_i2v_low_noise_14B_Q4_K_M.gguf", "transformer_2", "i2v"),
+    ("wan2.2_ti2v_5B_fp16.safetensors", "transformer", "ti2v"),
+])
+def test_published_file_names_say_which_expert_and_task(name: str, component: str, model_type: str) -> None:
+    from wan_exporter.scan import single
+
+    assert single.component_names([name]) == [component]
+    assert single.model_type_from_names([name]) == model_type
+
+
+def test_wan21_i2v_official_layout_expects_its_clip_encoder(tmp_path: Path) -> None:
+    d = tiny_forms.official_layout(tmp_path / "Wan2.1-I2V-14B-480P", model_type="i2v", experts=False)
+    status, r = run(d, tmp_path / "state")
+    assert status == "healthy" and r["layout"].facts["model_type"] == "i2v"
+    clip = d / "models_clip_open-clip-xlm-roberta-large-vit-huge-14.pth"
+    clip.unlink()
+    r = layout.check("m", d)
+    assert kinds(r) == {"missing_file"} and r.issues[0].path == clip.name

@@ -150,6 +150,9 @@ def official_layout(dest: Path, model_type: str = "t2v", experts: bool = True, s
     _pth(dest / ("Wan2.2_VAE.pth" if model_type == "ti2v" else "Wan2.1_VAE.pth"), seed=11)
     _json(dest / "configuration.json", {"framework": "Pytorch", "task": f"{model_type}-video"})
     _tokenizer(dest / "google" / "umt5-xxl")
+    if model_type == "i2v" and not experts:  # Wan2.1 I2V conditions on CLIP as well
+        _pth(dest / "models_clip_open-clip-xlm-roberta-large-vit-huge-14.pth", seed=12)
+        _tokenizer(dest / "xlm-roberta-large")
     return dest
 
 
