@@ -40,7 +40,8 @@ def full_snapshot():
                                     "form": "diffusers"}),
                         ("headers", {"catalog_mismatches": 1}),
                         ("hash", {"expected_bytes": 10 << 30, "verified_bytes": 10 << 30,
-                                  "published_bytes": 10 << 30, "recorded_bytes": 0, "content_digest": "ab" * 32}),
+                                  "published_bytes": 10 << 30, "recorded_bytes": 0, "manifest_files": 0,
+                                  "content_digest": "ab" * 32}),
                         ("load", {})):
         issues = (HealthIssue("catalog_mismatch", "experts"),) if check == "headers" else ()
         checks[("ti2v-5b", check)] = CheckResult("ti2v-5b", check, True, 0.01, T0, issues, frozen_map(fact))

@@ -129,3 +129,17 @@ def test_unconfigured_models_are_not_exported(model: Path) -> None:
     s = Scrape(Config())
     publish(s.store, layout.check("m", model))
     assert s.value("wan_health_check_success", model="m", check="layout") is None
+
+
+def test_a_mismatch_against_the_recorded_manifest_is_labelled_recorded(model: Path, tmp_path: Path) -> None:
+    """Every file mismatching its first-sight record is still a comparison with a recorded reference."""
+    s = Scrape(cfg_for(model))
+    publish(s.store, hashing.check("m", model, tmp_path / "st"))
+    for rel in SHARDS:
+        p = model / rel
+        data = bytearray(p.read_bytes())
+        data[-10] ^= 0x80
+        p.write_bytes(bytes(data))
+    publish(s.store, hashing.check("m", model, tmp_path / "st"))
+    assert s.value("wan_model_integrity_ratio", model="m", reference="published") is None
+    assert s.value("wan_model_integrity_ratio", model="m", reference="recorded") < 1

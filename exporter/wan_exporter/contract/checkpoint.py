@@ -29,8 +29,8 @@ CHECKPOINT_FORM = Family(
 MODEL_INTEGRITY_RATIO = Family(
     "wan_model_integrity_ratio", "gauge",
     "Weight bytes whose SHA-256, read by the last hash check, matched the reference, over weight bytes "
-    "expected. reference=published: every matched file was compared with a digest its download published "
-    "(HF cache blob name, --local-dir metadata); recorded: some only with the manifest recorded at first "
+    "expected. reference=published: every file was compared with a digest its download published (HF "
+    "cache blob name, --local-dir metadata); recorded: at least one only with the manifest recorded at first "
     "sight, which proves the bytes have not changed, not that they are the published ones. Each scheduled "
     "run reads every byte; a run within half a hash interval of the last (after a restart) reuses its "
     "digests.",

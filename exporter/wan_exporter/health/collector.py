@@ -73,9 +73,9 @@ class HealthFigures:
 
 
 def reference(facts: object) -> str:
-    """published when every byte that matched was compared with a published digest, else recorded."""
-    f = facts if isinstance(facts, dict) or hasattr(facts, "get") else {}
-    recorded = f.get("recorded_bytes")  # type: ignore[union-attr]
-    if recorded is None:  # a result from before the split: it compared with whatever it had
-        return "recorded" if f.get("files_recorded") or not f.get("hf_cache_files") else "published"  # type: ignore[union-attr]
-    return "recorded" if recorded else "published"
+    """published when every file was compared with a published digest; recorded when any file's
+    reference is the manifest recorded at first sight (or the result predates the distinction)."""
+    f = facts if hasattr(facts, "get") else {}
+    if f.get("manifest_files") is None:  # type: ignore[union-attr]
+        return "recorded"
+    return "recorded" if f.get("manifest_files") else "published"  # type: ignore[union-attr]

@@ -200,7 +200,8 @@ def check(model: str, model_dir: Any, state_dir: Path, chunk_bytes: int = 8 << 2
 
     facts: verified_bytes (matched, or recorded now) = published_bytes (matched a published
     digest) + recorded_bytes (matched or recorded in the manifest), expected_bytes, files_read,
-    files_cached, files_recorded, bytes_read, hf_cache_files, local_dir_files, content_digest
+    files_cached, files_recorded, bytes_read, hf_cache_files, local_dir_files, manifest_files (files
+    whose reference is the recorded manifest), content_digest
     (when every weight file was hashed and matched). ``hashed`` receives every digest computed
     or taken from the cache, by path relative to the scan root (for ``check-model --manifest``).
     """
@@ -232,7 +233,8 @@ def _check(model: str, model_dir: Any, state_dir: Path, chunk_bytes: int, rate: 
     manifest = Manifest.load(manifest_path(state_dir, model))
     pacer = _Pacer(rate, stop)
     f: dict[str, Any] = dict(verified_bytes=0, expected_bytes=0, published_bytes=0, recorded_bytes=0, files_read=0,
-                             files_cached=0, files_recorded=0, bytes_read=0, hf_cache_files=0, local_dir_files=0)
+                             files_cached=0, files_recorded=0, bytes_read=0, hf_cache_files=0, local_dir_files=0,
+                             manifest_files=0)
     digests: dict[str, str] = {}
     dirty = False
     try:
@@ -292,6 +294,8 @@ def _one(root: Path, w: WeightFile, manifest: Manifest, findings: Findings, f: d
         expected, source = None, ""
     if published:
         f["hf_cache_files" if published.source == "hf_cache_blob" else "local_dir_files"] += 1
+    else:
+        f["manifest_files"] += 1  # compared with, or recorded into, our own manifest
     dirty = False
     cached = manifest.cache.get(rel)
     if _trusted(cached, st, max_age):
