@@ -175,3 +175,11 @@ models:
     assert any(e.startswith("models[1].format: official is a directory form") for e in errors)
     assert any(e.startswith("models[2].format: expected one of auto, diffusers") and "gguf" in e for e in errors)
     assert any(e.startswith("models[3].hub_id[1]: expected 'organisation/name'") for e in errors)
+
+
+def test_base_must_be_a_diffusers_directory(tmp_path):
+    f = tmp_path / "high.gguf"
+    f.write_bytes(b"x")
+    errors = errors_of(f"models:\n  - {{name: m, kind: wan2.2-t2v-a14b, path: [{f}], base: {tmp_path}}}\n",
+                       check_paths=True)
+    assert errors == [f"models[0].base: not a diffusers-format directory (no model_index.json): {tmp_path}"]

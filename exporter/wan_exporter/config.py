@@ -341,6 +341,8 @@ def _validate_location(m: ModelConfig, p: str, errors: list[str], check_paths: b
             errors.append(f"{where}: no such directory or file: {f}")
     if isinstance(m.path, tuple) and m.format in ("diffusers", "official"):
         errors.append(f"{p}.format: {m.format} is a directory form; a list of files is single_file or gguf")
+    if m.base is not None and check_paths and not (Path(os.path.expanduser(m.base)) / "model_index.json").is_file():
+        errors.append(f"{p}.base: not a diffusers-format directory (no model_index.json): {m.base}")
     hubs = m.hub_id if isinstance(m.hub_id, tuple) else (m.hub_id,) if m.hub_id is not None else ()
     for i, h in enumerate(hubs):
         where = f"{p}.hub_id[{i}]" if isinstance(m.hub_id, tuple) else f"{p}.hub_id"
