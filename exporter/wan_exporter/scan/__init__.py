@@ -23,7 +23,6 @@ from .walk import MAX_ENTRIES, MAX_JSON_BYTES, TooManyEntries, Walk, file_format
 _SINGLE_FILE = (".safetensors", ".gguf", ".pth", ".pt", ".ckpt", ".bin")
 
 
-
 def _paths(target: "Path | str | Sequence[Path | str]") -> list[Path]:
     if isinstance(target, (str, os.PathLike)):
         return [Path(os.path.expanduser(str(target)))]
