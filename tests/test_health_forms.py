@@ -212,3 +212,29 @@ def test_wan21_i2v_official_layout_expects_its_clip_encoder(tmp_path: Path) -> N
     clip.unlink()
     r = layout.check("m", d)
     assert kinds(r) == {"missing_file"} and r.issues[0].path == clip.name
+
+
+@pytest.mark.parametrize("content, kind", [
+    (b"GGUF" + b"\x03\x00\x00\x00" + b"\xff" * 16, "header_invalid"),  # absurd tensor and key counts
+    (b"GGUF" + b"\x03\x00\x00\x00" + (1).to_bytes(8, "little") + (0).to_bytes(8, "little") + b"\x05", "truncated"),
+    (b"GGUF" + b"\x09\x00\x00\x00" + b"\x00" * 16, "header_invalid"),  # an unknown version
+    (b"not a gguf file at all", "header_invalid"),
+])
+def test_broken_gguf_files_are_findings_never_crashes(content: bytes, kind: str, tmp_path: Path) -> None:
+    f = tmp_path / "Wan2.2-T2V-A14B-HighNoise-Q4_K_S.gguf"
+    f.write_bytes(content)
+    r = headers.check("m", f)
+    assert kinds(r) == {kind}, r.issues
+
+
+@pytest.mark.parametrize("content, kind", [
+    (b"PK\x03\x04" + b"\x00" * 100, "truncated"),  # a zip whose directory never arrived
+    (b"\x80\x02}q\x00.", None),  # a legacy pickle: no structure to check, so nothing to report
+    (b"garbage", "header_invalid"),
+])
+def test_broken_pth_files_are_findings_never_crashes(built: dict, content: bytes, kind: str, tmp_path: Path) -> None:
+    d = _copy(built["official"], tmp_path / "m")
+    (d / "Wan2.1_VAE.pth").write_bytes(content)
+    r = headers.check("m", d)
+    assert kinds(r) == ({kind} if kind else set()), r.issues
+    assert all(i.path == "Wan2.1_VAE.pth" for i in r.issues)

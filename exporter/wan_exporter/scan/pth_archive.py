@@ -2,6 +2,7 @@
 
 The zip's central directory sits at the end of the file, so a copy cut short loses it and
 is named truncated; every member's local header and data must lie before the directory.
+A legacy pickle (``torch.save`` before 1.6, no zip) has no structure to check and passes.
 The pickle inside (``data.pkl``) is never loaded: unpickling runs code. So a ``.pth``
 table counts archive members, not tensors; a flipped byte inside a member is found by the
 hash check against a published digest, not here.
@@ -30,8 +31,9 @@ def read_pth(path: Path) -> TensorTable:
             if head == _LOCAL:
                 raise TableError(f"the zip directory at the end is missing ({e}): the file was cut short",
                                  truncated=True) from None
-            if head[:2] == b"\x80\x02" or head[:1] == b"\x80":
-                raise TableError("a legacy (pre-zip) torch.save pickle: its structure cannot be checked") from None
+            if head[:1] == b"\x80":  # a pickle: torch.save before 1.6 wrote no zip
+                return TensorTable(str(path), "pth", {}, {}, 0, size,
+                                   notes=("legacy (pre-zip) torch.save format: its structure is not checked",))
             raise TableError(f"not a zip archive: {e}") from None
         with zf:
             infos = zf.infolist()
