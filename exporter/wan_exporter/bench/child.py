@@ -190,7 +190,7 @@ def _dtype_map(torch: Any, dtype: Any) -> dict[str, Any]:
     return {"default": dtype, **{name: torch.float32 for name in FP32_COMPONENTS}}
 
 
-def _preload_fp32_pinned(model_dir: Path, dtype: Any) -> dict[str, Any]:
+def _preload_fp32_pinned(model_dir: Path, dtype: Any, skip: Any = ()) -> dict[str, Any]:
     """Load diffusers models that pin modules to fp32 without ``accelerate``.
 
     diffusers 0.42 refuses ``from_pretrained`` for such models (WanTransformer3DModel keeps
@@ -204,7 +204,7 @@ def _preload_fp32_pinned(model_dir: Path, dtype: Any) -> dict[str, Any]:
     index = json.loads((model_dir / "model_index.json").read_text(encoding="utf-8"))
     out: dict[str, Any] = {}
     for name, spec in index.items():
-        if name.startswith("_") or not isinstance(spec, list) or spec[0] != "diffusers":
+        if name.startswith("_") or not isinstance(spec, list) or spec[0] != "diffusers" or name in skip:
             continue
         cls = getattr(diffusers, spec[1], None)
         keep = getattr(cls, "_keep_in_fp32_modules", None)
@@ -252,11 +252,12 @@ def load_pipeline(req: dict[str, Any]) -> Any:
         model_dir = model_dir / _MISSING_SUBFOLDER
     dtype = _torch_dtype(torch, req["dtype"])
     kwargs: dict[str, Any] = {"dtype": _dtype_map(torch, dtype), "local_files_only": True}
-    if not is_accelerate_available() and (model_dir / "model_index.json").is_file():
-        kwargs.update(_preload_fp32_pinned(model_dir, dtype))
     from .single_file import load_transformers
 
-    kwargs.update(load_transformers(req, dtype))  # single-file/GGUF denoisers, if any
+    given = load_transformers(req, dtype)  # single-file/GGUF denoisers, if any
+    if not is_accelerate_available() and (model_dir / "model_index.json").is_file():
+        kwargs.update(_preload_fp32_pinned(model_dir, dtype, skip=given))
+    kwargs.update(given)
     pipe = cls.from_pretrained(str(model_dir), **kwargs)
     pipe.set_progress_bar_config(disable=True)
     return pipe
