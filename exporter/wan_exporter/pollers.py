@@ -17,6 +17,7 @@ import psutil
 
 from . import checkpoint, locate
 from . import scan as scanning
+from .scan.cache import ScanCache
 from .config import Config, ModelConfig
 from .nvml import NvmlReader, NvmlUnavailable
 from .state import CollectorStatus, HostReading, Snapshot, Store, frozen_map
@@ -126,9 +127,10 @@ class HostPoller:
 class CheckpointPoller:
     """Derives what each present checkpoint says about itself (header reads only)."""
 
-    def __init__(self, store: Store, config: Callable[[], Config]) -> None:
+    def __init__(self, store: Store, config: Callable[[], Config], scans: "ScanCache | None" = None) -> None:
         self.store = store
         self.config = config
+        self.scans = scans or ScanCache()  # shared with the health jobs: one walk per cycle
         self._cache: dict[str, tuple[tuple, dict]] = {}
 
     def poll(self) -> None:
@@ -142,7 +144,7 @@ class CheckpointPoller:
                 facts[m.name] = {"present": False}
                 continue
             try:
-                sc = scanning.scan(d, m.format)
+                sc = self.scans.get(m.name, d, m.format, cfg.schedules.layout.interval)
                 key = _signature(sc)
                 cached = self._cache.get(m.name)
                 if cached and cached[0] == key:

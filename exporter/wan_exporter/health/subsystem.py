@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from dataclasses import replace
 from pathlib import Path
 from typing import Callable
@@ -22,6 +21,7 @@ from ..config import Config, ModelConfig, state_dir
 from ..scheduler import Jobs
 from ..state import CheckResult, Snapshot, Store, frozen_map
 from ..scan import Scan
+from ..scan.cache import ScanCache
 from . import hashing, headers, layout, loadcheck
 from .collector import HealthFigures
 from .issues import CHECKS
@@ -52,13 +52,12 @@ class HealthSubsystem:
 
     name = "health"
 
-    def __init__(self, store: Store, jobs: Jobs, config: Callable[[], Config]) -> None:
+    def __init__(self, store: Store, jobs: Jobs, config: Callable[[], Config], scans: ScanCache | None = None) -> None:
         self.store = store
         self.jobs = jobs
         self.config = config
         self._stop = threading.Event()
-        self._scans: dict[str, tuple[float, object, Scan]] = {}  # model -> (monotonic time, target, scan)
-        self._scans_lock = threading.Lock()
+        self.scans = scans or ScanCache()  # shared with the checkpoint facts: one walk per cycle
 
     def parts(self) -> list:
         return [HealthFigures()]
@@ -79,17 +78,7 @@ class HealthSubsystem:
     # -- jobs ----------------------------------------------------------------------
     def scan_of(self, cfg: Config, m: ModelConfig, target: object, fresh: bool = False) -> Scan | None:
         """The model's scan: the layout job's while younger than the layout interval, else a new one."""
-        if target is None:
-            return None
-        now = time.monotonic()
-        with self._scans_lock:
-            kept = self._scans.get(m.name)
-        if not fresh and kept is not None and kept[1] == target and now - kept[0] < cfg.schedules.layout.interval:
-            return kept[2]
-        sc = layout.scan(target, m.format)  # type: ignore[arg-type]
-        with self._scans_lock:
-            self._scans[m.name] = (now, target, sc)
-        return sc
+        return self.scans.get(m.name, target, m.format, cfg.schedules.layout.interval, fresh=fresh)
 
     def run_layout(self) -> None:
         self._each("layout", lambda cfg, m, d: layout.check(m.name, d, scanned=self.scan_of(cfg, m, d, fresh=True)))
@@ -143,6 +132,7 @@ class HealthSubsystem:
     def _prune(self, cfg: Config) -> None:
         """Forget results of models no longer configured (after a reload)."""
         names = {m.name for m in cfg.models}
+        self.scans.forget(names)
 
         def fn(s: Snapshot) -> Snapshot:
             keep = lambda k: k[1] not in CHECKS or k[0] in names  # noqa: E731
