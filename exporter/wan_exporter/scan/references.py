@@ -55,21 +55,28 @@ def metadata_sha256(local_dir: Path, rel: str) -> tuple[str, Path] | None:
     return (etag, meta) if _sha256(etag) else None
 
 
-def published(root: Path, rel: str) -> Reference | None:
-    """The published sha256 of ``root/rel``: its cache blob name, else the nearest download metadata."""
+def published(root: Path, rel: str, has_metadata: dict[Path, bool] | None = None) -> Reference | None:
+    """The published sha256 of ``root/rel``: its cache blob name, else the nearest download metadata.
+
+    ``has_metadata`` remembers which folders hold ``.cache/huggingface/download`` across the
+    files of one scan, so each folder is looked at once, not once per file.
+    """
     path = root / rel
     blob = blob_sha256(path)
     if blob:
         return Reference(blob, "hf_cache_blob", "the Hugging Face cache blob name")
     # The --local-dir root may be the model root or a folder above it (a single file in
     # split_files/diffusion_models/ of a repackaged repo).
-    parts = Path(rel).parts
+    seen = has_metadata if has_metadata is not None else {}
     base = root
-    tail = list(parts)
+    tail = list(Path(rel).parts)
     for _ in range(MAX_LEVELS):
-        hit = metadata_sha256(base, "/".join(tail))
-        if hit is not None:
-            return Reference(hit[0], "local_dir_metadata", str(hit[1]))
+        if base not in seen:
+            seen[base] = os.path.isdir(base / ".cache" / "huggingface" / "download")
+        if seen[base]:
+            hit = metadata_sha256(base, "/".join(tail))
+            if hit is not None:
+                return Reference(hit[0], "local_dir_metadata", str(hit[1]))
         if base.parent == base:
             break
         tail.insert(0, base.name)

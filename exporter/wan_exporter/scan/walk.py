@@ -56,6 +56,7 @@ class Walk:
     indexes: list[ShardIndex] = field(default_factory=list)
     configs: list[str] = field(default_factory=list)
     examined: int = 0
+    has_metadata: dict[Path, bool] = field(default_factory=dict)  # folder -> holds --local-dir metadata
 
     def listdir(self, rel: str) -> list[str] | None:
         """Names in a folder, counting every entry against the scan's cap."""
@@ -98,7 +99,7 @@ class Walk:
         if st is not None:
             self.present.append(rel)
         if weight_of is not None:
-            ref = published(self.root, rel) if st is not None else None
+            ref = published(self.root, rel, self.has_metadata) if st is not None else None
             self.weights.append(WeightFile(rel, weight_of, st.st_size if st is not None else None, fmt, ref))
         return st
 
