@@ -9,14 +9,15 @@ if [ "$(id -u)" -ne 0 ] && command -v sudo >/dev/null; then SUDO="sudo"; fi
 
 need_apt=""
 # curl: the TLS end-to-end tests talk to the exporter with it, as an operator would.
-for bin in promtool prometheus prometheus-alertmanager amtool faketime curl; do
+# chromium: the status page's browser test.
+for bin in promtool prometheus prometheus-alertmanager amtool faketime curl chromium; do
   command -v "$bin" >/dev/null || need_apt=1
 done
 if [ -n "$need_apt" ]; then
-  echo "==> installing Prometheus, Alertmanager, faketime and curl (Debian packages)"
+  echo "==> installing Prometheus, Alertmanager, faketime, curl and Chromium (Debian packages)"
   $SUDO apt-get update -q
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends \
-    prometheus prometheus-alertmanager faketime curl
+    prometheus prometheus-alertmanager faketime curl chromium
 fi
 
 PY="${PYTHON:-python3}"

@@ -80,6 +80,7 @@ def test_every_pipeline_kind_is_measured_and_published(tiny_dir, tmp_path):
     # The same seed again on the same device: the output digest must repeat.
     cfg = app.config()
     assert bench.run_one(cfg, cfg.model("t2v-a14b"), "tiny").success
+    app.checkpoint_poller.poll()  # the transformer configs the FLOPs are computed from
     s = parse_metrics(generate_latest(app.registry).decode())
     assert sample(s, "wan_benchmark_output_reproducible", model="t2v-a14b", profile="tiny") == 1
     assert sample(s, "wan_generation_duration_seconds_count", model="t2v-a14b", profile="tiny") == 2
@@ -106,8 +107,16 @@ def test_every_pipeline_kind_is_measured_and_published(tiny_dir, tmp_path):
         assert sample(s, "wan_benchmark_process_start_seconds", **lv) > 0
         assert sample(s, "wan_benchmark_baseline_seconds", source="recorded", **lv) > 0
         assert sample(s, "wan_benchmark_performance_ratio", **lv) > 0
+        # How far from the limit: FLOPs and real-time factor for every kind; on a CPU no peak to hold them to.
+        tokens = 3 * (1 if kind == "tiny-wan2.2-ti2v-5b" else 2) ** 2  # 9 frames -> 3 latent; 32 px / 32 or 16
+        assert sample(s, "wan_generation_latent_tokens", **lv) == tokens, name
+        assert sample(s, "wan_generation_flops_per_step", **lv) > 0, name
+        assert sample(s, "wan_generation_flops_per_second", **lv) > 0, name
+        assert sample(s, "wan_generation_realtime_factor", **lv) > 0, name
+        assert sample(s, "wan_generation_model_flops_utilization_ratio", **lv) is None
         # Nothing measured it: no energy on CPU, no reproducibility after one run.
         assert sample(s, "wan_generation_energy_joules", **lv) is None
+        assert sample(s, "wan_generation_energy_joules_per_video_second", **lv) is None
         if runs == 1:
             assert sample(s, "wan_benchmark_output_reproducible", **lv) is None
         assert sample(s, "wan_benchmark_failures_total", reason="oom", **lv) == 0
@@ -191,6 +200,9 @@ def test_bench_cli_prints_measured_figures_as_json(tiny_dir, tmp_path):
     assert d["frames"] == 9 and d["width"] == 32 and d["duration_seconds"] > 0
     assert set(d["sanity"]) >= {"finite", "not_black", "not_frozen", "shape"}
     assert d["phases"]["image_encode"] > 0
+    # The figures the exporter publishes, from the checkpoint it read: 9 frames -> 3 latent, 32 px / 32.
+    assert d["efficiency"]["tokens"] == 3 and d["efficiency"]["flops_per_step"] > 0
+    assert d["efficiency"]["realtime_factor"] > 0 and d["efficiency"]["utilization_ratio"] is None
 
 
 def test_keep_warm_reuses_the_loaded_pipeline(tiny_dir, tmp_path):

@@ -32,6 +32,7 @@ from .scan.cache import ScanCache
 from .scheduler import Jobs
 from .server import HttpServer, make_app
 from .state import Store
+from .status import StatusPages
 
 log = logging.getLogger(__name__)
 
@@ -123,7 +124,8 @@ class App:
     # -- lifecycle -----------------------------------------------------------------
     def start(self, listen_address: str, wsgi_wrapper: Callable | None = None) -> None:
         app = make_app(self.registry, lambda: self.store.snapshot.ready, lambda: [m.name for m in self._config.models],
-                       version=lambda: (self.store.snapshot, self._config))
+                       version=lambda: (self.store.snapshot, self._config),
+                       status=StatusPages(lambda: (self.store.snapshot, self._config)))
         self.metrics_cache = app.metrics_cache
         if wsgi_wrapper is not None:
             app = wsgi_wrapper(app)

@@ -55,6 +55,7 @@ class CheckpointFacts:
     weight_bytes: int = 0  # tensor data bytes the headers describe, all components
     vae_compression: tuple[int, int, int] | None = None  # (t, h, w): VAE scale factors x transformer patch
     diffusers_version: str | None = None
+    image_tokens: int | None = None  # tokens the CLIP image encoder hands the transformer (patches + class)
     form: str | None = "diffusers"  # how the checkpoint lies on disk (wan_exporter.scan.FORMS)
     model_type: str | None = None  # t2v | i2v | ti2v where the checkpoint says so
 
@@ -77,6 +78,7 @@ class CheckpointFacts:
             "weight_bytes": self.weight_bytes,
             "vae_compression": list(self.vae_compression) if self.vae_compression else None,
             "diffusers_version": self.diffusers_version,
+            "image_tokens": self.image_tokens,
             "form": self.form,
             "model_type": self.model_type,
         }
@@ -252,6 +254,7 @@ def _assemble(
         weight_bytes=sum(t.offsets[1] - t.offsets[0] for w in weights.values() for t in w.tensors.values()),
         vae_compression=_compression(vcfg, tcfg),
         diffusers_version=_str(index.get("_diffusers_version")),
+        image_tokens=_image_tokens(configs.get("image_encoder", _EMPTY)),
     )
 
 
@@ -397,6 +400,12 @@ def _compression(vae: Mapping[str, Any], transformer: Mapping[str, Any]) -> tupl
     if st is None or ss is None or not (isinstance(patch, list) and len(patch) == 3 and all(_int(p) for p in patch)):
         return None
     return (st * patch[0], ss * patch[1], ss * patch[2])
+
+
+def _image_tokens(encoder: Mapping[str, Any]) -> int | None:
+    """A CLIP vision encoder's output tokens: (image_size / patch_size)^2 patches plus the class token."""
+    size, patch = _int(encoder.get("image_size")), _int(encoder.get("patch_size"))
+    return (size // patch) ** 2 + 1 if size and patch and size >= patch else None
 
 
 def _safe_name(s: str) -> bool:

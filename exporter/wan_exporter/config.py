@@ -159,6 +159,19 @@ class Hashing:
     rate_limit_bytes_per_second: Size = 0  # 0: unlimited
 
 
+RUNBOOK_BASE = "https://github.com/wan-exporter/wan-exporter/blob/main/alerting/runbooks.md"
+
+
+@dataclass(frozen=True)
+class Links:
+    """Where the status page links to; a site without a Prometheus, Grafana or Alertmanager leaves it out."""
+
+    prometheus: str | None = None
+    grafana: str | None = None
+    alertmanager: str | None = None
+    runbooks: str = RUNBOOK_BASE  # alert runbooks: <runbooks>#<alertname in lower case>
+
+
 @dataclass(frozen=True)
 class ExporterSettings:
     state_dir: str | None = None  # hash manifests and recorded baselines; default ~/.local/state/wan-exporter
@@ -166,6 +179,8 @@ class ExporterSettings:
     nvml_timeout: Duration = 2.0
     max_models: int = MAX_MODELS_DEFAULT
     demo: bool = False
+    links: Links = field(default_factory=Links)
+    status_refresh: Duration = 30.0  # the status page reloads itself this often; 0: never
 
 
 @dataclass(frozen=True)
@@ -357,6 +372,12 @@ def _validate(cfg: Config, raw: Mapping[str, Any], errors: list[str], check_path
             f"models: {len(cfg.models)} models configured, more than exporter.max_models "
             f"({cfg.exporter.max_models}); raise the cap deliberately if this is intended"
         )
+    for key in ("prometheus", "grafana", "alertmanager", "runbooks"):
+        url = getattr(cfg.exporter.links, key)
+        if url is not None and not re.match(r"^https?://[^\s/?#]+[^\s]*$", url):
+            errors.append(f"exporter.links.{key}: expected an http:// or https:// URL, got {url!r}")
+    if cfg.exporter.status_refresh < 0:
+        errors.append("exporter.status_refresh: expected a duration of 0 (never) or more")
     for name, prof in cfg.profiles.items():
         p = f"profiles.{name}"
         if not NAME_RE.match(name):

@@ -158,6 +158,8 @@ class BenchmarkAggregate:
     reproducible: bool | None = None  # None: not yet measured (needs two runs with the same seed)
     consecutive_failures: int = 0
     energy_joules_sum: float = 0.0
+    # The last few results (successes and failures), oldest first: the status page's sparklines.
+    history: tuple[BenchmarkResult, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,7 @@ _ROOT = Path(__file__).resolve().parents[2]
 if str(_ROOT / "exporter") not in sys.path:  # the contract, without installing the package
     sys.path.insert(0, str(_ROOT / "exporter"))
 
+from wan_exporter.contract import efficiency as E  # noqa: E402
 from wan_exporter.contract import labels  # noqa: E402
 from wan_exporter.contract import rules as R  # noqa: E402
 
@@ -261,6 +262,37 @@ def phase_durations(model: str = "model", instance: str = "instance") -> str:
 
 def seconds_per_step(model: str = "model", instance: str = "instance", by: str = "model, profile") -> str:
     return _last("wan_generation_seconds_per_step", model, instance, by)
+
+
+# -- benchmarks: how far from the hardware's limit -------------------------------------------------
+
+
+def flops_per_step(model: str = "model", instance: str = "instance", by: str = "model, profile") -> str:
+    return _last(E.GENERATION_FLOPS_PER_STEP.exposed_name, model, instance, by)
+
+
+def latent_tokens(model: str = "model", instance: str = "instance", by: str = "model, profile") -> str:
+    return _last(E.GENERATION_LATENT_TOKENS.exposed_name, model, instance, by)
+
+
+def achieved_flops(model: str = "model", instance: str = "instance", by: str = "model, profile") -> str:
+    return _last(E.GENERATION_FLOPS_PER_SECOND.exposed_name, model, instance, by)
+
+
+def peak_flops(model: str = "model", instance: str = "instance", by: str = "model, profile, gpu_model") -> str:
+    return _last(E.GENERATION_PEAK_FLOPS_PER_SECOND.exposed_name, model, instance, by)
+
+
+def flops_utilization(model: str = "model", instance: str = "instance", by: str = "model, profile") -> str:
+    return _last(E.GENERATION_MODEL_FLOPS_UTILIZATION_RATIO.exposed_name, model, instance, by)
+
+
+def realtime_factor(model: str = "model", instance: str = "instance", by: str = "model, profile") -> str:
+    return _last(E.GENERATION_REALTIME_FACTOR.exposed_name, model, instance, by)
+
+
+def joules_per_video_second(model: str = "model", instance: str = "instance", by: str = "model, profile") -> str:
+    return _last(E.GENERATION_ENERGY_JOULES_PER_VIDEO_SECOND.exposed_name, model, instance, by)
 
 
 def peak_memory(model: str = "model", instance: str = "instance", by: str = "model, profile") -> str:

@@ -14,11 +14,15 @@ def _inc(d, key: str, n: int = 1):
     return frozen_map(out)
 
 
-def fold(agg: BenchmarkAggregate, r: BenchmarkResult, buckets: tuple[float, ...], window: int) -> BenchmarkAggregate:
+HISTORY = 20  # results kept per model and profile for the status page; bounded so memory is too
+
+
+def fold(agg: BenchmarkAggregate, r: BenchmarkResult, buckets: tuple[float, ...], window: int,
+         history: int = HISTORY) -> BenchmarkAggregate:
     counts = list(agg.bucket_counts) or [0] * (len(buckets) + 1)
     if len(counts) != len(buckets) + 1:  # buckets changed by a reload: start the histogram afresh
         counts = [0] * (len(buckets) + 1)
-    new = replace(agg, runs=agg.runs + 1, last=r)
+    new = replace(agg, runs=agg.runs + 1, last=r, history=(agg.history + (r,))[-max(1, history):])
     if r.sanity:
         passed = all(r.sanity.values())
         new = replace(new, sanity_checks=new.sanity_checks + 1, sanity_passed=new.sanity_passed + (1 if passed else 0))

@@ -24,6 +24,7 @@ from ..state import BenchmarkAggregate, BenchmarkResult, Snapshot, Store, frozen
 from . import aggregate
 from .baselines import Baselines
 from .collector import BenchmarkFigures
+from .efficiency import EfficiencyFigures
 from .runner import CHILD_TARGET, run_once
 
 log = logging.getLogger(__name__)
@@ -63,7 +64,7 @@ class BenchmarkSubsystem:
         self._stopping = threading.Event()
 
     def parts(self) -> list:
-        return [BenchmarkFigures()]
+        return [BenchmarkFigures(), EfficiencyFigures()]
 
     def shutdown(self) -> None:
         self._stopping.set()
