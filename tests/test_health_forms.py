@@ -238,3 +238,13 @@ def test_broken_pth_files_are_findings_never_crashes(built: dict, content: bytes
     r = headers.check("m", d)
     assert kinds(r) == ({kind} if kind else set()), r.issues
     assert all(i.path == "Wan2.1_VAE.pth" for i in r.issues)
+
+
+@pytest.mark.parametrize("form", ("official", "fp16", "gguf"))
+def test_single_files_give_the_geometry_a_flops_count_needs(built: dict, form: str) -> None:
+    from wan_exporter import flops
+    from wan_exporter.checkpoint import derive_facts
+
+    shape = flops.shape_from_config(derive_facts(built[form]).transformer_config)
+    assert shape is not None and (shape.dim, shape.ffn_dim, shape.num_layers) == (24, 32, 2)
+    assert shape.patch_size == (1, 2, 2) and shape.in_channels == 16

@@ -48,12 +48,18 @@ def _strip(name: str) -> str:
 
 
 def architecture(tensors: Mapping[str, TensorInfo]) -> dict[str, int]:
-    """Diffusers-named architecture figures from tensor shapes (official and diffusers tensor names)."""
+    """Architecture figures from tensor shapes (official tensor names), under diffusers' config names
+    where diffusers has one (``dim`` as the official config names it): what the catalog comparison
+    and the FLOPs count read."""
     names = {_strip(n): t for n, t in tensors.items()}
     out: dict[str, int] = {}
     pe = names.get("patch_embedding.weight")
     if pe is not None and len(pe.shape) == 5:
-        out["in_channels"] = pe.shape[1]
+        out.update(dim=pe.shape[0], in_channels=pe.shape[1], patch_size=list(pe.shape[2:]))
+    for key, tensor in (("text_dim", "text_embedding.0.weight"), ("freq_dim", "time_embedding.0.weight")):
+        t = names.get(tensor)
+        if t is not None and len(t.shape) == 2:
+            out[key] = t.shape[1]
     blocks = {int(m.group(1)) for n in names if (m := _BLOCK.match(n))}
     if blocks:
         out["num_layers"] = max(blocks) + 1
@@ -72,7 +78,8 @@ def official_config(cfg: Mapping[str, Any]) -> dict[str, Any]:
     """An official config.json under diffusers' names."""
     out: dict[str, Any] = {}
     for src, dst in (("num_layers", "num_layers"), ("num_heads", "num_attention_heads"), ("in_dim", "in_channels"),
-                     ("out_dim", "out_channels"), ("ffn_dim", "ffn_dim"), ("text_len", "text_len")):
+                     ("out_dim", "out_channels"), ("ffn_dim", "ffn_dim"), ("text_len", "text_len"), ("dim", "dim"),
+                     ("freq_dim", "freq_dim")):
         if isinstance(cfg.get(src), int):
             out[dst] = cfg[src]
     if isinstance(cfg.get("dim"), int) and isinstance(cfg.get("num_heads"), int) and cfg["num_heads"]:
