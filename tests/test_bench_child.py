@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import os
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,8 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 from wan_exporter import tiny  # noqa: E402
 from wan_exporter.bench import sanity  # noqa: E402
-from wan_exporter.bench.child import child_main, classify, conditioning_image, load_check, run_benchmark  # noqa: E402
+from wan_exporter.bench.child import child_main, classify, conditioning_image, run_benchmark  # noqa: E402
+from wan_exporter.health.loadcheck import load_check  # noqa: E402
 
 PIPELINES = {
     "tiny-wan2.2-t2v-a14b": "WanPipeline",
@@ -169,11 +171,42 @@ def test_fault_is_classified_through_the_real_path(models: dict[str, Path], faul
     assert r["detail"]
     if fault == "nan":
         assert r["sanity"]["finite"] is False and r["sanity"]["shape"] is True
+    if fault == "oom" and sys.platform == "linux":
+        # A real allocation failure under a real address-space cap, not a raised exception.
+        assert "DefaultCPUAllocator: can't allocate memory" in r["detail"], r["detail"]
     if fault == "load_failed":
         assert "load" not in r["phases"]
     else:
         assert r["phases"]["load"] > 0
     assert r["peak_memory_kind"] == "rss"
+
+
+def test_memory_cap_of_the_oom_fault_is_lifted_after_the_run(models: dict[str, Path]) -> None:
+    import resource
+
+    before = resource.getrlimit(resource.RLIMIT_AS)
+    assert run_benchmark(request(models, "tiny-wan2.1-t2v", fault="oom"))["reason"] == "oom"
+    assert resource.getrlimit(resource.RLIMIT_AS) == before
+    assert run_benchmark(request(models, "tiny-wan2.1-t2v"))["success"]  # the process still generates
+
+
+def test_faults_come_only_from_the_test_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from wan_exporter.bench import faults
+    from wan_exporter.config import ConfigError, parse_config
+
+    with pytest.raises(ConfigError) as err:
+        parse_config("models:\n  - {name: m, kind: t2v-a14b, path: /m, fault: oom}\n")
+    assert "models[0].fault: unknown key" in str(err.value)
+    monkeypatch.delenv(faults.ENV, raising=False)
+    assert faults.from_environment("m") == "none"
+    table = tmp_path / "faults.json"
+    monkeypatch.setenv(faults.ENV, str(table))
+    assert faults.from_environment("m") == "none"  # named but not written yet: no fault
+    table.write_text('{"m": "oom"}')
+    assert (faults.from_environment("m"), faults.from_environment("other")) == ("oom", "none")
+    table.write_text('{"m": "meltdown"}')
+    with pytest.raises(ValueError, match="unknown fault"):
+        faults.from_environment("m")
 
 
 def test_cuda_requested_without_cuda_is_a_cuda_error(models: dict[str, Path]) -> None:

@@ -36,7 +36,7 @@ from support.dashboards_promql import (
     variables,
 )
 
-UIDS = {"wan-overview", "wan-model-detail", "wan-comparison", "wan-fleet"}
+UIDS = {"wan-overview", "wan-model-detail", "wan-comparison", "wan-fleet", "wan-traffic"}
 STANDARD_VARIABLES = ("datasource", "instance", "gpu", "model")
 
 

@@ -98,8 +98,6 @@ class ModelConfig:
     vae_tiling: bool = False
     profiles: tuple[str, ...] = ()
     baselines: dict[str, Duration] = field(default_factory=dict)  # profile -> seconds
-    # Testing aid honoured by the benchmark runner: makes its runs fail in the named way.
-    fault: Literal["none", "oom", "hang", "crash", "nan", "cuda_error", "load_failed"] = "none"
 
 
 @dataclass(frozen=True)

@@ -43,10 +43,12 @@ EXIT_MISSING = 3
 # Default ports: the exporter's own, and Prometheus' and Alertmanager's usual ones.
 PROMETHEUS_PORT = 9090
 ALERTMANAGER_PORT = 9093
+SERVE_PORT = 9836  # the demo's example Wan service (examples/serve/), scraped as job wan-serve
 # Which compose address maps to which loopback service: by service name, else by port.
 SERVICE_HOSTS = {"wan-exporter": "exporter", "wan-exporter-demo": "exporter", "prometheus": "prometheus",
-                 "alertmanager": "alertmanager"}
-SERVICE_PORTS = {DEFAULT_PORT: "exporter", PROMETHEUS_PORT: "prometheus", ALERTMANAGER_PORT: "alertmanager"}
+                 "alertmanager": "alertmanager", "wan-serve": "serve"}
+SERVICE_PORTS = {DEFAULT_PORT: "exporter", PROMETHEUS_PORT: "prometheus", ALERTMANAGER_PORT: "alertmanager",
+                 SERVE_PORT: "serve"}
 
 INSTALL_HINT = """\
   Debian/Ubuntu: sudo apt-get install --no-install-recommends prometheus prometheus-alertmanager
@@ -97,6 +99,7 @@ class Ports:
     exporter: int = DEFAULT_PORT
     prometheus: int = PROMETHEUS_PORT
     alertmanager: int = ALERTMANAGER_PORT
+    serve: int = SERVE_PORT
 
     def address(self, service: str) -> str:
         return f"{self.host}:{getattr(self, service)}"
@@ -240,6 +243,7 @@ class Child:
     ready_url: str
     log_path: Path
     env: dict[str, str] | None = None
+    done_ok: bool = False  # may exit 0 by itself (the bounded load generator) without stopping the stack
     proc: subprocess.Popen | None = None
     _log: Any = field(default=None, repr=False)
 
@@ -316,7 +320,7 @@ class Stack:
         """Wait for a stop signal; a child dying on its own stops the stack with an error."""
         while not self.stop_requested.wait(0.5):
             for c in self.children:
-                if not c.running():
+                if not c.running() and not (c.done_ok and c.proc.returncode == 0):
                     self.say(f"error: {c.name} exited with status {c.proc.returncode}; the end of {c.log_path}:\n"
                              f"{c.log_tail()}")
                     return EXIT_FAILED
@@ -350,6 +354,8 @@ def build_parser(prog: str = "wan-exporter stack", add_help: bool = True) -> arg
     p.add_argument("--exporter-port", type=int, default=DEFAULT_PORT)
     p.add_argument("--prometheus-port", type=int, default=PROMETHEUS_PORT)
     p.add_argument("--alertmanager-port", type=int, default=ALERTMANAGER_PORT)
+    p.add_argument("--serve-port", type=int, default=SERVE_PORT,
+                   help=f"the demo's example Wan service (default {SERVE_PORT})")
     p.add_argument("--data-dir", metavar="DIR",
                    help="TSDB, Alertmanager state, generated configs and logs "
                         "(default: $XDG_STATE_HOME/wan-exporter/stack)")
@@ -362,6 +368,22 @@ def build_parser(prog: str = "wan-exporter stack", add_help: bool = True) -> arg
     p.add_argument("--ready-timeout", type=float, default=300.0,
                    help="seconds to wait for the exporter to serve (first demo run builds tiny models)")
     return p
+
+
+def demo_traffic(ports: Ports, logs: Path, env: dict[str, str]) -> list[Child]:
+    """The example service serving a tiny pipeline through instrument, and a bounded load on it (an hour at most)."""
+    checkout = shipped.checkout_root()
+    serve = checkout / "examples" / "serve" if checkout is not None else None
+    if serve is None or not (serve / "server.py").is_file():
+        return []  # an installed package: the example lives in the checkout's examples/
+    url = f"http://{ports.address('serve')}"
+    return [
+        Child("wan-serve", [sys.executable, str(serve / "server.py"), f"--web.listen-address={ports.address('serve')}"],
+              f"{url}/healthz", logs / "wan-serve.log", env=env),
+        Child("wan-serve-load", [sys.executable, str(serve / "load.py"), f"--url={url}", "--count=2000",
+                                 "--duration=3600", "--interval=2"], f"{url}/healthz", logs / "wan-serve-load.log",
+              env=env, done_ok=True),
+    ]
 
 
 def default_data_dir() -> Path:
@@ -402,9 +424,9 @@ def run(args: argparse.Namespace, out=None) -> int:
             "  Pass --alerting-dir DIR, a directory holding prometheus.yml, alertmanager.yml and rules/.")
         return EXIT_MISSING
 
-    ports = Ports(args.host, args.exporter_port, args.prometheus_port, args.alertmanager_port)
-    busy = [f"{name} port {getattr(ports, name)}" for name in ("exporter", "prometheus", "alertmanager")
-            if not port_free(ports.host, getattr(ports, name))]
+    ports = Ports(args.host, args.exporter_port, args.prometheus_port, args.alertmanager_port, args.serve_port)
+    services = ("exporter", "prometheus", "alertmanager") + (("serve",) if args.demo else ())
+    busy = [f"{name} port {getattr(ports, name)}" for name in services if not port_free(ports.host, getattr(ports, name))]
     if busy:
         say(f"wan-exporter stack: cannot start, in use on {ports.host}: {', '.join(busy)}.\n"
             "  Stop what holds them, or choose others with --exporter-port, --prometheus-port, --alertmanager-port.")
@@ -442,12 +464,17 @@ def run(args: argparse.Namespace, out=None) -> int:
                f"--web.external-url={base}:{ports.prometheus}", "--web.enable-lifecycle"],
               f"{base}:{ports.prometheus}/-/ready", logs / "prometheus.log"),
     ]
+    traffic = demo_traffic(ports, logs, env) if args.demo else []
+    if args.demo and not traffic:
+        say("note: no examples/serve/ next to this package (run from a checkout): the demo runs without traffic.")
+    children[1:1] = traffic
     stack = Stack(children, out=out)
     signal.signal(signal.SIGINT, stack.request_stop)
     signal.signal(signal.SIGTERM, stack.request_stop)
     rc = EXIT_OK
     try:
-        if stack.start({"wan-exporter": args.ready_timeout, "alertmanager": 60.0, "prometheus": 120.0}):
+        if stack.start({"wan-exporter": args.ready_timeout, "wan-serve": args.ready_timeout, "alertmanager": 60.0,
+                        "prometheus": 120.0}):
             say("\nwan-exporter stack is up ({}):\n"
                 "  exporter      {b}:{e}/metrics\n"
                 "  Prometheus    {b}:{p}  (targets {b}:{p}/targets, alerts {b}:{p}/alerts)\n"
@@ -458,6 +485,8 @@ def run(args: argparse.Namespace, out=None) -> int:
                 .format("demo" if args.demo else (args.config_file or "embedded default config"), b=base,
                         e=ports.exporter, p=ports.prometheus, a=ports.alertmanager, c=data / "config", l=logs,
                         d=dashboards))
+            if traffic:
+                say(f"  Wan service   {base}:{ports.serve}/metrics  (examples/serve/, job wan-serve; load for up to 1h)")
             rc = stack.supervise()
         elif not stack.stop_requested.is_set():
             rc = EXIT_FAILED

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Callable
 
 from .. import catalog
-from . import single_file
+from . import faults, single_file
 from .forms import form_of
 from ..childproc import ChildOutcome, WarmWorker, run_in_child
 from ..config import Config, ModelConfig, Profile
@@ -43,7 +43,8 @@ def build_request(m: ModelConfig, profile: Profile, model_dir: Path, output_path
         "prompt": profile.prompt,
         "negative_prompt": profile.negative_prompt,
         "image": image,
-        "fault": m.fault,
+        # Set only by the fault tests, through the environment; never by the config.
+        "fault": faults.from_environment(m.name),
         "output_path": output_path,
         "fps": entry.fps_default,
         "repeat_for_reproducibility": False,
