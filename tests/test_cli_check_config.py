@@ -23,7 +23,7 @@ def test_the_example_config_is_valid_and_its_absent_models_are_warnings(tmp_path
     r = _check_config(EXAMPLE, HF_HUB_CACHE=str(tmp_path / "hf"))
     assert r.returncode == 0, r.stderr
     assert "valid" in r.stdout
-    assert "warning: models[2].path: no such directory: /models/Wan2.2-TI2V-5B-Diffusers" in r.stderr
+    assert "warning: models[2].path: no such directory or file: /models/Wan2.2-TI2V-5B-Diffusers" in r.stderr
     assert "reports each such model as missing" in r.stderr
 
 
@@ -56,3 +56,15 @@ def test_the_hub_cache_follows_huggingface_hub_variables(tmp_path):
         r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60)
         assert r.returncode == 0, r.stderr
         assert r.stdout.strip() == str(expected)
+
+
+def test_missing_single_files_are_warnings_each_with_its_path(tmp_path):
+    present = tmp_path / "wan2.2_t2v_high_noise_14B_fp16.safetensors"
+    present.write_bytes(b"x")
+    cfg = tmp_path / "wan.yaml"
+    cfg.write_text(f"models:\n  - {{name: m, kind: wan2.2-t2v-a14b, path: [{present}, {tmp_path}/low.safetensors]}}\n")
+    r = subprocess.run([sys.executable, "-m", "wan_exporter", "check-config", str(cfg)], capture_output=True,
+                       text=True, env=exporter_env(), timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert f"warning: models[0].path[1]: no such file: {tmp_path}/low.safetensors" in r.stderr
+    assert "path[0]" not in r.stderr

@@ -36,9 +36,12 @@ def full_snapshot():
                             denoiser_parameters=5_000_000_000, dtypes=("bfloat16",), transformer_config=frozen_map(),
                             vae_z_dim=48, has_image_encoder=False, problems=())
     checks = {}
-    for check, fact in (("layout", {"files_expected": 9, "files_present": 9, "size_bytes": 10 << 30}),
+    for check, fact in (("layout", {"files_expected": 9, "files_present": 9, "size_bytes": 10 << 30,
+                                    "form": "diffusers"}),
                         ("headers", {"catalog_mismatches": 1}),
-                        ("hash", {"expected_bytes": 10 << 30, "verified_bytes": 10 << 30}),
+                        ("hash", {"expected_bytes": 10 << 30, "verified_bytes": 10 << 30,
+                                  "published_bytes": 10 << 30, "recorded_bytes": 0, "manifest_files": 0,
+                                  "content_digest": "ab" * 32}),
                         ("load", {})):
         issues = (HealthIssue("catalog_mismatch", "experts"),) if check == "headers" else ()
         checks[("ti2v-5b", check)] = CheckResult("ti2v-5b", check, True, 0.01, T0, issues, frozen_map(fact))

@@ -309,7 +309,7 @@ def test_disk_full_while_writing_the_hash_manifest(tiny_dir, tmp_path):
             assert sample(s, "wan_health_check_success", model="m", check="hash") == 0
             assert status(s, "m") == "degraded"
             # The verification itself was done: every byte hashed; only keeping the record failed.
-            assert sample(s, "wan_model_integrity_ratio", model="m") == 1
+            assert sample(s, "wan_model_integrity_ratio", model="m", reference="recorded") == 1
             manifests = disk.path / "manifests"
             assert not (manifests / "m.json").exists()
             leftovers = list(manifests.glob("*.tmp")) if manifests.exists() else []
@@ -386,7 +386,7 @@ def test_model_directory_removed_while_running_then_restored(tiny_dir, tmp_path)
     with ExporterProcess([f"--config.file={cfg}"], env=base_env(tmp_path), log_path=tmp_path / "exporter.log") as exp:
         with ScrapeLoad(exp.url, rate=5) as load:
             s = wait_metric(exp, lambda s: status(s, "m") == "healthy" and
-                            sample(s, "wan_model_integrity_ratio", model="m") == 1, 30, "healthy and hashed")
+                            sample(s, "wan_model_integrity_ratio", model="m", reference="recorded") == 1, 30, "healthy and hashed")
             assert sample(s, "wan_model_present", model="m") == 1
             shutil.rmtree(model)
             s = wait_metric(exp, lambda s: status(s, "m") == "missing", 15, "missing once the directory is gone")
@@ -400,7 +400,7 @@ def test_model_directory_removed_while_running_then_restored(tiny_dir, tmp_path)
             assert sample(s, "wan_model_health_issues", model="m", issue="missing_model") == 0
             # Same bytes, new inodes: the hash check reads them again and they still match the manifest.
             s = wait_metric(exp, lambda s: sample(s, "wan_health_check_success", model="m", check="hash") == 1 and
-                            sample(s, "wan_model_integrity_ratio", model="m") == 1 and
+                            sample(s, "wan_model_integrity_ratio", model="m", reference="recorded") == 1 and
                             sample(s, "wan_model_health_issues", model="m", issue="hash_mismatch") == 0, 30,
                             "the restored files verified")
         exp.alive()

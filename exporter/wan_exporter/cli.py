@@ -82,10 +82,17 @@ def build_parser() -> argparse.ArgumentParser:
                                     "warning: the exporter runs and reports that model as missing until it appears.")
     cc.add_argument("path")
 
-    cm = sub.add_parser("check-model", help="run every health check once on a model directory",
-                        description="Run the layout, header, hash and load checks once on a model directory "
-                                    "and print a report. Exit 0 when healthy, 1 when not, 2 on usage errors.")
-    cm.add_argument("path")
+    cm = sub.add_parser("check-model", help="run every health check once on a model directory or file(s)",
+                        description="Run the layout, header, hash and load checks once on a model and print a "
+                                    "report. PATH is a diffusers or official Wan directory, a single-file "
+                                    "checkpoint (.safetensors, .gguf), or several files (the high- and low-noise "
+                                    "experts). Exit 0 when healthy, 1 when not, 2 on usage errors.")
+    cm.add_argument("path", nargs="+", metavar="PATH")
+    cm.add_argument("--format", default="auto", choices=("auto", "diffusers", "official", "single_file", "gguf"),
+                    help="how the checkpoint lies on disk (default: recognised)")
+    cm.add_argument("--manifest", metavar="FILE",
+                    help="sha256sum-style manifest of the weight files: written when FILE does not exist, "
+                         "verified when it does (check a copy against a known-good node)")
     cm.add_argument("--kind", help="catalog kind, to compare the checkpoint with its published facts")
     cm.add_argument("--no-hash", action="store_true", help="skip the full content hash (reads every byte)")
     cm.add_argument("--no-load", action="store_true", help="skip the load check (starts a child process)")
@@ -116,6 +123,9 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Build randomly initialised tiny Wan pipelines of every kind with the real "
                                    "diffusers classes and save them with save_pretrained. Fully offline.")
     t.add_argument("dir")
+    t.add_argument("--forms", action="store_true",
+                   help="also write tiny checkpoints in every other on-disk form into DIR/forms (official layout, "
+                        "ComfyUI fp16 and fp8-scaled single files, GGUF, with --local-dir metadata)")
     return p
 
 
@@ -137,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
 
         return run_stack(args)
     if args.command == "tiny-models":
-        return cmd_tiny_models(Path(args.dir))
+        return cmd_tiny_models(Path(args.dir), forms=args.forms)
     if args.command == "assets":
         return cmd_assets(args.dir)
     return cmd_run(args)
@@ -172,13 +182,20 @@ def location_warnings(path: str) -> list[str]:
         return []
     out = []
     for i, m in enumerate(cfg.models if cfg is not None else ()):
-        if m is None or (m.path is None) == (m.hub_id is None) or resolve_model_dir(m, cfg) is not None:
+        if m is None or (m.path is None) == (m.hub_id is None):
+            continue
+        found = resolve_model_dir(m, cfg)
+        if isinstance(found, tuple):  # a list of single files: each one may be missing
+            out += [f"models[{i}].path[{j}]: no such file: {f}" for j, f in enumerate(found) if not f.is_file()]
+            continue
+        if found is not None:
             continue
         if m.path is not None:
-            out.append(f"models[{i}].path: no such directory: {m.path}")
+            out.append(f"models[{i}].path: no such directory or file: {m.path}")
         else:
-            out.append(f"models[{i}].hub_id: {m.hub_id}@{m.revision} is not in the local Hugging Face cache "
-                       f"({hfcache.cache_root(cfg.exporter.hf_cache_dir)})")
+            hubs = ", ".join(m.hub_id) if isinstance(m.hub_id, tuple) else m.hub_id
+            out.append(f"models[{i}].hub_id: {hubs}@{m.revision} is not in the local Hugging Face cache "
+                       f"({hfcache.cache_root(cfg.exporter.hf_cache_dir)}) nor ModelScope's")
     return out
 
 
@@ -220,7 +237,7 @@ def ensure_tiny_models(verbose: bool = True) -> Path:
     return root
 
 
-def cmd_tiny_models(dest: Path) -> int:
+def cmd_tiny_models(dest: Path, forms: bool = False) -> int:
     from .tiny import build_all
 
     def progress(kind: str, state: str) -> None:
@@ -228,6 +245,11 @@ def cmd_tiny_models(dest: Path) -> int:
 
     out = build_all(dest, progress=progress)
     print(f"{len(out)} tiny models in {dest}")
+    if forms:
+        from .tiny_forms import build_forms
+
+        written = build_forms(dest / "forms", progress=progress)
+        print(f"{len(written)} checkpoint forms in {dest / 'forms'}")
     return 0
 
 

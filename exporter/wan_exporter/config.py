@@ -80,8 +80,17 @@ class Profile:
 class ModelConfig:
     name: str
     kind: str
-    path: str | None = None
-    hub_id: str | None = None
+    # A directory (diffusers or official layout), a single-file checkpoint, or a list of files
+    # (the high- and low-noise experts of an A14B model as ComfyUI or GGUF files).
+    path: str | tuple[str, ...] | None = None
+    # A repo id, or several looked for in order (the -Diffusers repo, then the official one),
+    # in the HF cache and then ModelScope's cache.
+    hub_id: str | tuple[str, ...] | None = None
+    # How the checkpoint lies on disk; "auto" recognises it (wan_exporter.scan.FORMATS).
+    format: Literal["auto", "diffusers", "official", "single_file", "gguf"] = "auto"
+    # Single-file and GGUF models: a diffusers-format directory whose text encoder, tokenizer,
+    # VAE, scheduler and transformer configs the benchmark uses around the named files.
+    base: str | None = None
     revision: str = "main"
     device: str = "cuda:0"
     dtype: Literal["bfloat16", "float16", "float32"] = "bfloat16"
@@ -217,6 +226,10 @@ class _Loader:
             if value is None and type(None) in args:
                 return None
             non_none = [a for a in args if a is not type(None)]
+            if isinstance(value, list):  # str | tuple[str, ...]: a list picks the tuple
+                tup = [a for a in non_none if typing.get_origin(a) is tuple]
+                if tup:
+                    return self.load(tup[0], value, path)
             return self.load(non_none[0], value, path)
         if origin is Literal:
             if value not in args:
@@ -319,6 +332,37 @@ def load_typed(cls: type, raw: Mapping[str, Any], path: str = "") -> tuple[Any, 
 # --------------------------------------------------------------------------- semantic checks
 
 
+def _validate_location(m: ModelConfig, p: str, errors: list[str], check_paths: bool) -> None:
+    """path (a directory, a file or a list of files), hub_id (one or several) and format agree."""
+    paths = m.path if isinstance(m.path, tuple) else (m.path,) if m.path is not None else ()
+    if isinstance(m.path, tuple) and not m.path:
+        errors.append(f"{p}.path: expected a directory, a file or a non-empty list of files")
+    for i, f in enumerate(paths):
+        where = f"{p}.path[{i}]" if isinstance(m.path, tuple) else f"{p}.path"
+        if not isinstance(f, str) or not f:
+            continue
+        local = Path(os.path.expanduser(f))
+        if isinstance(m.path, tuple) or m.format in ("single_file", "gguf"):
+            if not f.endswith((".safetensors", ".gguf")):
+                errors.append(f"{where}: expected a .safetensors or .gguf file, got {f!r}")
+            elif check_paths and not local.is_file():
+                errors.append(f"{where}: no such file: {f}")
+        elif m.format in ("diffusers", "official"):
+            if check_paths and not local.is_dir():
+                errors.append(f"{where}: no such directory: {f}")
+        elif check_paths and not (local.is_dir() or local.is_file()):
+            errors.append(f"{where}: no such directory or file: {f}")
+    if isinstance(m.path, tuple) and m.format in ("diffusers", "official"):
+        errors.append(f"{p}.format: {m.format} is a directory form; a list of files is single_file or gguf")
+    if m.base is not None and check_paths and not (Path(os.path.expanduser(m.base)) / "model_index.json").is_file():
+        errors.append(f"{p}.base: not a diffusers-format directory (no model_index.json): {m.base}")
+    hubs = m.hub_id if isinstance(m.hub_id, tuple) else (m.hub_id,) if m.hub_id is not None else ()
+    for i, h in enumerate(hubs):
+        where = f"{p}.hub_id[{i}]" if isinstance(m.hub_id, tuple) else f"{p}.hub_id"
+        if not isinstance(h, str) or not re.match(r"^[\w.-]+/[\w.-]+$", h):
+            errors.append(f"{where}: expected 'organisation/name', got {h!r}")
+
+
 def _validate(cfg: Config, raw: Mapping[str, Any], errors: list[str], check_paths: bool) -> None:
     seen: dict[str, int] = {}
     if len(cfg.models) > cfg.exporter.max_models:
@@ -358,10 +402,7 @@ def _validate(cfg: Config, raw: Mapping[str, Any], errors: list[str], check_path
             errors.append(f"{p}.kind: unknown model kind '{m.kind}'{_did_you_mean(m.kind, catalog.CATALOG)}")
         if (m.path is None) == (m.hub_id is None):
             errors.append(f"{p}: exactly one of path or hub_id is required")
-        if m.path is not None and check_paths and not Path(os.path.expanduser(m.path)).is_dir():
-            errors.append(f"{p}.path: no such directory: {m.path}")
-        if m.hub_id is not None and not re.match(r"^[\w.-]+/[\w.-]+$", m.hub_id):
-            errors.append(f"{p}.hub_id: expected 'organisation/name', got {m.hub_id!r}")
+        _validate_location(m, p, errors, check_paths)
         if not re.match(r"^(cpu|cuda(:\d+)?)$", m.device):
             errors.append(f"{p}.device: expected cpu, cuda or cuda:N, got {m.device!r}")
         if m.device == "cpu" and m.offload != "none":

@@ -1,13 +1,17 @@
 """Find a hub model in the local Hugging Face cache, never downloading it.
 
-The cache layout is ``models--{org}--{name}/snapshots/{commit}`` with ``refs/{revision}``
-holding the commit hash; blobs are named by their sha256, which the hash check reuses.
+The cache is located the way ``huggingface_hub`` itself does (its ``constants.HF_HUB_CACHE``
+follows ``HF_HUB_CACHE``, ``HUGGINGFACE_HUB_CACHE``, ``HF_HOME`` and ``XDG_CACHE_HOME``).
+The layout is ``models--{org}--{name}/snapshots/{commit}`` with ``refs/{revision}`` holding
+the commit hash; blobs are named by their sha256, which the hash check reuses.
 """
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
+
+from .scan.references import blob_sha256
 
 
 def cache_root(override: str | None = None) -> Path:
@@ -39,18 +43,4 @@ def resolve(hub_id: str, revision: str = "main", cache: str | None = None) -> Pa
     return snap if snap.is_dir() else None
 
 
-def blob_sha256(path: Path) -> str | None:
-    """The sha256 the cache recorded for a snapshot file (its blob's name), if this is one.
-
-    Only 64-hex blob names are LFS sha256 digests; small git-tracked files use a sha1.
-    """
-    try:
-        if not path.is_symlink():
-            return None
-        target = Path(os.path.realpath(path))
-    except OSError:
-        return None
-    name = target.name
-    if target.parent.name == "blobs" and len(name) == 64 and all(c in "0123456789abcdef" for c in name):
-        return name
-    return None
+__all__ = ["blob_sha256", "cache_root", "repo_dir", "resolve"]

@@ -10,6 +10,7 @@ from .. import catalog, checkpoint
 from ..config import ConfigError
 from ..pollers import resolve_model_dir
 from .efficiency import Efficiency, compute
+from .forms import form_of, skip_reason
 from .runner import run_once
 
 
@@ -71,6 +72,13 @@ def cmd_bench(args) -> int:
     model_dir = resolve_model_dir(m, cfg)
     if model_dir is None:
         print(f"model {m.name!r}: files not found (path or local Hugging Face cache)", file=sys.stderr)
+        return 1
+    if skip_reason(model_dir, m) == "unsupported_format":
+        from .single_file import why_not
+
+        why = why_not(m, model_dir, form_of(model_dir, m.format) or "") if m.format != "official" else None
+        print(f"model {m.name!r}: its checkpoint form cannot be benchmarked here (unsupported_format)"
+              + (f": {why}" if why else "; see the README's checkpoint forms"), file=sys.stderr)
         return 1
     print(f"benchmark {m.name} / {profile} on {m.device} ...", file=sys.stderr, flush=True)
     result, versions = run_once(cfg, m, profile, model_dir, on_progress=None if args.json else _progress)

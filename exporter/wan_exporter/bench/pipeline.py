@@ -51,7 +51,7 @@ def _dtype_map(torch: Any, dtype: Any) -> dict[str, Any]:
     return {"default": dtype, **{name: torch.float32 for name in FP32_COMPONENTS}}
 
 
-def _preload_fp32_pinned(model_dir: Path, dtype: Any) -> dict[str, Any]:
+def _preload_fp32_pinned(model_dir: Path, dtype: Any, skip: Any = ()) -> dict[str, Any]:
     """Load diffusers models that pin modules to fp32 without ``accelerate``.
 
     diffusers 0.42 refuses ``from_pretrained`` for such models (WanTransformer3DModel keeps
@@ -65,7 +65,7 @@ def _preload_fp32_pinned(model_dir: Path, dtype: Any) -> dict[str, Any]:
     index = json.loads((model_dir / "model_index.json").read_text(encoding="utf-8"))
     out: dict[str, Any] = {}
     for name, spec in index.items():
-        if name.startswith("_") or not isinstance(spec, list) or spec[0] != "diffusers":
+        if name.startswith("_") or not isinstance(spec, list) or spec[0] != "diffusers" or name in skip:
             continue
         cls = getattr(diffusers, spec[1], None)
         keep = getattr(cls, "_keep_in_fp32_modules", None)
@@ -98,8 +98,14 @@ def pipeline_class(name: str) -> Any:
 
 
 def load_pipeline(req: dict[str, Any], model_dir: Path | None = None) -> Any:
-    """Load ``req["model_dir"]`` (or ``model_dir``) with the real ``from_pretrained``, offline."""
+    """Load ``req["model_dir"]`` (or ``model_dir``) with the real ``from_pretrained``, offline.
+
+    With ``req["transformer_files"]`` the denoisers come from those single-file or GGUF
+    checkpoints (:mod:`.single_file`) and the rest of the pipeline from ``model_dir``.
+    """
     import torch
+
+    from .single_file import load_transformers
     from diffusers.utils import is_accelerate_available
     from diffusers.utils.logging import disable_progress_bar
 
@@ -111,8 +117,10 @@ def load_pipeline(req: dict[str, Any], model_dir: Path | None = None) -> Any:
     model_dir = Path(req["model_dir"]) if model_dir is None else model_dir
     dtype = torch_dtype(torch, req["dtype"])
     kwargs: dict[str, Any] = {"dtype": _dtype_map(torch, dtype), "local_files_only": True}
+    given = load_transformers(req, dtype)  # denoisers from single-file or GGUF checkpoints, if any
     if not is_accelerate_available() and (model_dir / "model_index.json").is_file():
-        kwargs.update(_preload_fp32_pinned(model_dir, dtype))
+        kwargs.update(_preload_fp32_pinned(model_dir, dtype, skip=given))
+    kwargs.update(given)
     pipe = cls.from_pretrained(str(model_dir), **kwargs)
     pipe.set_progress_bar_config(disable=True)
     return pipe

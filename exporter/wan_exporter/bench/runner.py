@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import Callable
 
 from .. import catalog
-from . import faults
+from . import faults, single_file
+from .forms import form_of
 from ..childproc import ChildOutcome, WarmWorker, run_in_child
 from ..config import Config, ModelConfig, Profile
 from ..contract.labels import FAILURE_REASONS
@@ -47,6 +48,8 @@ def build_request(m: ModelConfig, profile: Profile, model_dir: Path, output_path
         "output_path": output_path,
         "fps": entry.fps_default,
         "repeat_for_reproducibility": False,
+        # single-file and GGUF denoisers around a diffusers base (replaces model_dir)
+        **single_file.request_fields(m, model_dir, form_of(model_dir, m.format) if m.format != "diffusers" else None),
     }
 
 

@@ -18,6 +18,7 @@ from .. import gpuid
 from ..childproc import WarmWorker
 from ..config import Config, ModelConfig, state_dir
 from ..pollers import resolve_model_dir
+from .forms import skip_reason
 from ..scheduler import Jobs
 from ..state import BenchmarkAggregate, BenchmarkResult, Snapshot, Store, frozen_map
 from . import aggregate
@@ -128,7 +129,7 @@ class BenchmarkSubsystem:
         with self._device_locks[gpuid.device_key(m.device)]:
             snap = self.store.snapshot
             model_dir = resolve_model_dir(m, cfg)
-            reason = "model_missing" if model_dir is None else courtesy_skip(snap, cfg, m.device)
+            reason = skip_reason(model_dir, m) or courtesy_skip(snap, cfg, m.device)
             if reason is not None:
                 log.info("benchmark %s/%s skipped: %s", m.name, profile_name, reason)
                 self._update(m.name, profile_name, lambda a: aggregate.skip(a, reason))

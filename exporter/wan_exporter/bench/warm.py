@@ -14,8 +14,8 @@ _WARM: dict[tuple, tuple[Any, bool]] = {}
 
 
 def key(req: dict[str, Any]) -> tuple:
-    return (req["model_dir"], req["pipeline"], req["device"], req["dtype"], req["offload"], bool(req["vae_tiling"]),
-            bool(req["image"]))
+    return (req["model_dir"], tuple(sorted((req.get("transformer_files") or {}).items())), req["pipeline"],
+            req["device"], req["dtype"], req["offload"], bool(req["vae_tiling"]), bool(req["image"]))
 
 
 def take(k: tuple | None) -> tuple[Any, bool] | None:

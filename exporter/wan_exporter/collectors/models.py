@@ -9,7 +9,7 @@ from prometheus_client.core import Metric
 from .. import catalog, gpuid
 from ..config import Config
 from ..state import Snapshot
-from ..contract import models
+from ..contract import checkpoint, models
 from ._families import bool_value, new
 
 
@@ -33,9 +33,9 @@ class ModelCapabilities:
         boundary = new(models.BOUNDARY_RATIO)
         vram_min = new(models.VRAM_MIN_BYTES)
         size_mult = new(models.SIZE_MULTIPLE)
-        ck_params = new(models.CHECKPOINT_PARAMETERS)
-        ck_experts = new(models.CHECKPOINT_EXPERTS)
-        ck_dtype = new(models.CHECKPOINT_DTYPE)
+        ck_params = new(checkpoint.CHECKPOINT_PARAMETERS)
+        ck_experts = new(checkpoint.CHECKPOINT_EXPERTS)
+        ck_dtype = new(checkpoint.CHECKPOINT_DTYPE)
         m_cfg = new(models.CONFIG_INFO)
         ck_boundary = new(models.CHECKPOINT_BOUNDARY_RATIO)
 

@@ -74,18 +74,6 @@ SIZE_MULTIPLE = Family(
     "wan_model_size_multiple", "gauge",
     "Width and height must be multiples of this.",
     labels=("model",), source=SOURCE)
-CHECKPOINT_PARAMETERS = Family(
-    "wan_model_checkpoint_parameters", "gauge",
-    "Denoiser parameters counted from the checkpoint's safetensors headers.",
-    labels=("model",), source=SOURCE)
-CHECKPOINT_EXPERTS = Family(
-    "wan_model_checkpoint_experts", "gauge",
-    "Denoising experts found in the checkpoint's model_index.json.",
-    labels=("model",), source=SOURCE)
-CHECKPOINT_DTYPE = Family(
-    "wan_model_checkpoint_dtype", "gauge",
-    "1 for each tensor dtype stored in the checkpoint.",
-    labels=("model", "dtype"), source=SOURCE)
 CHECKPOINT_BOUNDARY_RATIO = Family(
     "wan_model_checkpoint_boundary_ratio", "gauge",
     "boundary_ratio recorded in the checkpoint's model_index.json.",
@@ -109,8 +97,5 @@ FAMILIES: tuple[Family, ...] = (
     BOUNDARY_RATIO,
     VRAM_MIN_BYTES,
     SIZE_MULTIPLE,
-    CHECKPOINT_PARAMETERS,
-    CHECKPOINT_EXPERTS,
-    CHECKPOINT_DTYPE,
     CHECKPOINT_BOUNDARY_RATIO,
 )
