@@ -39,8 +39,11 @@ RUN pip install --index-url "${TORCH_INDEX_URL}" "torch==${TORCH_VERSION}"
 
 WORKDIR /src
 COPY deploy/docker/constraints.txt /tmp/constraints.txt
-COPY pyproject.toml README.md ./
+COPY pyproject.toml setup.py MANIFEST.in README.md ./
 COPY exporter/ exporter/
+# The rules, Alertmanager config and dashboards ship inside the package (`wan-exporter assets`).
+COPY alerting/ alerting/
+COPY grafana/ grafana/
 # accelerate: diffusers' low-memory loading and model/group CPU offload need it on a GPU.
 # Versions come from the constraints file (the ones the test suite runs against).
 # hadolint ignore=DL3013

@@ -32,6 +32,9 @@ from wan_exporter.contract import gpu as G  # noqa: E402
 from wan_exporter.contract import health as H  # noqa: E402
 from wan_exporter.contract import labels  # noqa: E402
 from wan_exporter.contract import rules as R  # noqa: E402
+
+import traffic_rules  # noqa: E402 - alerting/traffic_rules.py, after the contract is importable
+
 THRESHOLDS = HERE / "thresholds.yml"
 RULES_DIR = HERE / "rules"
 RECORDING_FILE = "wan-recording.rules.yml"
@@ -61,6 +64,7 @@ DASHBOARDS = {
     "overview": "/d/wan-overview/wan-overview?var-instance={{ $labels.instance | urlquery }}",
     "comparison": "/d/wan-comparison/wan-comparison",
     "fleet": "/d/wan-fleet/wan-fleet",
+    "traffic": traffic_rules.DASHBOARD,
 }
 
 
@@ -265,6 +269,7 @@ def recording_groups(s: dict) -> list[dict]:
         {"name": "wan-benchmark.rules", "rules": bench},
         {"name": "wan-gpu.rules", "rules": gpu},
         {"name": "wan-health.rules", "rules": health},
+        *traffic_rules.recording_groups(s, rec),
     ]
 
 
@@ -398,8 +403,13 @@ def alert_groups(s: dict) -> list[dict]:
               unless on ({INST}) wan_gpu_devices{{{sel}}}
               and on ({INST}) up{{{sel}}} == 1
             )
+            or
+            wan_gpu_lost{{{sel}}} == 1
         """, "critical", "A GPU is no longer visible.",
-              f"NVML on {I} sees {count} GPU(s), fewer than it saw during the last 24 hours.", "overview", value=count),
+              # One GPU reported lost is named alone; a drop in the count (or NVML gone) is the instance's.
+              f"{{{{ if $labels.gpu }}}}NVML on {I} reports GPU {G} lost (fallen off the bus); the other GPUs "
+              f"are still read.{{{{ else }}}}NVML on {I} sees {count} GPU(s), fewer than it saw during the last "
+              "24 hours.{{ end }}", "overview", value=count),
     ]
 
     ignored = "|".join(t["collector_ignored_reasons"])
@@ -433,6 +443,7 @@ def alert_groups(s: dict) -> list[dict]:
         {"name": "wan-benchmarks", "rules": benchmarks},
         {"name": "wan-gpus", "rules": gpus},
         {"name": "wan-exporter", "rules": exporter},
+        *traffic_rules.alert_groups(s, alert),
         {"name": "wan-meta", "rules": meta},
     ]
 

@@ -28,6 +28,7 @@ ITEMS = {
     "1s": ("item_slow_clients", "Scrapes while slow clients hold connections"),
     "2": ("item_footprint", "Footprint"),
     "3": ("item_overhead", "Instrumentation overhead"),
+    "T": ("item_traffic", "Traffic instrumentation overhead"),
     "4": ("item_hashing", "Integrity hashing and cheap checks"),
     "5": ("item_detection", "Detection latency"),
     "6": ("item_startup", "Startup"),
@@ -53,7 +54,7 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--exporter-src", type=Path, default=None,
                    help="an exporter/ source tree to measure instead of this checkout's (e.g. with a proposed patch)")
     r.add_argument("--no-profile", action="store_true", help="no py-spy sampling in item P")
-    r.add_argument("--devices", default="cpu", help="devices for item 3, comma-separated (e.g. cpu,cuda:0)")
+    r.add_argument("--devices", default="cpu", help="devices for items 3 and T, comma-separated (e.g. cpu,cuda:0)")
     r.add_argument("--pairs", type=int, default=None, help="item 3: runner/direct pairs per size (default 7 CPU, 5 GPU)")
     r.add_argument("--keep", action="store_true", help="keep the scratch folder")
     r.add_argument("--label", default="", help="what this run is, shown when merged into another's report "

@@ -3,8 +3,8 @@
 ``python3 -m benchmarks.direct_generation REQUEST.json`` prints one JSON line (two generations:
 the first and a warm one); with ``--serve`` it stays up and generates once per ``gen`` line on
 stdin, answering one JSON line each. The pipeline is
-loaded exactly as the benchmark child loads it (:func:`wan_exporter.bench.child.load_pipeline`
-and :func:`~wan_exporter.bench.child.place`: same weights, dtypes and device; loading is
+loaded exactly as the benchmark child loads it (:func:`wan_exporter.bench.pipeline.load_pipeline`
+and :func:`~wan_exporter.bench.pipeline.place`: same weights, dtypes and device; loading is
 outside both measured figures), then ``pipe(...)`` is called with the child's inputs
 (prompt, size, frames, steps, guidance, seed, ``output_type="np"``) and nothing else: no
 wrapped methods, no step callback, no progress messages. Each call is timed with
@@ -22,10 +22,11 @@ def main(argv: list[str]) -> int:
     t_start = time.perf_counter()
     serve = "--serve" in argv
     request = json.loads(open([a for a in argv if a != "--serve"][0]).read())
-    from wan_exporter.bench import child, sanity
+    from wan_exporter.bench import pipeline, sanity
+    from wan_exporter.bench.request import normalise_request
 
-    child._offline_env()
-    req = child.normalise_request(request)
+    pipeline.offline_env()
+    req = normalise_request(request)
     t0 = time.perf_counter()
     import torch
 
@@ -37,8 +38,8 @@ def main(argv: list[str]) -> int:
             torch.cuda.synchronize(device)
 
     t0 = time.perf_counter()
-    pipe = child.load_pipeline(req)
-    child.place(pipe, req)
+    pipe = pipeline.load_pipeline(req)
+    pipeline.place(pipe, req)
     sync()
     load_s = time.perf_counter() - t0
 

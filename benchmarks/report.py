@@ -14,6 +14,8 @@ from typing import Any
 from .common import REPO, ItemResult, Row, Table
 
 ANALYSIS = Path(__file__).resolve().parent / "analysis.md"
+# The full-size GPU run (scripts/gpu_fullsize.py), written up by hand: not an item of this suite.
+FULLSIZE = Path(__file__).resolve().parent / "fullsize.md"
 
 HEADLINES = {
     # item -> figure-name prefixes that make the summary table
@@ -204,8 +206,9 @@ def render(doc: dict, merged: list[dict] | None = None, rerender: str = "python3
         lines += [f"## Separate run: {_label(extra)}", "", "```sh", extra.get("command", ""), "```", ""]
         lines += _machine(m) + [""]
         lines += _sections(_items(extra), "###")
-    if ANALYSIS.exists():
-        lines += [ANALYSIS.read_text().rstrip(), ""]
+    for part in (ANALYSIS, FULLSIZE):
+        if part.exists():
+            lines += [part.read_text().rstrip(), ""]
     return "\n".join(lines)
 
 

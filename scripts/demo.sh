@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Set up and run the exporter on its tiny-model demo (CPU): metrics at http://localhost:9834/metrics
+# Set up and run the exporter on its tiny-model demo (CPU): status page at http://localhost:9834/,
+# metrics at http://localhost:9834/metrics
 # Usage: bash scripts/demo.sh [wan-exporter flags...]
 set -euo pipefail
 cd "$(dirname "$0")/.."

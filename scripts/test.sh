@@ -8,20 +8,24 @@ SUDO=""
 if [ "$(id -u)" -ne 0 ] && command -v sudo >/dev/null; then SUDO="sudo"; fi
 
 need_apt=""
-for bin in promtool prometheus prometheus-alertmanager amtool faketime; do
+# curl: the TLS end-to-end tests talk to the exporter with it, as an operator would.
+# chromium: the status page's browser test.
+for bin in promtool prometheus prometheus-alertmanager amtool faketime curl chromium; do
   command -v "$bin" >/dev/null || need_apt=1
 done
 if [ -n "$need_apt" ]; then
-  echo "==> installing Prometheus and Alertmanager (Debian packages)"
+  echo "==> installing Prometheus, Alertmanager, faketime, curl and Chromium (Debian packages)"
   $SUDO apt-get update -q
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends prometheus prometheus-alertmanager faketime
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends \
+    prometheus prometheus-alertmanager faketime curl chromium
 fi
 
 PY="${PYTHON:-python3}"
 echo "==> installing Python dependencies"
 # The CPU build of torch first, so the ranges below do not pull several GB of CUDA wheels.
 "$PY" -m pip install -q torch==2.13.0
-"$PY" -m pip install -q -e '.[test]'
+# The tested versions (README "Tested versions"), pinned in constraints.txt.
+"$PY" -m pip install -q -c constraints.txt -e '.[test]'
 
 echo "==> running the test suite"
 exec "$PY" -m pytest "$@"

@@ -175,10 +175,13 @@ INHIBITION_CASES = [
     (_alert("WanBenchmarkOOM", "warning", instance="i2:9834", model="m1", profile="480p", reason="oom"), True),
     (_alert("WanGpuThrottling", "warning", instance="i2:9834", gpu="0", reason="hw_slowdown"), False),
     (_alert("WanModelHealthCritical", "critical", instance="i3:9834", model="m1", status="critical"), False),
-    # A lost GPU inhibits the model alerts of its instance.
+    # GPUs gone from NVML (the count dropped, or NVML stopped answering) inhibit the model alerts of the instance.
     (_alert("WanGpuLost", "critical", instance="i4:9834"), False),
     (_alert("WanOutputInvalid", "critical", instance="i4:9834", model="m1", profile="480p"), True),
     (_alert("WanGenerationSlow", "warning", instance="i4:9834", model="m2", profile="480p"), True),
+    # One GPU of several reported lost inhibits nothing: the models on the other GPUs still page.
+    (_alert("WanGpuLost", "critical", instance="i5:9834", gpu="1"), False),
+    (_alert("WanBenchmarkFailing", "critical", instance="i5:9834", model="m1", profile="480p"), False),
 ]
 
 

@@ -4,7 +4,7 @@ The real exporter (a tiny Wan model on the CPU), the real Prometheus loading the
 (a test variant rendered by alerting/generate.py with every ``for:`` at 0s), the real
 Alertmanager with the committed config (webhooks pointed at a loopback receiver, timers
 shortened), all on loopback with 1 s intervals. Faults are real: a truncated weight file,
-and the benchmark runner's fault switch set by a config reload.
+and the benchmark fault hook (a test-only file the exporter reads) switched before a reload.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ import pytest
 from support.alerting_procs import (ALERTMANAGER, AMTOOL, PROMETHEUS, AlertmanagerProcess, PrometheusProcess,
                                     WebhookReceiver, alertmanager_test_config, binary, prometheus_test_config,
                                     render_rules, wait_until)
+from support.faults_procs import FAULTS_ENV, set_faults
 from support.procs import ExporterProcess, exporter_env
 
 pytestmark = [
@@ -35,10 +36,10 @@ PROFILE = "tiny"
 SHARD = Path("transformer") / "diffusion_pytorch_model.safetensors"
 
 
-def exporter_config(model_dir: Path, state_dir: Path, fault: str = "none") -> str:
+def exporter_config(model_dir: Path, state_dir: Path) -> str:
     return f"""\
 models:
-  - {{name: {MODEL}, kind: {KIND}, path: '{model_dir}', device: cpu, dtype: float32, profiles: [{PROFILE}], fault: {fault}}}
+  - {{name: {MODEL}, kind: {KIND}, path: '{model_dir}', device: cpu, dtype: float32, profiles: [{PROFILE}]}}
 profiles:
   {PROFILE}: {{width: 32, height: 32, frames: 9, steps: 2, timeout: 2m}}
 schedules:
@@ -59,6 +60,7 @@ class Stack:
         self.root = root
         self.model_dir = root / "models" / KIND
         self.config = root / "wan-exporter.yml"
+        self.faults = root / "faults.json"  # the benchmark fault hook the tests switch (never the config)
         self.webhook = WebhookReceiver()
         self.exporter: ExporterProcess | None = None
         self.am: AlertmanagerProcess | None = None
@@ -71,10 +73,12 @@ class Stack:
         assert r.returncode == 0, r.stderr[-3000:]
         assert (self.model_dir / SHARD).is_file()
         self.write_config("none")
+        env = {FAULTS_ENV: str(self.faults)}
         self.webhook.start()
         am_cfg = alertmanager_test_config(self.root / "alertmanager.yml", self.webhook.url())
         self.am = AlertmanagerProcess(am_cfg, self.root / "am").start()
-        self.exporter = ExporterProcess([f"--config.file={self.config}"], log_path=self.root / "exporter.log").start()
+        self.exporter = ExporterProcess([f"--config.file={self.config}"], env=env,
+                                        log_path=self.root / "exporter.log").start()
         rules = render_rules(self.root / "rules", for_all="0s")
         prom_cfg = prometheus_test_config(self.root / "prometheus" / "prometheus.yml",
                                           targets=[f"127.0.0.1:{self.exporter.port}"], rules_dir=rules,
@@ -94,8 +98,9 @@ class Stack:
         return f"127.0.0.1:{self.exporter.port}"
 
     def write_config(self, fault: str) -> None:
+        set_faults(self.faults, {MODEL: fault} if fault != "none" else {})
         tmp = self.config.with_suffix(".tmp")
-        tmp.write_text(exporter_config(self.model_dir, self.root / "state", fault))
+        tmp.write_text(exporter_config(self.model_dir, self.root / "state"))
         os.replace(tmp, self.config)
 
     def reload_exporter(self, fault: str) -> None:

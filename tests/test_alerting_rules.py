@@ -20,7 +20,9 @@ RUNBOOKS = ALERTING / "runbooks.md"
 EXPORTER_SRC = ALERTING.parent / "exporter" / "wan_exporter"
 
 SETTINGS = yaml.safe_load((ALERTING / "thresholds.yml").read_text())
-DASHBOARD_UIDS = ("wan-overview", "wan-model-detail", "wan-comparison", "wan-fleet")
+DASHBOARD_UIDS = ("wan-overview", "wan-model-detail", "wan-comparison", "wan-fleet", "wan-traffic")
+# SLO alerts are a service's (job), summed over its replicas: they name the job, not an instance.
+SERVICE_ALERTS = ("WanTrafficErrorBudgetBurn", "WanTrafficLatencyBudgetBurn")
 
 needs_promtool = pytest.mark.skipif(binary(PROMTOOL) is None, reason="promtool not installed (Debian package prometheus)")
 
@@ -125,7 +127,9 @@ def test_every_alert_is_well_formed(rule):
     assert "{{" not in ann["summary"], f"{name}: summary must be static"
     if name != "Watchdog":  # nothing to name: it is about the pipeline, not a model or a host
         assert "{{" in ann["description"], f"{name}: description must be templated"
-    if name not in ("Watchdog", "WanExporterAbsent"):
+    if name in SERVICE_ALERTS:
+        assert "$labels.job" in ann["description"], f"{name}: description must name the service's job"
+    elif name not in ("Watchdog", "WanExporterAbsent"):
         assert "$labels.instance" in ann["description"], f"{name}: description must name the instance"
     if "model" in rule["expr"] or "instance_model" in rule["expr"]:
         assert "$labels.model" in ann["description"], f"{name}: description must name the model"
@@ -134,6 +138,8 @@ def test_every_alert_is_well_formed(rule):
     assert ann["runbook_url"] == f'{SETTINGS["runbook_base"]}#{name.lower()}'
     m = re.match(re.escape(SETTINGS["grafana_url"].rstrip("/")) + r"/d/([a-z-]+)/", ann["dashboard_url"])
     assert m and m.group(1) in DASHBOARD_UIDS, ann["dashboard_url"]
+    if "wan-traffic" in ann["dashboard_url"]:
+        assert "var-model=" in ann["dashboard_url"] and "var-job=" in ann["dashboard_url"]
     if "wan-model-detail" in ann["dashboard_url"]:
         assert "var-model=" in ann["dashboard_url"] and "var-instance=" in ann["dashboard_url"]
 
@@ -144,7 +150,7 @@ def test_the_required_alerts_exist():
         "WanBenchmarkFailing", "WanBenchmarkStale", "WanGenerationSlow", "WanOutputInvalid", "WanBenchmarkOOM",
         "WanGpuMemoryHeadroomLow", "WanGpuHot", "WanGpuThrottling", "WanGpuXidErrors", "WanGpuEccErrors",
         "WanGpuLost", "WanExporterDown", "WanExporterAbsent", "WanCollectorFailing", "WanConfigReloadFailed",
-        "Watchdog",
+        "WanTrafficErrorBudgetBurn", "WanTrafficLatencyBudgetBurn", "Watchdog",
     }
     assert required <= set(ALERT_NAMES), required - set(ALERT_NAMES)
     assert set(SETTINGS["for"]) == set(ALERT_NAMES), "thresholds.yml must hold the for: of every alert"
@@ -253,3 +259,12 @@ def test_every_recording_rule_has_a_promql_expr_test():
                 tested[name] = tested.get(name, False) or bool(case.get("exp_samples"))
     untested = [r["record"] for r in RECORDING_RULES if not tested.get(r["record"])]
     assert not untested, f"recording rules without a promql_expr_test with samples: {untested}"
+
+
+def test_latency_objective_threshold_is_a_duration_bucket_bound():
+    """The latency SLI reads one bucket (``le``): a threshold between bounds would read nothing."""
+    from wan_exporter.contract import traffic
+
+    bounds = traffic.BUCKETS[traffic.REQUEST_DURATION_SECONDS.name]
+    assert float(SETTINGS["slo"]["latency_threshold_seconds"]) in bounds
+    assert f'le="{float(SETTINGS["slo"]["latency_threshold_seconds"])!r}"' in RECORDING.read_text()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import os
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,8 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 from wan_exporter import tiny  # noqa: E402
 from wan_exporter.bench import sanity  # noqa: E402
-from wan_exporter.bench.child import child_main, classify, conditioning_image, load_check, run_benchmark  # noqa: E402
+from wan_exporter.bench.child import child_main, classify, conditioning_image, run_benchmark  # noqa: E402
+from wan_exporter.health.loadcheck import load_check  # noqa: E402
 
 PIPELINES = {
     "tiny-wan2.2-t2v-a14b": "WanPipeline",
@@ -169,11 +171,42 @@ def test_fault_is_classified_through_the_real_path(models: dict[str, Path], faul
     assert r["detail"]
     if fault == "nan":
         assert r["sanity"]["finite"] is False and r["sanity"]["shape"] is True
+    if fault == "oom" and sys.platform == "linux":
+        # A real allocation failure under a real address-space cap, not a raised exception.
+        assert "DefaultCPUAllocator: can't allocate memory" in r["detail"], r["detail"]
     if fault == "load_failed":
         assert "load" not in r["phases"]
     else:
         assert r["phases"]["load"] > 0
     assert r["peak_memory_kind"] == "rss"
+
+
+def test_memory_cap_of_the_oom_fault_is_lifted_after_the_run(models: dict[str, Path]) -> None:
+    import resource
+
+    before = resource.getrlimit(resource.RLIMIT_AS)
+    assert run_benchmark(request(models, "tiny-wan2.1-t2v", fault="oom"))["reason"] == "oom"
+    assert resource.getrlimit(resource.RLIMIT_AS) == before
+    assert run_benchmark(request(models, "tiny-wan2.1-t2v"))["success"]  # the process still generates
+
+
+def test_faults_come_only_from_the_test_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from wan_exporter.bench import faults
+    from wan_exporter.config import ConfigError, parse_config
+
+    with pytest.raises(ConfigError) as err:
+        parse_config("models:\n  - {name: m, kind: t2v-a14b, path: /m, fault: oom}\n")
+    assert "models[0].fault: unknown key" in str(err.value)
+    monkeypatch.delenv(faults.ENV, raising=False)
+    assert faults.from_environment("m") == "none"
+    table = tmp_path / "faults.json"
+    monkeypatch.setenv(faults.ENV, str(table))
+    assert faults.from_environment("m") == "none"  # named but not written yet: no fault
+    table.write_text('{"m": "oom"}')
+    assert (faults.from_environment("m"), faults.from_environment("other")) == ("oom", "none")
+    table.write_text('{"m": "meltdown"}')
+    with pytest.raises(ValueError, match="unknown fault"):
+        faults.from_environment("m")
 
 
 def test_cuda_requested_without_cuda_is_a_cuda_error(models: dict[str, Path]) -> None:
@@ -190,7 +223,34 @@ def test_classify_messages() -> None:
     assert classify(RuntimeError("CUDA out of memory. Tried to allocate 2 GiB"), "generate") == "oom"
     assert classify(RuntimeError("CUDA error: device-side assert triggered"), "generate") == "cuda_error"
     assert classify(OSError("no such file"), "load") == "load_failed"
-    assert classify(ValueError("boom"), "generate") == "crash"
+    assert classify(ValueError("boom"), "generate") == "unknown"  # the process lives: not a crash
+
+
+def test_unknown_failure_reasons_are_published_as_unknown_not_crash() -> None:
+    from wan_exporter.bench import runner
+    from wan_exporter.childproc import ChildOutcome
+
+    assert runner.classify(ChildOutcome(result={"success": False, "reason": "gremlins"}))[0] == "unknown"
+    assert runner.classify(ChildOutcome(result={"success": False}))[0] == "unknown"
+    assert runner.classify(ChildOutcome(result={"success": False, "reason": "oom"}))[0] == "oom"
+    assert runner.classify(ChildOutcome(exitcode=-9))[0] == "crash"  # the child died: that is a crash
+    assert runner.classify(ChildOutcome(exitcode=1))[0] == "crash"
+
+
+def test_a_success_without_a_duration_never_enters_the_histogram() -> None:
+    from wan_exporter.bench import aggregate
+    from wan_exporter.state import BenchmarkAggregate, BenchmarkResult
+
+    buckets = (1.0, 10.0)
+    ok = BenchmarkResult(model="m", profile="p", success=True, started_at=0.0, finished_at=1.0, duration_seconds=5.0)
+    agg = aggregate.fold(BenchmarkAggregate(), ok, buckets, window=5)
+    unmeasured = BenchmarkResult(model="m", profile="p", success=True, started_at=2.0, finished_at=3.0)
+    agg = aggregate.fold(agg, unmeasured, buckets, window=5)
+    assert agg.bucket_counts == (0, 1, 0) and (agg.duration_count, agg.duration_sum) == (1, 5.0)
+    assert agg.recent_durations == (5.0,)
+    assert agg.runs == 2 and agg.last_success is unmeasured and agg.consecutive_failures == 0
+    failed = BenchmarkResult(model="m", profile="p", success=False, started_at=4.0, finished_at=5.0)
+    assert aggregate.fold(agg, failed, buckets, window=5).failures == {"unknown": 1}
 
 
 # --------------------------------------------------------------------------- load check
@@ -240,7 +300,7 @@ def test_load_check_finds_missing_ftfy_before_a_benchmark_would(models: dict[str
     assert [i["kind"] for i in r["issues"]] == ["version_skew"] and "ftfy" in r["issues"][0]["detail"]
     assert load_check({"model_dir": str(models["tiny-wan2.1-t2v"])})["success"]  # WanPipeline guards ftfy
     b = run_benchmark(request(models, "tiny-wan2.1-i2v"))
-    assert (b["success"], b["reason"]) == (False, "crash") and "ftfy" in b["detail"]
+    assert (b["success"], b["reason"]) == (False, "unknown") and "ftfy" in b["detail"]
 
 
 # --------------------------------------------------------------------------- spawned child

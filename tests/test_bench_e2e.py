@@ -1,7 +1,8 @@
 """Benchmarks end to end: real diffusers pipelines in spawned children, measured and published.
 
 Every tiny pipeline kind runs through the runner's child process; faults are injected
-through the config's fault switch, which the child honours in its real code path.
+through the test-only fault hook ($WAN_EXPORTER_TEST_FAULTS), which the child honours in its
+real code path. The config has no fault switch.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from dataclasses import replace
 import pytest
 from prometheus_client import generate_latest
 
+from support.faults_procs import FAULTS_ENV, set_faults
 from support.procs import ExporterProcess, exporter_env, parse_metrics, sample, samples_named, wait_for, write_nvml_state
 from wan_exporter.app import App
 from wan_exporter.config import parse_config
@@ -39,12 +41,12 @@ def tiny_dir(tmp_path_factory):
 
 
 def config_text(tiny_dir, models: dict, state_dir, extra: str = "", timeout: str = "2m") -> str:
+    """A config for ``{name: (kind, profile[, fault[, device]])}``; faults go to :func:`fault_hook`, not here."""
     lines = ["models:"]
     for name, (kind, profile, *rest) in models.items():
-        fault = rest[0] if rest else "none"
         device = rest[1] if len(rest) > 1 else "cpu"
         lines.append(f"  - {{name: {name}, kind: {kind}, path: '{tiny_dir}/{kind}', device: '{device}', "
-                     f"dtype: float32, profiles: [{profile}], fault: {fault}}}")
+                     f"dtype: float32, profiles: [{profile}]}}")
     lines += [
         "profiles:",
         f"  tiny: {{width: 32, height: 32, frames: 9, steps: 2, timeout: {timeout}}}",
@@ -54,6 +56,13 @@ def config_text(tiny_dir, models: dict, state_dir, extra: str = "", timeout: str
         extra,
     ]
     return "\n".join(lines) + "\n"
+
+
+def fault_hook(tmp_path, models: dict) -> dict[str, str]:
+    """Write the test-only fault file for ``models`` (as for config_text); returns the environment naming it."""
+    path = tmp_path / "faults.json"
+    set_faults(path, {name: rest[0] for name, (_k, _p, *rest) in models.items() if rest and rest[0] != "none"})
+    return {FAULTS_ENV: str(path)}
 
 
 def bench_app(text: str) -> tuple[App, object]:
@@ -80,6 +89,7 @@ def test_every_pipeline_kind_is_measured_and_published(tiny_dir, tmp_path):
     # The same seed again on the same device: the output digest must repeat.
     cfg = app.config()
     assert bench.run_one(cfg, cfg.model("t2v-a14b"), "tiny").success
+    app.checkpoint_poller.poll()  # the transformer configs the FLOPs are computed from
     s = parse_metrics(generate_latest(app.registry).decode())
     assert sample(s, "wan_benchmark_output_reproducible", model="t2v-a14b", profile="tiny") == 1
     assert sample(s, "wan_generation_duration_seconds_count", model="t2v-a14b", profile="tiny") == 2
@@ -106,8 +116,16 @@ def test_every_pipeline_kind_is_measured_and_published(tiny_dir, tmp_path):
         assert sample(s, "wan_benchmark_process_start_seconds", **lv) > 0
         assert sample(s, "wan_benchmark_baseline_seconds", source="recorded", **lv) > 0
         assert sample(s, "wan_benchmark_performance_ratio", **lv) > 0
+        # How far from the limit: FLOPs and real-time factor for every kind; on a CPU no peak to hold them to.
+        tokens = 3 * (1 if kind == "tiny-wan2.2-ti2v-5b" else 2) ** 2  # 9 frames -> 3 latent; 32 px / 32 or 16
+        assert sample(s, "wan_generation_latent_tokens", **lv) == tokens, name
+        assert sample(s, "wan_generation_flops_per_step", **lv) > 0, name
+        assert sample(s, "wan_generation_flops_per_second", **lv) > 0, name
+        assert sample(s, "wan_generation_realtime_factor", **lv) > 0, name
+        assert sample(s, "wan_generation_model_flops_utilization_ratio", **lv) is None
         # Nothing measured it: no energy on CPU, no reproducibility after one run.
         assert sample(s, "wan_generation_energy_joules", **lv) is None
+        assert sample(s, "wan_generation_energy_joules_per_video_second", **lv) is None
         if runs == 1:
             assert sample(s, "wan_benchmark_output_reproducible", **lv) is None
         assert sample(s, "wan_benchmark_failures_total", reason="oom", **lv) == 0
@@ -118,9 +136,11 @@ def test_every_pipeline_kind_is_measured_and_published(tiny_dir, tmp_path):
 # cuda_error and load_failed are classified in-process in test_bench_child.py; here the faults
 # that need a real child: an exception crossing the pipe, NaN weights, and a SIGKILL.
 @pytest.mark.parametrize("fault, reason", [("oom", "oom"), ("nan", "nan_output"), ("crash", "crash")])
-def test_fault_costs_one_failed_run(tiny_dir, tmp_path, fault, reason):
+def test_fault_costs_one_failed_run(tiny_dir, tmp_path, monkeypatch, fault, reason):
     kind, profile = KINDS["t2v-a14b"]
-    app, bench = bench_app(config_text(tiny_dir, {"m": (kind, profile, fault)}, tmp_path / "state"))
+    models = {"m": (kind, profile, fault)}
+    monkeypatch.setenv(FAULTS_ENV, fault_hook(tmp_path, models)[FAULTS_ENV])
+    app, bench = bench_app(config_text(tiny_dir, models, tmp_path / "state"))
     cfg = app.config()
     r = bench.run_one(cfg, cfg.model("m"), profile)
     assert not r.success and r.reason == reason, (r.reason, r.detail)
@@ -157,10 +177,12 @@ def test_busy_gpu_is_skipped_and_counted(tiny_dir, tmp_path, monkeypatch):
 def test_wedged_benchmark_never_blocks_scrape(tiny_dir, tmp_path):
     kind, profile = KINDS["t2v-a14b"]
     cfg = tmp_path / "wan.yaml"
-    cfg.write_text(config_text(tiny_dir, {"m": (kind, profile, "hang")}, tmp_path / "state", timeout="20s",
+    models = {"m": (kind, profile, "hang")}
+    cfg.write_text(config_text(tiny_dir, models, tmp_path / "state", timeout="20s",
                                extra="schedules: {benchmark: {interval: 1h}}"))
     t_start = time.monotonic()
-    with ExporterProcess([f"--config.file={cfg}"], log_path=tmp_path / "exporter.log") as exp:
+    with ExporterProcess([f"--config.file={cfg}"], env=fault_hook(tmp_path, models),
+                         log_path=tmp_path / "exporter.log") as exp:
         worst = 0.0
         deadline = time.monotonic() + 45
         seen_timeout = False
@@ -191,6 +213,9 @@ def test_bench_cli_prints_measured_figures_as_json(tiny_dir, tmp_path):
     assert d["frames"] == 9 and d["width"] == 32 and d["duration_seconds"] > 0
     assert set(d["sanity"]) >= {"finite", "not_black", "not_frozen", "shape"}
     assert d["phases"]["image_encode"] > 0
+    # The figures the exporter publishes, from the checkpoint it read: 9 frames -> 3 latent, 32 px / 32.
+    assert d["efficiency"]["tokens"] == 3 and d["efficiency"]["flops_per_step"] > 0
+    assert d["efficiency"]["realtime_factor"] > 0 and d["efficiency"]["utilization_ratio"] is None
 
 
 def test_keep_warm_reuses_the_loaded_pipeline(tiny_dir, tmp_path):

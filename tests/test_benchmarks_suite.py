@@ -17,6 +17,9 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from benchmarks.item_scrape import FLOOR_GOAL, P99_GOAL_MS  # noqa: E402
 
 pytestmark = pytest.mark.e2e
 
@@ -44,7 +47,10 @@ def test_quick_suite_without_torch(tmp_path: Path) -> None:
     doc = run_suite(tmp_path, "1,2,4,6,7,G", timeout=170)
     rows = {r["figure"]: r for r in doc["items"]["1"]["rows"]}
     p99 = rows["default config, 8 GPUs: p99 latency, as Prometheus scrapes (OpenMetrics, gzip)"]
-    assert p99["value"] > 0 and p99["ref_value"] > 0 and p99["met"] in (True, False)
+    assert p99["value"] > 0 and p99["ref_value"] > 0
+    # The verdict follows from the row's own figures and its goal (a measured row always has one).
+    within_ms = f"<= {P99_GOAL_MS:g} ms" not in p99["goal"] or p99["value"] <= P99_GOAL_MS
+    assert p99["met"] is (p99["value"] <= FLOOR_GOAL * p99["ref_value"] and within_ms), p99
     footprint = {r["figure"]: r for r in doc["items"]["2"]["rows"]}
     assert footprint["torch files mapped into the exporter process"]["value"] == 0
     hashing = doc["items"]["4"]["rows"]

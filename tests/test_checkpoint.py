@@ -250,7 +250,7 @@ def test_missing_shard_without_index(tmp_path: Path) -> None:
     (d / "diffusion_pytorch_model-00002-of-00002.safetensors").unlink()
     facts = derive_facts(tmp_path)
     assert "transformer_2" not in facts.parameters_by_component
-    assert any("1 of 2 shards" in p for p in facts.problems)
+    assert any("shard 2 of 2 missing" in p for p in facts.problems)
 
 
 @pytest.mark.parametrize("index_text", [None, "{not json", "[1, 2]"])
@@ -277,7 +277,7 @@ def test_corrupt_config_and_pickle_weights(tmp_path: Path) -> None:
     facts = derive_facts(tmp_path)
     assert facts.transformer_config == {}
     assert any(p.startswith("transformer/config.json: unreadable") for p in facts.problems)
-    assert any("only .bin weights" in p for p in facts.problems)
+    assert any("only pytorch_model.bin" in p for p in facts.problems)
     assert "text_encoder" not in facts.parameters_by_component
 
 

@@ -145,3 +145,41 @@ def test_non_utf8_file_is_a_clear_error(tmp_path):
     assert "not UTF-8" in exc.value.errors[0]
     r = _check_config(bad)
     assert r.returncode == 1 and "not UTF-8" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_path_may_be_a_file_or_a_list_of_files_with_a_format(tmp_path):
+    a, b = tmp_path / "high.safetensors", tmp_path / "low.gguf"
+    a.write_bytes(b"x")
+    b.write_bytes(b"x")
+    cfg = parse_config(f"""
+models:
+  - {{name: one, kind: wan2.2-ti2v-5b, path: {a}}}
+  - {{name: two, kind: wan2.2-t2v-a14b, path: [{a}, {b}], format: single_file}}
+  - {{name: hub, kind: wan2.2-t2v-a14b, hub_id: [Wan-AI/Wan2.2-T2V-A14B-Diffusers, Wan-AI/Wan2.2-T2V-A14B]}}
+""", check_paths=True)
+    assert cfg.models[0].path == str(a) and cfg.models[0].format == "auto"
+    assert cfg.models[1].path == (str(a), str(b)) and cfg.models[1].format == "single_file"
+    assert cfg.models[2].hub_id == ("Wan-AI/Wan2.2-T2V-A14B-Diffusers", "Wan-AI/Wan2.2-T2V-A14B")
+
+
+def test_bad_paths_formats_and_hub_ids_are_each_reported_with_their_path(tmp_path):
+    errors = errors_of(f"""
+models:
+  - {{name: a, kind: wan2.2-t2v-a14b, path: [{tmp_path}/high.safetensors, {tmp_path}/notes.txt]}}
+  - {{name: b, kind: wan2.2-t2v-a14b, path: [{tmp_path}/x.gguf], format: official}}
+  - {{name: c, kind: wan2.2-t2v-a14b, path: {tmp_path}, format: gguff}}
+  - {{name: d, kind: wan2.2-t2v-a14b, hub_id: [Wan-AI/ok, not a repo]}}
+""", check_paths=True)
+    assert f"models[0].path[0]: no such file: {tmp_path}/high.safetensors" in errors
+    assert any(e.startswith("models[0].path[1]: expected a .safetensors or .gguf file") for e in errors)
+    assert any(e.startswith("models[1].format: official is a directory form") for e in errors)
+    assert any(e.startswith("models[2].format: expected one of auto, diffusers") and "gguf" in e for e in errors)
+    assert any(e.startswith("models[3].hub_id[1]: expected 'organisation/name'") for e in errors)
+
+
+def test_base_must_be_a_diffusers_directory(tmp_path):
+    f = tmp_path / "high.gguf"
+    f.write_bytes(b"x")
+    errors = errors_of(f"models:\n  - {{name: m, kind: wan2.2-t2v-a14b, path: [{f}], base: {tmp_path}}}\n",
+                       check_paths=True)
+    assert errors == [f"models[0].base: not a diffusers-format directory (no model_index.json): {tmp_path}"]

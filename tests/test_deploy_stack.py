@@ -133,7 +133,8 @@ def tiny_dir(tmp_path_factory):
 @needs_prometheus
 @pytest.mark.timeout(240)
 def test_demo_stack_comes_up_and_ctrl_c_stops_every_child(tmp_path, tiny_dir):
-    ports = {"--exporter-port": free_port(), "--prometheus-port": free_port(), "--alertmanager-port": free_port()}
+    ports = {"--exporter-port": free_port(), "--prometheus-port": free_port(), "--alertmanager-port": free_port(),
+             "--serve-port": free_port()}
     argv = [sys.executable, "-m", "wan_exporter.stack", "--demo", "--data-dir", str(tmp_path / "data")]
     for k, v in ports.items():
         argv += [k, str(v)]
@@ -159,6 +160,10 @@ def test_demo_stack_comes_up_and_ctrl_c_stops_every_child(tmp_path, tiny_dir):
 
         [target] = wait_for(exporter_up, 60, interval=0.5, what="Prometheus to report the exporter target up")
         assert target["labels"]["instance"] == f"127.0.0.1:{ports['--exporter-port']}"
+        # The demo's traffic: the example Wan service under its load generator, scraped as wan-serve.
+        served = f'wan_requests_total{{job="wan-serve", instance="127.0.0.1:{ports["--serve-port"]}", outcome="ok"}} > 0'
+        wait_for(lambda: api(prom, "/api/v1/query", query=served)["data"]["result"], 90,
+                 interval=0.5, what="served requests of the demo's Wan service in Prometheus")
         # Same rules as docker-compose and the rule tests; alerts go to the stack's Alertmanager.
         groups = {g["name"] for g in api(prom, "/api/v1/rules")["data"]["groups"]}
         expected = {g["name"] for f in sorted((ALERTING / "rules").glob("*.rules.yml"))
@@ -171,6 +176,7 @@ def test_demo_stack_comes_up_and_ctrl_c_stops_every_child(tmp_path, tiny_dir):
         children = psutil.Process(proc.pid).children(recursive=True)
         names = " ".join(" ".join(c.cmdline()) for c in children)
         assert "prometheus" in names and "alertmanager" in names and "wan_exporter" in names
+        assert "examples/serve/server.py" in names
         proc.send_signal(signal.SIGINT)
         assert proc.wait(60) == 0, out_path.read_text()
     finally:

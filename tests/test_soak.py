@@ -121,7 +121,7 @@ def test_soak_concurrent_scrapes_while_benchmarks_run(tiny_dir, tmp_path):
     # The job pool may still grow to its 8 workers; one thread per scrape would be thousands.
     print(flat("threads", [u.threads for u in busy], slack=8))
 
-    # -- latency while a benchmark child runs against the quiet phase (reported; a very loose bound)
+    # -- latency while a benchmark child runs against the quiet phase (reported, not asserted)
     quiet = load.latencies(since=t_quiet + 2, until=t_busy)
     spans = watch.busy_intervals()
     during = [x.seconds for x in results if any(a <= x.t < b for a, b in spans)]
@@ -130,5 +130,8 @@ def test_soak_concurrent_scrapes_while_benchmarks_run(tiny_dir, tmp_path):
     assert quiet and during, "no scrapes in one of the phases"
     ratio = pct(during, .5) / max(pct(quiet, .5), 1e-3)
     print(f"p50 ratio during/without: {ratio:.2f}  p95 ratio: {pct(during, .95) / max(pct(quiet, .95), 1e-3):.2f}")
-    # Only a scrape that waited on a benchmark would be this far off (the run takes seconds).
-    assert pct(during, .99) < 2.5, describe(during)
+    # A scrape never waits on work: while a benchmark child is alive, scrapes start and finish.
+    # (An event, not a latency bound: how fast belongs in the benchmark suite.)
+    a, b = max(spans, key=lambda s: s[1] - s[0])
+    inside = [x for x in results if a <= x.t and x.t + x.seconds < b]
+    assert inside, f"no scrape both started and finished during the {b - a:.1f}s benchmark run: {describe(during)}"

@@ -73,7 +73,7 @@ def test_only_wan21_i2v_has_a_clip_image_encoder(built: dict[str, Path]) -> None
 
 def test_each_kind_loads_back_with_the_real_pipeline_class(built: dict[str, Path]) -> None:
     import diffusers
-    from wan_exporter.bench.child import load_pipeline
+    from wan_exporter.bench.pipeline import load_pipeline
 
     for kind, path in built.items():
         cls, experts, ratio, expand, in_ch, z_dim = EXPECTED[kind]
@@ -88,7 +88,7 @@ def test_each_kind_loads_back_with_the_real_pipeline_class(built: dict[str, Path
 
 def test_reloaded_weights_equal_the_built_ones(built: dict[str, Path]) -> None:
     import torch
-    from wan_exporter.bench.child import load_pipeline
+    from wan_exporter.bench.pipeline import load_pipeline
 
     fresh = tiny.make_pipeline("tiny-wan2.2-t2v-a14b")
     loaded = load_pipeline({"model_dir": str(built["tiny-wan2.2-t2v-a14b"]), "pipeline": "WanPipeline",

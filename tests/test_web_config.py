@@ -3,6 +3,7 @@ examples pass ``promtool check web-config`` and our own loader; a bad file stops
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import sys
@@ -12,12 +13,12 @@ import pytest
 
 from support.procs import REPO, exporter_env
 from support.web_certs import CA
+from support.tools import require_tool
 from wan_exporter.config import ConfigError
 from wan_exporter.webconfig import WebSecurity, build_ssl_context, parse_web_config, read_web_config
 
 HASH = "$2y$04$Ktk9q0qQb0H6oLe3lQx6U.3E1nUXYbz4Fb7UcT6rXo5KH5rjuDmH6"  # bcrypt-shaped; never verified here
 TLS = "tls_server_config:\n  cert_file: s.crt\n  key_file: s.key\n"
-PROMTOOL = shutil.which("promtool")
 
 
 def errors_of(text: str) -> list[str]:
@@ -36,7 +37,7 @@ CASES = [
     ("tls_server_config:\n  client_auth_type: RequireAndVerifyClientCert\n",
      "tls_server_config.cert_file: required when TLS is configured", True),
     (TLS + "  client_auth_type: RequireAndVerifyClientCerts\n",
-     "tls_server_config.client_auth_type: unknown value 'RequireAndVerifyClientCerts', expected one of NoClientCert",
+     "tls_server_config.client_auth_type: expected one of NoClientCert",
      True),
     (TLS + "  client_auth_type: RequireAndVerifyClientCerts\n", "(did you mean 'RequireAndVerifyClientCert'?)", True),
     (TLS + "  client_auth_type: RequireAnyClientCert\n",
@@ -51,7 +52,7 @@ CASES = [
     (TLS + "  client_allowed_sans: [prometheus]\n",
      "tls_server_config.client_allowed_sans: requires client_auth_type: RequireAndVerifyClientCert", True),
     (TLS + "  min_version: TLS14\n",
-     "tls_server_config.min_version: unknown value 'TLS14', expected one of TLS10", True),
+     "tls_server_config.min_version: expected one of TLS10, TLS11, TLS12, TLS13, got 'TLS14'", True),
     (TLS + "  min_version: TLS13\n  max_version: TLS12\n",
      "tls_server_config.min_version: TLS13 is above max_version TLS12", False),
     (TLS + "  cipher_suites: [TLS_RSA_WITH_RC4_128_SHA]\n",
@@ -83,9 +84,9 @@ CASES = [
      False),
     ("basic_auth_users:\n  'a:b': " + HASH + "\n",
      "basic_auth_users.a:b: user name must be non-empty and contain no ':'", False),
-    ("basic_auth_users: [alice]\n", "basic_auth_users: expected a mapping of user name to bcrypt hash", True),
+    ("basic_auth_users: [alice]\n", "basic_auth_users: expected a mapping", True),
     ("rate_limit:\n  interval: 1s\n  burst: 0\n", "rate_limit.burst: must be at least 1 when interval is set", False),
-    ("rate_limit:\n  interval: soon\n  burst: 2\n", "rate_limit.interval: expected a duration like 1s", True),
+    ("rate_limit:\n  interval: soon\n  burst: 2\n", "rate_limit.interval: expected a duration like", True),
     ("basic_auth_users: !!python/object/apply:os.system ['echo pwned']\n", "line 1: YAML tag not allowed", True),
     ("- a list\n", "top level: expected a mapping", True),
     ("tls_server_config: {\n", "invalid YAML", True),
@@ -96,9 +97,10 @@ CASES = [
 def test_each_bad_input_has_its_message(text, expected, promtool_rejects, tmp_path):
     errs = errors_of(text)
     assert any(expected in e for e in errs), errs
-    if PROMTOOL and promtool_rejects:  # where exporter-toolkit refuses it too, so does the reference
+    if promtool_rejects:  # where exporter-toolkit refuses it too, so does the reference
         (tmp_path / "web.yml").write_text(text)
-        r = subprocess.run([PROMTOOL, "check", "web-config", str(tmp_path / "web.yml")], capture_output=True,
+        r = subprocess.run([require_tool("promtool"), "check", "web-config", str(tmp_path / "web.yml")],
+                           capture_output=True,
                            text=True, timeout=30)
         assert r.returncode != 0, f"promtool accepted: {text!r}"
 
@@ -202,9 +204,9 @@ def test_examples_exist():
 @pytest.mark.parametrize("example", EXAMPLES, ids=[p.name for p in EXAMPLES])
 def test_shipped_example_is_accepted_by_promtool_and_by_the_exporter(example, pki, tmp_path):
     path = _substituted(example, pki, tmp_path)
-    if PROMTOOL:
-        r = subprocess.run([PROMTOOL, "check", "web-config", str(path)], capture_output=True, text=True, timeout=30)
-        assert r.returncode == 0, r.stdout + r.stderr
+    r = subprocess.run([require_tool("promtool"), "check", "web-config", str(path)], capture_output=True, text=True,
+                       timeout=30)
+    assert r.returncode == 0, r.stdout + r.stderr
     sec = WebSecurity(path)
     cfg = read_web_config(path)
     assert sec.tls_enabled == (cfg.tls is not None)
@@ -234,3 +236,26 @@ def test_check_command_for_web_configs(pki, tmp_path):
     bad.write_text("http_server_config:\n  headers:\n    X-Frame-Options: allow\n")
     r = _run("wan_exporter.webconfig", str(bad))
     assert r.returncode == 1 and "http_server_config.headers.X-Frame-Options: invalid value" in r.stderr
+
+
+def test_the_web_config_and_the_main_config_speak_one_error_style():
+    from wan_exporter.config import parse_config
+
+    with pytest.raises(ConfigError) as main:
+        parse_config("models:\n  - {name: m, kind: wan2.2-t2v-a14b, hub_id: a/b, dtype: bfloat61}\n")
+    [web] = errors_of(TLS + "  max_version: TLS31\n")
+    [main_err] = [e for e in main.value.errors if ".dtype:" in e]
+    shape = re.compile(r"^[\w.\[\]]+: expected one of [\w, ]+, got '\w+' \(did you mean '\w+'\?\)$")
+    assert shape.match(web) and shape.match(main_err), (web, main_err)
+    [unknown_web] = errors_of("rate_limit:\n  burts: 1\n")
+    with pytest.raises(ConfigError) as unknown_main:
+        parse_config("hashing:\n  chunk_byte: 1\n")
+    assert unknown_web == "rate_limit.burts: unknown key (did you mean 'burst'?)"
+    assert unknown_main.value.errors == ["hashing.chunk_byte: unknown key (did you mean 'chunk_bytes'?)"]
+
+
+def test_any_key_exporter_toolkit_reads_as_enabling_turns_tls_on():
+    assert errors_of("tls_server_config:\n  client_auth_type: NoClientCert\n") == [
+        "tls_server_config.cert_file: required when TLS is configured (or give the certificate inline as cert)",
+        "tls_server_config.key_file: required when TLS is configured (or give the key inline as key)"]
+    assert parse_web_config("tls_server_config:\n  min_version: TLS13\n", "w.yml", "/x").tls is None

@@ -31,6 +31,7 @@ from support.web_procs import (
     wait_targets,
     write_atomically,
 )
+from support.tools import require_tool
 
 pytestmark = pytest.mark.e2e
 
@@ -48,9 +49,9 @@ def _env(tmp: Path) -> dict:
 
 
 def _promtool_ok(path: Path) -> None:
-    if shutil.which("promtool"):
-        r = subprocess.run(["promtool", "check", "web-config", str(path)], capture_output=True, text=True, timeout=30)
-        assert r.returncode == 0, r.stdout + r.stderr
+    r = subprocess.run([require_tool("promtool"), "check", "web-config", str(path)], capture_output=True, text=True,
+                       timeout=30)
+    assert r.returncode == 0, r.stdout + r.stderr
 
 
 @pytest.fixture(scope="module")
@@ -146,11 +147,10 @@ def test_prometheus_scrapes_with_matching_scrape_config(mtls, pki, tmp_path):
                   + job("mtls-wrong-password", mtls.exp, ca + client, bad_auth)
                   + job("mtls-no-client-cert", mtls.exp, ca, good_auth)
                   + job("tls", tls_exp, ca))
-        if shutil.which("promtool"):
-            (tmp_path / "prom-check.yml").write_text(config)
-            r = subprocess.run(["promtool", "check", "config", str(tmp_path / "prom-check.yml")],
-                               capture_output=True, text=True, timeout=30)
-            assert r.returncode == 0, r.stdout + r.stderr
+        (tmp_path / "prom-check.yml").write_text(config)
+        r = subprocess.run([require_tool("promtool"), "check", "config", str(tmp_path / "prom-check.yml")],
+                           capture_output=True, text=True, timeout=30)
+        assert r.returncode == 0, r.stdout + r.stderr
         with PrometheusProcess(config, tmp_path / "prom") as prom:
             jobs = ["mtls-basic-auth", "mtls-wrong-password", "mtls-no-client-cert", "tls"]
             targets = wait_targets(prom, jobs)

@@ -28,9 +28,11 @@ from .config import Config, ConfigError, load_config
 from .health.subsystem import HealthSubsystem
 from .nvml import NvmlReader
 from .pollers import CheckpointPoller, GpuPoller, HostPoller
+from .scan.cache import ScanCache
 from .scheduler import Jobs
 from .server import HttpServer, make_app
 from .state import Store
+from .status import StatusPages
 
 log = logging.getLogger(__name__)
 
@@ -92,16 +94,18 @@ class App:
         self.nvml = NvmlReader(timeout=config.exporter.nvml_timeout)
         self.gpu_poller = GpuPoller(self.store, self.nvml)
         self.host_poller = HostPoller(self.store, self.config)
-        self.checkpoint_poller = CheckpointPoller(self.store, self.config)
+        self.scans = ScanCache()  # the latest scan of each model's files, read by every check and the facts
+        self.checkpoint_poller = CheckpointPoller(self.store, self.config, self.scans)
         on = set(COLLECTORS) if collectors is None else set(collectors)
         unknown = on - set(COLLECTORS)
         if unknown:
             raise ValueError(f"unknown collector(s): {', '.join(sorted(unknown))}")
         self.collectors = frozenset(on)
-        self.subsystems: list[Subsystem] = [
-            cls(self.store, self.jobs, self.config)
-            for cls in (HealthSubsystem, BenchmarkSubsystem) if cls.name in on
-        ]
+        self.subsystems: list[Subsystem] = []
+        if HealthSubsystem.name in on:
+            self.subsystems.append(HealthSubsystem(self.store, self.jobs, self.config, self.scans))
+        if BenchmarkSubsystem.name in on:
+            self.subsystems.append(BenchmarkSubsystem(self.store, self.jobs, self.config))
         parts: list[Part] = [part for part in (ExporterSelf(build_labels(__version__)), ModelCapabilities(),
                                                GpuFigures(), HostFigures()) if part.name in on]
         for s in self.subsystems:
@@ -122,7 +126,8 @@ class App:
     def start(self, listen_address: str, wsgi_wrapper: Callable | None = None) -> None:
         app = make_app(self.registry, lambda: self.store.snapshot.ready, lambda: [m.name for m in self._config.models],
                        version=lambda: (self.store.snapshot, self._config),
-                       sections=self.snapshot_collector.sections)
+                       sections=self.snapshot_collector.sections,
+                       status=StatusPages(lambda: (self.store.snapshot, self._config)))
         self.metrics_cache = app.metrics_cache
         if wsgi_wrapper is not None:
             app = wsgi_wrapper(app)

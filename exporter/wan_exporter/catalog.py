@@ -37,11 +37,13 @@ class CatalogEntry:
     vae_z_dim: int
     experts: int
     boundary_ratio: float | None
-    precisions: tuple[str, ...]
-    lora: bool
+    precisions: tuple[str, ...]  # precisions the model runs correctly in (fp16 is left out: _FP16_NOTE)
+    lora: bool  # the pipeline loads LoRAs and the authors do not advise against them
     output_formats: tuple[str, ...]
     vram_min_bytes: Mapping[str, int]  # offload mode -> published minimum VRAM
     vram_recommended_bytes: int | None
+    # Our inference from bf16 tensor-core support (_BF16), not a published figure: kept for
+    # documentation, never exported.
     compute_capability_min: float | None
     size_multiple: int  # width/height must be multiples of this
     sources: tuple[str, ...] = ()
@@ -120,12 +122,14 @@ _DF_SRC = "github.com/huggingface/diffusers src/diffusers/pipelines/wan (WanLora
 _BF16 = "bfloat16 tensor-core support starts at CUDA compute capability 8.0 (NVIDIA Ampere)"
 _DERIVED = "denoiser parameter count: WanTransformer3DModel built on the meta device from the published config"
 
-_PRECISIONS = ("bfloat16", "float16", "float32")
+# float16 loads, but bf16-trained Wan weights overflow in it (NaN / black frames): not a supported precision.
+_PRECISIONS = ("bfloat16", "float32")
 _TINY_PRECISIONS = ("float32", "bfloat16", "float16")
 _OUTPUTS = ("frames", "mp4")
 _FP16_NOTE = (
     "bfloat16 native; float16 is known to give NaN latents / black frames "
-    "(bf16-trained weights overflow in fp16). Compute capability 8.0 is the bf16 requirement."
+    "(bf16-trained weights overflow in fp16), so it is not listed as supported. Compute capability 8.0 "
+    "is our inference from bf16 tensor-core support, not a published requirement, and is not exported."
 )
 _GEOM_14B = {"num_layers": 40, "num_attention_heads": 40, "attention_head_dim": 128, "ffn_dim": 13824}
 _GEOM_1_3B = {"num_layers": 30, "num_attention_heads": 12, "attention_head_dim": 128, "ffn_dim": 8960}
@@ -211,7 +215,9 @@ _add(CatalogEntry(
     parameters=14 * 10**9, active_parameters=14 * 10**9,
     resolutions=_720P, frames_default=77, fps_default=30, steps_default=20,
     vae_compression=_WAN21_VAE, vae_z_dim=16, experts=1, boundary_ratio=None,
-    precisions=_PRECISIONS, lora=True, output_formats=_OUTPUTS,
+    # diffusers' WanAnimatePipeline has WanLoraLoaderMixin, but the README advises against LoRAs
+    # trained on Wan2.2 (its relighting LoRA for replacement mode ships with the release).
+    precisions=_PRECISIONS, lora=False, output_formats=_OUTPUTS,
     vram_min_bytes=_m({}), vram_recommended_bytes=None, compute_capability_min=8.0,
     size_multiple=16, guidance_default=(1.0,),
     # No exact count was published; the diffusers transformer also holds the motion and face
@@ -223,7 +229,8 @@ _add(CatalogEntry(
     notes=("Character animation (mode='animate': image + pose_video + face_video) or replacement "
            "(mode='replace': adds background_video + mask_video); 77-frame segments "
            "(segment_frame_length), 1 conditioning frame carried over, guidance 1.0, 20 steps, 30 fps. "
-           "The README advises against LoRAs trained on Wan2.2. No VRAM figure published. " + _FP16_NOTE),
+           "The README advises against LoRAs trained on Wan2.2 (\"may lead to unexpected behavior\"), so LoRA is "
+           "not listed as supported although the diffusers pipeline can load one. No VRAM figure published. " + _FP16_NOTE),
 ))
 
 # ---------------------------------------------------------------- Wan2.1
@@ -358,13 +365,15 @@ _TINY_NOTES = ("Randomly initialised stand-in built offline by wan_exporter.tiny
                "checkpoint at run time. 32x32, 9 frames, 4 steps run in ~0.1 s on a CPU. ")
 
 
-def _tiny(key: str, imitates: str, pipeline: str, inputs: tuple[str, ...], experts: int = 1,
+def _tiny(key: str, imitates: str, pipeline: str, inputs: tuple[str, ...], fps: int, experts: int = 1,
           boundary_ratio: float | None = None, ti2v: bool = False, image_encoder: bool = False) -> CatalogEntry:
+    """A tiny stand-in. ``fps`` is the rate its frames are saved at, stated here for each kind: nobody
+    published one for a random model, so it is a choice (the imitated model's rate), not inherited."""
     big = CATALOG[imitates]
     return CatalogEntry(
         key=key, model_id="", family="tiny", task=big.task, pipeline=pipeline, inputs=inputs,
         parameters=None, active_parameters=None,
-        resolutions=((32, 32),), frames_default=9, fps_default=big.fps_default, steps_default=4,
+        resolutions=((32, 32),), frames_default=9, fps_default=fps, steps_default=4,
         vae_compression=_WAN22_VAE if ti2v else _WAN21_VAE, vae_z_dim=48 if ti2v else 16,
         experts=experts, boundary_ratio=boundary_ratio,
         precisions=_TINY_PRECISIONS, lora=True, output_formats=_OUTPUTS,
@@ -374,12 +383,13 @@ def _tiny(key: str, imitates: str, pipeline: str, inputs: tuple[str, ...], exper
     )
 
 
-_add(_tiny("tiny-wan2.2-t2v-a14b", "wan2.2-t2v-a14b", "WanPipeline", ("text",), experts=2, boundary_ratio=0.875))
-_add(_tiny("tiny-wan2.2-i2v-a14b", "wan2.2-i2v-a14b", "WanImageToVideoPipeline", ("text", "image"),
+_add(_tiny("tiny-wan2.2-t2v-a14b", "wan2.2-t2v-a14b", "WanPipeline", ("text",), fps=16, experts=2,
+           boundary_ratio=0.875))
+_add(_tiny("tiny-wan2.2-i2v-a14b", "wan2.2-i2v-a14b", "WanImageToVideoPipeline", ("text", "image"), fps=16,
            experts=2, boundary_ratio=0.9))
-_add(_tiny("tiny-wan2.2-ti2v-5b", "wan2.2-ti2v-5b", "WanPipeline", ("text", "image"), ti2v=True))
-_add(_tiny("tiny-wan2.1-t2v", "wan2.1-t2v-14b", "WanPipeline", ("text",)))
-_add(_tiny("tiny-wan2.1-i2v", "wan2.1-i2v-14b-480p", "WanImageToVideoPipeline", ("text", "image"),
+_add(_tiny("tiny-wan2.2-ti2v-5b", "wan2.2-ti2v-5b", "WanPipeline", ("text", "image"), fps=24, ti2v=True))
+_add(_tiny("tiny-wan2.1-t2v", "wan2.1-t2v-14b", "WanPipeline", ("text",), fps=16))
+_add(_tiny("tiny-wan2.1-i2v", "wan2.1-i2v-14b-480p", "WanImageToVideoPipeline", ("text", "image"), fps=16,
            image_encoder=True))
 
 TINY_KEYS: tuple[str, ...] = tuple(k for k, e in CATALOG.items() if e.tiny)

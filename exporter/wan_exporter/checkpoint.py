@@ -1,8 +1,9 @@
-"""What a diffusers-format Wan model directory says about itself.
+"""What a Wan checkpoint says about itself, from the scan of its files.
 
-Read from ``model_index.json``, each component's ``config.json`` and the safetensors
-headers only, so it runs in the exporter process (no torch, no diffusers, no weights read)
-in milliseconds even for a 27B checkpoint. A missing or corrupt file never raises out of
+A diffusers directory is read from ``model_index.json``, each component's ``config.json``
+and the safetensors headers of the weight files its scan found (other forms:
+:mod:`.checkpoint_forms`), so it runs in the exporter process (no torch, no diffusers, no
+weights read) in milliseconds even for a 27B checkpoint. A missing or corrupt file never raises out of
 :func:`derive_facts`: it becomes one line in ``problems`` and everything else that could be
 derived is still returned, because a half-broken checkpoint is exactly what operators need
 to see described. :func:`compare_with_catalog` turns disagreements with the published
@@ -54,6 +55,9 @@ class CheckpointFacts:
     weight_bytes: int = 0  # tensor data bytes the headers describe, all components
     vae_compression: tuple[int, int, int] | None = None  # (t, h, w): VAE scale factors x transformer patch
     diffusers_version: str | None = None
+    image_tokens: int | None = None  # tokens the CLIP image encoder hands the transformer (patches + class)
+    form: str | None = "diffusers"  # how the checkpoint lies on disk (wan_exporter.scan.FORMS)
+    model_type: str | None = None  # t2v | i2v | ti2v where the checkpoint says so
 
     def as_dict(self) -> dict[str, Any]:
         """Plain JSON-ready dict (for reports and the state snapshot)."""
@@ -74,6 +78,9 @@ class CheckpointFacts:
             "weight_bytes": self.weight_bytes,
             "vae_compression": list(self.vae_compression) if self.vae_compression else None,
             "diffusers_version": self.diffusers_version,
+            "image_tokens": self.image_tokens,
+            "form": self.form,
+            "model_type": self.model_type,
         }
 
 
@@ -126,13 +133,24 @@ class _Weights:
     complete: bool
 
 
-def derive_facts(model_dir: str | os.PathLike[str], headers: Mapping[Path, Header] | None = None) -> CheckpointFacts:
+def derive_facts(model_dir: Any, headers: Mapping[Path, Header] | None = None, fmt: str = "auto",
+                 tables: Mapping[str, Any] | None = None) -> CheckpointFacts:
     """Everything ``model_dir`` says about itself; never raises for a bad checkpoint.
 
-    ``headers``: safetensors headers the caller has already read, by path (the header check
-    passes its own), so no header is parsed twice.
+    ``model_dir`` is a diffusers directory, any other form :mod:`wan_exporter.scan` reads
+    (official layout, single file or files, GGUF), or a :class:`~wan_exporter.scan.Scan`.
+    ``headers``/``tables``: what the caller has already read (the header check passes its
+    own), so no header is parsed twice.
     """
-    root = Path(model_dir)
+    from . import checkpoint_forms, scan as scanning
+
+    sc = model_dir if isinstance(model_dir, scanning.Scan) else scanning.scan(model_dir, fmt)
+    if sc.form not in (None, "diffusers"):
+        return checkpoint_forms.derive(sc, tables)
+    if sc.form == "diffusers" and sc.components:
+        return _from_scan(sc, headers or {})
+    # No readable model_index.json: guess the components from the usual folders.
+    root = Path(sc.root)
     problems = _Problems(root)
     if not root.is_dir():
         problems.add(f"{root}: not a directory")
@@ -155,6 +173,50 @@ def derive_facts(model_dir: str | os.PathLike[str], headers: Mapping[Path, Heade
         if w is not None:
             weights[name] = w
     return _assemble(index, components, configs, weights, problems)
+
+
+def _from_scan(sc: Any, known: Mapping[Path, Header]) -> CheckpointFacts:
+    """A diffusers directory from its scan: the files the layout check found, read once each."""
+    root = Path(sc.root)
+    problems = _Problems(root)
+    for i in sc.issues:
+        problems.add(f"{i.path}: {i.detail}" if i.path else i.detail)
+    index = _read_json(root / "model_index.json", problems)
+    configs: dict[str, Mapping[str, Any]] = {}
+    weights: dict[str, _Weights] = {}
+    for name, cls in sc.components.items():
+        if _WEIGHTLESS.search(cls):
+            continue
+        if f"{name}/config.json" in sc.configs:
+            cfg = _read_json(root / name / "config.json", problems)
+            if cfg is not None:
+                configs[name] = cfg
+        files = [w for w in sc.weights if w.component == name]
+        if not files:
+            continue  # the scan's finding says why (folder missing, no safetensors weights)
+        tensors: dict[str, TensorInfo] = {}
+        complete = all(w.size is not None for w in files)
+        for w in files:
+            if w.size is None:
+                continue
+            path = root / w.rel
+            try:
+                header = known.get(path) or read_header(path)
+            except HeaderError as e:
+                problems.add(str(e))
+                complete = False
+                continue
+            for issue in header.validate(w.size):
+                problems.add(issue)
+            tensors.update(header.tensors)
+        promised = {t for idx in sc.indexes if idx.component == name for t in idx.weight_map}
+        absent = promised - tensors.keys()
+        if absent and complete:
+            problems.add(f"{name}: {len(absent)} tensors listed in the shard index are in no shard "
+                          f"(e.g. {sorted(absent)[0]!r})")
+            complete = False
+        weights[name] = _Weights(tensors, complete)
+    return _assemble(index, sc.components, configs, weights, problems)
 
 
 def _assemble(
@@ -192,6 +254,7 @@ def _assemble(
         weight_bytes=sum(t.offsets[1] - t.offsets[0] for w in weights.values() for t in w.tensors.values()),
         vae_compression=_compression(vcfg, tcfg),
         diffusers_version=_str(index.get("_diffusers_version")),
+        image_tokens=_image_tokens(configs.get("image_encoder", _EMPTY)),
     )
 
 
@@ -337,6 +400,12 @@ def _compression(vae: Mapping[str, Any], transformer: Mapping[str, Any]) -> tupl
     if st is None or ss is None or not (isinstance(patch, list) and len(patch) == 3 and all(_int(p) for p in patch)):
         return None
     return (st * patch[0], ss * patch[1], ss * patch[2])
+
+
+def _image_tokens(encoder: Mapping[str, Any]) -> int | None:
+    """A CLIP vision encoder's output tokens: (image_size / patch_size)^2 patches plus the class token."""
+    size, patch = _int(encoder.get("image_size")), _int(encoder.get("patch_size"))
+    return (size // patch) ** 2 + 1 if size and patch and size >= patch else None
 
 
 def _safe_name(s: str) -> bool:

@@ -87,7 +87,7 @@ def _collect(proc: Any, parent: Any, out: ChildOutcome, t0: float, timeout: floa
             out.result = payload
             return
         elif kind == "error":
-            out.result = {"success": False, "reason": "crash",
+            out.result = {"success": False, "reason": "unknown",  # an exception escaped: the process lives
                           "detail": f"{payload.get('type')}: {payload.get('detail')}"}
             return
 

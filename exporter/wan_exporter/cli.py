@@ -21,10 +21,13 @@ EPILOG = textwrap.dedent(f"""\
     commands:
       wan-exporter [flags]                 run the exporter (default)
       wan-exporter check-config PATH       validate a config file; exit 1 listing every error
+                                           (a model not on disk yet is a warning, as at run time)
       wan-exporter check-model PATH        run every health check once on a model directory
       wan-exporter bench --model NAME      run one benchmark generation now and print its figures
       wan-exporter tiny-models DIR         build tiny random Wan pipelines of every kind into DIR
       wan-exporter stack [--demo]          exporter + Prometheus + Alertmanager on loopback (no Docker)
+      wan-exporter assets [DIR]            print where the rules, Alertmanager config and dashboards
+                                           are, or copy them into DIR
 
     Collectors: --no-collector.NAME switches one off (node_exporter style), e.g.
     --no-collector.gpu where dcgm-exporter already publishes the GPU figures.
@@ -74,13 +77,22 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
 
     cc = sub.add_parser("check-config", help="validate a config file",
-                        description="Validate a config file. Exit 0 when valid, else 1 with every error and its path.")
+                        description="Validate a config file. Exit 0 when valid, else 1 with every error and its path. "
+                                    "A model directory or hub snapshot not on disk yet (a volume not mounted) is a "
+                                    "warning: the exporter runs and reports that model as missing until it appears.")
     cc.add_argument("path")
 
-    cm = sub.add_parser("check-model", help="run every health check once on a model directory",
-                        description="Run the layout, header, hash and load checks once on a model directory "
-                                    "and print a report. Exit 0 when healthy, 1 when not, 2 on usage errors.")
-    cm.add_argument("path")
+    cm = sub.add_parser("check-model", help="run every health check once on a model directory or file(s)",
+                        description="Run the layout, header, hash and load checks once on a model and print a "
+                                    "report. PATH is a diffusers or official Wan directory, a single-file "
+                                    "checkpoint (.safetensors, .gguf), or several files (the high- and low-noise "
+                                    "experts). Exit 0 when healthy, 1 when not, 2 on usage errors.")
+    cm.add_argument("path", nargs="+", metavar="PATH")
+    cm.add_argument("--format", default="auto", choices=("auto", "diffusers", "official", "single_file", "gguf"),
+                    help="how the checkpoint lies on disk (default: recognised)")
+    cm.add_argument("--manifest", metavar="FILE",
+                    help="sha256sum-style manifest of the weight files: written when FILE does not exist, "
+                         "verified when it does (check a copy against a known-good node)")
     cm.add_argument("--kind", help="catalog kind, to compare the checkpoint with its published facts")
     cm.add_argument("--no-hash", action="store_true", help="skip the full content hash (reads every byte)")
     cm.add_argument("--no-load", action="store_true", help="skip the load check (starts a child process)")
@@ -95,14 +107,25 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--profile", help="profile name (default: the model's first profile)")
     b.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
-    st = sub.add_parser("stack", add_help=False, help="run the exporter, Prometheus and Alertmanager on loopback",
-                        description="Native stack for machines without Docker (see docs/deployment.md).")
-    st.add_argument("rest", nargs=argparse.REMAINDER)
+    from .stack import DESCRIPTION as STACK_DESCRIPTION, build_parser as stack_parser
+
+    sub.add_parser("stack", parents=[stack_parser(add_help=False)],
+                   help="run the exporter, Prometheus and Alertmanager on loopback (no Docker)",
+                   description=STACK_DESCRIPTION + " See docs/deployment.md.")
+
+    a = sub.add_parser("assets", help="print or copy the shipped rules, Alertmanager config and dashboards",
+                       description="With no DIR, print the directory holding alerting/ (Prometheus config, recording "
+                                   "and alerting rules, Alertmanager config, templates, runbooks) and grafana/ "
+                                   "(dashboards, provisioning). With DIR, copy them there.")
+    a.add_argument("dir", nargs="?")
 
     t = sub.add_parser("tiny-models", help="build tiny random Wan pipelines of every kind",
                        description="Build randomly initialised tiny Wan pipelines of every kind with the real "
                                    "diffusers classes and save them with save_pretrained. Fully offline.")
     t.add_argument("dir")
+    t.add_argument("--forms", action="store_true",
+                   help="also write tiny checkpoints in every other on-disk form into DIR/forms (official layout, "
+                        "ComfyUI fp16 and fp8-scaled single files, GGUF, with --local-dir metadata)")
     return p
 
 
@@ -120,23 +143,84 @@ def main(argv: list[str] | None = None) -> int:
 
         return cmd_bench(args)
     if args.command == "stack":
-        from .stack import main as stack_main
+        from .stack import run as run_stack
 
-        return stack_main(args.rest)
+        return run_stack(args)
     if args.command == "tiny-models":
-        return cmd_tiny_models(Path(args.dir))
+        return cmd_tiny_models(Path(args.dir), forms=args.forms)
+    if args.command == "assets":
+        return cmd_assets(args.dir)
     return cmd_run(args)
 
 
 def cmd_check_config(path: str) -> int:
     try:
-        cfg = load_config(path, check_paths=True)
+        cfg = load_config(path)
     except ConfigError as e:
         print(f"{path}: invalid, {len(e.errors)} error(s):", file=sys.stderr)
         for err in e.errors:
             print(f"  {err}", file=sys.stderr)
+        _print_location_warnings(path)
         return 1
     print(f"{path}: valid ({len(cfg.models)} models, {len(cfg.profiles)} profiles)")
+    _print_location_warnings(path)
+    return 0
+
+
+def location_warnings(path: str) -> list[str]:
+    """Models whose files are not on disk now: at run time a health state (missing), never a config error.
+
+    Found by the exporter's own lookup (``pollers.resolve_model_dir``) on the file as typed, even
+    when other parts of it are invalid."""
+    from . import hfcache
+    from .config import Config, load_typed, load_yaml_mapping
+    from .pollers import resolve_model_dir
+
+    try:
+        cfg, _ = load_typed(Config, load_yaml_mapping(Path(path).read_text(encoding="utf-8"), path))
+    except (ConfigError, OSError, UnicodeDecodeError):
+        return []
+    out = []
+    for i, m in enumerate(cfg.models if cfg is not None else ()):
+        if m is None or (m.path is None) == (m.hub_id is None):
+            continue
+        found = resolve_model_dir(m, cfg)
+        if isinstance(found, tuple):  # a list of single files: each one may be missing
+            out += [f"models[{i}].path[{j}]: no such file: {f}" for j, f in enumerate(found) if not f.is_file()]
+            continue
+        if found is not None:
+            continue
+        if m.path is not None:
+            out.append(f"models[{i}].path: no such directory or file: {m.path}")
+        else:
+            hubs = ", ".join(m.hub_id) if isinstance(m.hub_id, tuple) else m.hub_id
+            out.append(f"models[{i}].hub_id: {hubs}@{m.revision} is not in the local Hugging Face cache "
+                       f"({hfcache.cache_root(cfg.exporter.hf_cache_dir)}) nor ModelScope's")
+    return out
+
+
+def _print_location_warnings(path: str) -> None:
+    warnings = location_warnings(path)
+    for w in warnings:
+        print(f"  warning: {w}", file=sys.stderr)
+    if warnings:
+        print("  (the exporter runs with these and reports each such model as missing until its files appear)",
+              file=sys.stderr)
+
+
+def cmd_assets(dest: str | None) -> int:
+    from . import shipped
+
+    try:
+        src = shipped.root()
+    except FileNotFoundError as e:
+        print(f"wan-exporter assets: {e}", file=sys.stderr)
+        return 1
+    if dest is None:
+        print(src)
+        return 0
+    written = shipped.copy_tree(src, Path(dest))
+    print(f"{len(written)} files copied from {src} into {dest} (alerting/, grafana/)")
     return 0
 
 
@@ -153,7 +237,7 @@ def ensure_tiny_models(verbose: bool = True) -> Path:
     return root
 
 
-def cmd_tiny_models(dest: Path) -> int:
+def cmd_tiny_models(dest: Path, forms: bool = False) -> int:
     from .tiny import build_all
 
     def progress(kind: str, state: str) -> None:
@@ -161,6 +245,11 @@ def cmd_tiny_models(dest: Path) -> int:
 
     out = build_all(dest, progress=progress)
     print(f"{len(out)} tiny models in {dest}")
+    if forms:
+        from .tiny_forms import build_forms
+
+        written = build_forms(dest / "forms", progress=progress)
+        print(f"{len(written)} checkpoint forms in {dest / 'forms'}")
     return 0
 
 

@@ -80,8 +80,17 @@ class Profile:
 class ModelConfig:
     name: str
     kind: str
-    path: str | None = None
-    hub_id: str | None = None
+    # A directory (diffusers or official layout), a single-file checkpoint, or a list of files
+    # (the high- and low-noise experts of an A14B model as ComfyUI or GGUF files).
+    path: str | tuple[str, ...] | None = None
+    # A repo id, or several looked for in order (the -Diffusers repo, then the official one),
+    # in the HF cache and then ModelScope's cache.
+    hub_id: str | tuple[str, ...] | None = None
+    # How the checkpoint lies on disk; "auto" recognises it (wan_exporter.scan.FORMATS).
+    format: Literal["auto", "diffusers", "official", "single_file", "gguf"] = "auto"
+    # Single-file and GGUF models: a diffusers-format directory whose text encoder, tokenizer,
+    # VAE, scheduler and transformer configs the benchmark uses around the named files.
+    base: str | None = None
     revision: str = "main"
     device: str = "cuda:0"
     dtype: Literal["bfloat16", "float16", "float32"] = "bfloat16"
@@ -89,8 +98,6 @@ class ModelConfig:
     vae_tiling: bool = False
     profiles: tuple[str, ...] = ()
     baselines: dict[str, Duration] = field(default_factory=dict)  # profile -> seconds
-    # Testing aid honoured by the benchmark runner: makes its runs fail in the named way.
-    fault: Literal["none", "oom", "hang", "crash", "nan", "cuda_error", "load_failed"] = "none"
 
 
 @dataclass(frozen=True)
@@ -150,6 +157,19 @@ class Hashing:
     rate_limit_bytes_per_second: Size = 0  # 0: unlimited
 
 
+RUNBOOK_BASE = "https://github.com/wan-exporter/wan-exporter/blob/main/alerting/runbooks.md"
+
+
+@dataclass(frozen=True)
+class Links:
+    """Where the status page links to; a site without a Prometheus, Grafana or Alertmanager leaves it out."""
+
+    prometheus: str | None = None
+    grafana: str | None = None
+    alertmanager: str | None = None
+    runbooks: str = RUNBOOK_BASE  # alert runbooks: <runbooks>#<alertname in lower case>
+
+
 @dataclass(frozen=True)
 class ExporterSettings:
     state_dir: str | None = None  # hash manifests and recorded baselines; default ~/.local/state/wan-exporter
@@ -157,6 +177,8 @@ class ExporterSettings:
     nvml_timeout: Duration = 2.0
     max_models: int = MAX_MODELS_DEFAULT
     demo: bool = False
+    links: Links = field(default_factory=Links)
+    status_refresh: Duration = 30.0  # the status page reloads itself this often; 0: never
 
 
 @dataclass(frozen=True)
@@ -204,11 +226,16 @@ class _Loader:
             if value is None and type(None) in args:
                 return None
             non_none = [a for a in args if a is not type(None)]
+            if isinstance(value, list):  # str | tuple[str, ...]: a list picks the tuple
+                tup = [a for a in non_none if typing.get_origin(a) is tuple]
+                if tup:
+                    return self.load(tup[0], value, path)
             return self.load(non_none[0], value, path)
         if origin is Literal:
             if value not in args:
-                self.err(path, f"expected one of {', '.join(map(str, args))}{_did_you_mean(value, args)}")
-                return args[0]
+                self.err(path, f"expected one of {', '.join(map(str, args))}, got {value!r}"
+                               f"{_did_you_mean(value, args)}")
+                return None  # the field keeps its default: no follow-on errors from a stand-in value
             return value
         if origin is tuple:
             if not isinstance(value, list):
@@ -284,12 +311,56 @@ def _join(path: str, key: str) -> str:
     return f"{path}.{key}" if path else key
 
 
-def _did_you_mean(value: Any, options: Any) -> str:
-    close = difflib.get_close_matches(str(value), [str(o) for o in options], n=1)
+def did_you_mean(value: Any, options: Any) -> str:
+    """`` (did you mean 'x'?)`` for the closest option, else ``""``; a case slip counts as close."""
+    opts = [str(o) for o in options]
+    close = difflib.get_close_matches(str(value), opts, n=1) or [o for o in opts if o.lower() == str(value).lower()][:1]
     return f" (did you mean '{close[0]}'?)" if close else ""
 
 
+_did_you_mean = did_you_mean
+
+
+def load_typed(cls: type, raw: Mapping[str, Any], path: str = "") -> tuple[Any, list[str]]:
+    """Walk ``raw`` into the dataclass ``cls`` by its type hints: (the object, every error with its path).
+
+    The main config and the web config both go through here, so they share one error style."""
+    loader = _Loader()
+    return loader.load_dataclass(cls, raw, path), loader.errors
+
+
 # --------------------------------------------------------------------------- semantic checks
+
+
+def _validate_location(m: ModelConfig, p: str, errors: list[str], check_paths: bool) -> None:
+    """path (a directory, a file or a list of files), hub_id (one or several) and format agree."""
+    paths = m.path if isinstance(m.path, tuple) else (m.path,) if m.path is not None else ()
+    if isinstance(m.path, tuple) and not m.path:
+        errors.append(f"{p}.path: expected a directory, a file or a non-empty list of files")
+    for i, f in enumerate(paths):
+        where = f"{p}.path[{i}]" if isinstance(m.path, tuple) else f"{p}.path"
+        if not isinstance(f, str) or not f:
+            continue
+        local = Path(os.path.expanduser(f))
+        if isinstance(m.path, tuple) or m.format in ("single_file", "gguf"):
+            if not f.endswith((".safetensors", ".gguf")):
+                errors.append(f"{where}: expected a .safetensors or .gguf file, got {f!r}")
+            elif check_paths and not local.is_file():
+                errors.append(f"{where}: no such file: {f}")
+        elif m.format in ("diffusers", "official"):
+            if check_paths and not local.is_dir():
+                errors.append(f"{where}: no such directory: {f}")
+        elif check_paths and not (local.is_dir() or local.is_file()):
+            errors.append(f"{where}: no such directory or file: {f}")
+    if isinstance(m.path, tuple) and m.format in ("diffusers", "official"):
+        errors.append(f"{p}.format: {m.format} is a directory form; a list of files is single_file or gguf")
+    if m.base is not None and check_paths and not (Path(os.path.expanduser(m.base)) / "model_index.json").is_file():
+        errors.append(f"{p}.base: not a diffusers-format directory (no model_index.json): {m.base}")
+    hubs = m.hub_id if isinstance(m.hub_id, tuple) else (m.hub_id,) if m.hub_id is not None else ()
+    for i, h in enumerate(hubs):
+        where = f"{p}.hub_id[{i}]" if isinstance(m.hub_id, tuple) else f"{p}.hub_id"
+        if not isinstance(h, str) or not re.match(r"^[\w.-]+/[\w.-]+$", h):
+            errors.append(f"{where}: expected 'organisation/name', got {h!r}")
 
 
 def _validate(cfg: Config, raw: Mapping[str, Any], errors: list[str], check_paths: bool) -> None:
@@ -299,6 +370,12 @@ def _validate(cfg: Config, raw: Mapping[str, Any], errors: list[str], check_path
             f"models: {len(cfg.models)} models configured, more than exporter.max_models "
             f"({cfg.exporter.max_models}); raise the cap deliberately if this is intended"
         )
+    for key in ("prometheus", "grafana", "alertmanager", "runbooks"):
+        url = getattr(cfg.exporter.links, key)
+        if url is not None and not re.match(r"^https?://[^\s/?#]+[^\s]*$", url):
+            errors.append(f"exporter.links.{key}: expected an http:// or https:// URL, got {url!r}")
+    if cfg.exporter.status_refresh < 0:
+        errors.append("exporter.status_refresh: expected a duration of 0 (never) or more")
     for name, prof in cfg.profiles.items():
         p = f"profiles.{name}"
         if not NAME_RE.match(name):
@@ -325,10 +402,7 @@ def _validate(cfg: Config, raw: Mapping[str, Any], errors: list[str], check_path
             errors.append(f"{p}.kind: unknown model kind '{m.kind}'{_did_you_mean(m.kind, catalog.CATALOG)}")
         if (m.path is None) == (m.hub_id is None):
             errors.append(f"{p}: exactly one of path or hub_id is required")
-        if m.path is not None and check_paths and not Path(os.path.expanduser(m.path)).is_dir():
-            errors.append(f"{p}.path: no such directory: {m.path}")
-        if m.hub_id is not None and not re.match(r"^[\w.-]+/[\w.-]+$", m.hub_id):
-            errors.append(f"{p}.hub_id: expected 'organisation/name', got {m.hub_id!r}")
+        _validate_location(m, p, errors, check_paths)
         if not re.match(r"^(cpu|cuda(:\d+)?)$", m.device):
             errors.append(f"{p}.device: expected cpu, cuda or cuda:N, got {m.device!r}")
         if m.device == "cpu" and m.offload != "none":

@@ -11,6 +11,7 @@ The ``pynvml`` module is the only thing replaced in tests (there is no GPU on CI
 
 from __future__ import annotations
 
+import ctypes
 import importlib
 import logging
 import os
@@ -122,6 +123,10 @@ class NvmlReader:
         self._nv: Any = None
         self._initialised = False
         self._event_set: Any = None
+        self._registered: set[str] = set()  # UUIDs whose XID events the event set receives
+        self._handle_uuids: dict[int, str] = {}  # device handle -> UUID, for events of a GPU lost since
+        self._lost: set[int] = set()  # indices reported lost, so a loss is logged once
+        self._uuids: dict[int, str] = {}  # index -> UUID last read in this NVML session
         self._calls = _CallThread()
 
     # -- lifecycle -----------------------------------------------------------------
@@ -143,6 +148,7 @@ class NvmlReader:
     def reset(self) -> None:
         """Forget the NVML session so the next read re-initialises (after GPU lost, driver reload)."""
         nv, self._nv, self._initialised, self._event_set = self._nv, None, False, None
+        self._uuids = {}  # a new session may number the GPUs differently
         if nv is not None and not self._calls.wedged:
             try:
                 self._call(nv.nvmlShutdown)
@@ -157,7 +163,8 @@ class NvmlReader:
         """All GPUs plus XID events seen since the last read: ``{(uuid, xid): count}``.
 
         Raises :class:`NvmlUnavailable` when NVML cannot be read at all; a failure of
-        one optional field only leaves that field ``None``.
+        one optional field only leaves that field ``None``; a GPU NVML reports lost is
+        returned as a ``lost`` reading and the other GPUs are read as usual.
         """
         if (self._calls.wedged and self._calls.wedged_for > self.abandon_after
                 and self.abandoned < self.MAX_ABANDONED):
@@ -172,7 +179,7 @@ class NvmlReader:
             driver = _text(self._opt(nv.nvmlSystemGetDriverVersion) or "")
             cuda = self._opt(nv.nvmlSystemGetCudaDriverVersion_v2) or self._opt(nv.nvmlSystemGetCudaDriverVersion)
             cuda_s = f"{cuda // 1000}.{(cuda % 1000) // 10}" if isinstance(cuda, int) and cuda else ""
-            gpus = [self._read_one(nv, i, driver, cuda_s) for i in range(count)]
+            gpus = [self._read_or_lost(nv, i, driver, cuda_s) for i in range(count)]
             xids = self._drain_xids(nv, gpus)
             return gpus, xids
         except NvmlUnavailable:
@@ -194,10 +201,32 @@ class NvmlReader:
                 raise
             return None
 
+    def _read_or_lost(self, nv: Any, index: int, driver: str, cuda: str) -> GpuReading:
+        """One GPU; GPU_IS_LOST from any of its calls is that GPU's fault alone."""
+        try:
+            reading = self._read_one(nv, index, driver, cuda)
+        except NvmlUnavailable:
+            raise
+        except Exception as e:  # noqa: BLE001
+            if _classify(nv, e) != "gpu_lost":
+                raise
+            if index not in self._lost:
+                log.warning("GPU %d: NVML reports it lost (fallen off the bus?); the other GPUs are still read", index)
+                self._lost.add(index)
+            # The UUID this index had earlier in this NVML session names it, so its XIDs join.
+            return GpuReading(index=index, uuid=self._uuids.get(index, ""), name="", driver_version=driver,
+                              cuda_version=cuda, lost=True)
+        self._uuids[index] = reading.uuid
+        if index in self._lost:
+            log.warning("GPU %d: readable again (%s)", index, reading.uuid)
+            self._lost.discard(index)
+        return reading
+
     def _read_one(self, nv: Any, index: int, driver: str, cuda: str) -> GpuReading:
         h = self._call(nv.nvmlDeviceGetHandleByIndex, index)
         uuid = _text(self._call(nv.nvmlDeviceGetUUID, h))
         name = _text(self._call(nv.nvmlDeviceGetName, h))
+        pci = self._opt(nv.nvmlDeviceGetPciInfo, h) if hasattr(nv, "nvmlDeviceGetPciInfo") else None
         cc = self._opt(nv.nvmlDeviceGetCudaComputeCapability, h)
         mem = self._memory(nv, h)
         util = self._opt(nv.nvmlDeviceGetUtilizationRates, h)
@@ -221,6 +250,7 @@ class NvmlReader:
             index=index,
             uuid=uuid,
             name=name,
+            pci_bus_id=_text(getattr(pci, "busId", "") or "") if pci is not None else "",
             driver_version=driver,
             cuda_version=cuda,
             compute_capability=f"{cc[0]}.{cc[1]}" if cc else "",
@@ -255,21 +285,24 @@ class NvmlReader:
         out: dict[tuple[str, str], int] = {}
         if self._event_set is None:
             try:
-                es = self._call(nv.nvmlEventSetCreate)
-                for g in gpus:
-                    h = self._call(nv.nvmlDeviceGetHandleByIndex, g.index)
-                    try:
-                        self._call(nv.nvmlDeviceRegisterEvents, h, XID_EVENT, es)
-                    except NvmlUnavailable:
-                        raise
-                    except Exception:  # noqa: BLE001 - not supported on this GPU
-                        pass
-                self._event_set = es
+                self._event_set = self._call(nv.nvmlEventSetCreate)
             except NvmlUnavailable:
                 raise
             except Exception:  # noqa: BLE001 - events unsupported: XIDs stay unknown
                 return out
-        by_handle_uuid: dict[str, str] = {}
+            self._registered, self._handle_uuids = set(), {}
+        for g in gpus:  # a GPU lost at the first read is registered once it is read again
+            if g.lost or g.uuid in self._registered:
+                continue
+            try:
+                h = self._call(nv.nvmlDeviceGetHandleByIndex, g.index)
+                self._handle_uuids[_handle_key(h)] = g.uuid
+                self._call(nv.nvmlDeviceRegisterEvents, h, XID_EVENT, self._event_set)
+            except NvmlUnavailable:
+                raise
+            except Exception:  # noqa: BLE001 - not supported on this GPU, or lost since it was read
+                pass
+            self._registered.add(g.uuid)
         for _ in range(1000):  # bounded drain
             try:
                 data = self._call(nv.nvmlEventSetWait_v2, self._event_set, 0)
@@ -277,7 +310,8 @@ class NvmlReader:
                 raise
             except Exception:  # noqa: BLE001 - NVML_ERROR_TIMEOUT: nothing pending
                 break
-            uuid = by_handle_uuid.get(id(data.device))
+            # The handle seen at registration names the GPU even when it is lost now (XID 79).
+            uuid = self._handle_uuids.get(_handle_key(data.device))
             if uuid is None:
                 try:
                     uuid = _text(self._call(nv.nvmlDeviceGetUUID, data.device))
@@ -288,6 +322,14 @@ class NvmlReader:
             key = (uuid, str(int(data.eventData)))
             out[key] = out.get(key, 0) + 1
         return out
+
+
+def _handle_key(h: Any) -> int:
+    """A device handle's identity: NVML hands out the same pointer for a device all session."""
+    try:
+        return int(ctypes.cast(h, ctypes.c_void_p).value or 0) or id(h)
+    except (TypeError, ctypes.ArgumentError):
+        return id(h)
 
 
 def _classify(nv: Any, e: BaseException) -> str:

@@ -15,7 +15,9 @@ from typing import Callable
 
 import psutil
 
-from . import checkpoint, hfcache
+from . import checkpoint, locate
+from . import scan as scanning
+from .scan.cache import ScanCache
 from .config import Config, ModelConfig
 from .nvml import NvmlReader, NvmlUnavailable
 from .state import CollectorStatus, HostReading, Snapshot, Store, frozen_map
@@ -23,12 +25,25 @@ from .state import CollectorStatus, HostReading, Snapshot, Store, frozen_map
 log = logging.getLogger(__name__)
 
 
-def resolve_model_dir(m: ModelConfig, cfg: Config) -> Path | None:
-    """Where the model's files are: its path, or its hub id's snapshot in the local cache."""
+def resolve_model_dir(m: ModelConfig, cfg: Config) -> "Path | tuple[Path, ...] | None":
+    """Where the model's files are: its path (a directory, a file, or a list of files), or the
+    first of its hub ids found in the HF cache or ModelScope's cache. None: not there."""
+    if isinstance(m.path, tuple):
+        return tuple(Path(os.path.expanduser(p)) for p in m.path)
     if m.path is not None:
         p = Path(os.path.expanduser(m.path))
-        return p if p.is_dir() else None
-    return hfcache.resolve(m.hub_id or "", m.revision, cfg.exporter.hf_cache_dir)
+        return p if p.is_dir() or p.is_file() else None
+    hubs = m.hub_id if isinstance(m.hub_id, tuple) else (m.hub_id or "",)
+    return locate.resolve(hubs, m.revision, cfg.exporter.hf_cache_dir)
+
+
+def model_folder(target: "Path | tuple[Path, ...] | None") -> Path | None:
+    """The folder a model's files live in (for disk usage)."""
+    if target is None:
+        return None
+    if isinstance(target, tuple):
+        return target[0].parent if target else None
+    return target if target.is_dir() else target.parent
 
 
 def _status(s: Snapshot, status: CollectorStatus) -> dict:
@@ -84,7 +99,7 @@ class HostPoller:
                 load1 = None
             fs: dict[str, tuple[int, int]] = {}
             for m in cfg.models:
-                d = resolve_model_dir(m, cfg)
+                d = model_folder(resolve_model_dir(m, cfg))
                 if d is None:
                     continue
                 try:
@@ -95,7 +110,7 @@ class HostPoller:
             reading = HostReading(
                 memory_total_bytes=vm.total,
                 memory_available_bytes=vm.available,
-                cpu_count=psutil.cpu_count() or 0,
+                cpu_count=psutil.cpu_count(),  # None when unknown: absent, never 0
                 cpu_utilization_ratio=psutil.cpu_percent(interval=None) / 100.0,
                 load1=load1,
                 model_fs=frozen_map(fs),
@@ -112,9 +127,10 @@ class HostPoller:
 class CheckpointPoller:
     """Derives what each present checkpoint says about itself (header reads only)."""
 
-    def __init__(self, store: Store, config: Callable[[], Config]) -> None:
+    def __init__(self, store: Store, config: Callable[[], Config], scans: "ScanCache | None" = None) -> None:
         self.store = store
         self.config = config
+        self.scans = scans or ScanCache()  # shared with the health jobs: one walk per cycle
         self._cache: dict[str, tuple[tuple, dict]] = {}
 
     def poll(self) -> None:
@@ -128,29 +144,30 @@ class CheckpointPoller:
                 facts[m.name] = {"present": False}
                 continue
             try:
-                key = _dir_signature(d)
+                sc = self.scans.get(m.name, d, m.format, cfg.schedules.layout.interval)
+                key = _signature(sc)
                 cached = self._cache.get(m.name)
                 if cached and cached[0] == key:
                     facts[m.name] = cached[1]
                     continue
-                f = checkpoint.derive_facts(d)
-                entry = facts[m.name] = {"present": True, "dir": str(d), "facts": f}
+                f = checkpoint.derive_facts(sc)
+                entry = facts[m.name] = {"present": True, "dir": str(sc.root), "facts": f}
                 self._cache[m.name] = (key, entry)
             except Exception as e:  # noqa: BLE001 - a bad checkpoint is a finding, not a crash
                 ok = False
                 log.warning("checkpoint facts for %s: %s", m.name, e)
-                facts[m.name] = {"present": True, "dir": str(d), "facts": None}
+                facts[m.name] = {"present": True, "dir": str(model_folder(d)), "facts": None}
         st = CollectorStatus("checkpoint", ok, time.perf_counter() - t0, "" if ok else "error")
         self.store.update(lambda s: replace(s, checkpoint_facts=frozen_map(facts), **_status(s, st)))
 
 
-def _dir_signature(d: Path) -> tuple:
-    """Cheap change detector: mtimes and sizes of the files that facts are derived from."""
-    sig = []
-    for p in [d / "model_index.json", *sorted(d.glob("*/config.json")), *sorted(d.glob("*/*.safetensors*"))]:
+def _signature(sc: "scanning.Scan") -> tuple:
+    """Cheap change detector: sizes and mtimes of the files the facts are derived from."""
+    sig: list[tuple] = [(sc.form,)]
+    for rel in ("model_index.json", *sc.configs, *(w.rel for w in sc.weights)):
         try:
-            st = p.stat()
-            sig.append((str(p.relative_to(d)), st.st_size, st.st_mtime_ns))
+            st = (sc.root / rel).stat()
+            sig.append((rel, st.st_size, st.st_mtime_ns))
         except OSError:
-            sig.append((str(p), None, None))
+            sig.append((rel, None, None))
     return tuple(sig)

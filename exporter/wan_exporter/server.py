@@ -106,11 +106,16 @@ def _within_budget(app: WSGIApp) -> WSGIApp:
 
 
 def make_app(registry: CollectorRegistry, is_ready: Callable[[], bool], models: Callable[[], list[str]],
-             version: Callable[[], tuple] | None = None, sections: Callable[[], list] | None = None) -> WSGIApp:
+             version: Callable[[], tuple] | None = None, sections: Callable[[], list] | None = None,
+             status: WSGIApp | None = None) -> WSGIApp:
     """The exporter's endpoints. With ``version`` (objects whose identity changes whenever the
     exposition may change: the snapshot and the config), /metrics is served pre-rendered
     (:mod:`wan_exporter.exposition`), part by part when ``sections`` gives the registry's parts
-    with their keys; the cache is the returned app's ``metrics_cache``."""
+    with their keys; the cache is the returned app's ``metrics_cache``. With ``status``
+    (:class:`wan_exporter.status.StatusPages`), it serves ``/``, ``/api/v1/status`` and the
+    page's stylesheet instead of the plain landing page."""
+    from .status import PATHS as STATUS_PATHS
+
     metrics_raw = make_wsgi_app(registry)
     cache = None
     if version is not None:
@@ -124,6 +129,8 @@ def make_app(registry: CollectorRegistry, is_ready: Callable[[], bool], models: 
         path = environ.get("PATH_INFO", "/")
         if path == "/metrics":
             return metrics_app(environ, start_response)
+        if status is not None and path in STATUS_PATHS:
+            return status(environ, start_response)
         if path == "/":
             body = landing_page(models())
             start_response("200 OK", [("Content-Type", "text/html; charset=utf-8")])

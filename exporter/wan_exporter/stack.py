@@ -1,14 +1,16 @@
 """The native stack: the exporter, Prometheus and Alertmanager on loopback, without Docker.
 
-    python3 -m wan_exporter.stack --demo        # or: bash scripts/stack.sh --demo
+    wan-exporter stack --demo        # or: python3 -m wan_exporter.stack --demo, bash scripts/stack.sh --demo
 
 It runs the same configuration docker-compose runs (``alerting/prometheus.yml``, the rule
-files it loads, ``alerting/alertmanager.yml`` and its templates). The only changes, made in
-copies under the data directory, are the ones loopback needs: the stack's targets (the compose
-service names ``wan-exporter``, ``alertmanager``, ``prometheus``, or a local address on the
-default ports 9834, 9093, 9090) become the ports chosen here, in static configs and in file-SD
-target files alike, and relative rule, template and target-file paths become absolute. Ctrl-C (SIGINT) or SIGTERM stops every child
-and exits 0. A missing binary is reported with the command that installs it.
+files it loads, ``alerting/alertmanager.yml`` and its templates), as shipped with the package
+(:mod:`wan_exporter.shipped`: a wheel's own copy, or a checkout's directories). The only
+changes, made in copies under the data directory, are the ones loopback needs: the stack's
+targets (the compose service names ``wan-exporter``, ``alertmanager``, ``prometheus``, or a
+local address on the default ports 9834, 9093, 9090) become the ports chosen here, in static
+configs and in file-SD target files alike, and relative rule, template and target-file paths
+become absolute. Ctrl-C (SIGINT) or SIGTERM stops every child and exits 0. A missing binary
+is reported with the command that installs it.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from typing import Any
 
 import yaml
 
-from . import DEFAULT_PORT
+from . import DEFAULT_PORT, shipped
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -41,20 +43,18 @@ EXIT_MISSING = 3
 # Default ports: the exporter's own, and Prometheus' and Alertmanager's usual ones.
 PROMETHEUS_PORT = 9090
 ALERTMANAGER_PORT = 9093
+SERVE_PORT = 9836  # the demo's example Wan service (examples/serve/), scraped as job wan-serve
 # Which compose address maps to which loopback service: by service name, else by port.
 SERVICE_HOSTS = {"wan-exporter": "exporter", "wan-exporter-demo": "exporter", "prometheus": "prometheus",
-                 "alertmanager": "alertmanager"}
-SERVICE_PORTS = {DEFAULT_PORT: "exporter", PROMETHEUS_PORT: "prometheus", ALERTMANAGER_PORT: "alertmanager"}
+                 "alertmanager": "alertmanager", "wan-serve": "serve"}
+SERVICE_PORTS = {DEFAULT_PORT: "exporter", PROMETHEUS_PORT: "prometheus", ALERTMANAGER_PORT: "alertmanager",
+                 SERVE_PORT: "serve"}
 
 INSTALL_HINT = """\
   Debian/Ubuntu: sudo apt-get install --no-install-recommends prometheus prometheus-alertmanager
   Other systems: download prometheus and alertmanager from https://prometheus.io/download/ and put
                  them on PATH, or name them with --prometheus.binary / --alertmanager.binary.
   With Docker:   docker compose --profile demo up -d --build   (see docs/deployment.md)"""
-
-
-def repo_root() -> Path:
-    return Path(__file__).resolve().parents[2]
 
 
 # --------------------------------------------------------------------------- binaries
@@ -99,6 +99,7 @@ class Ports:
     exporter: int = DEFAULT_PORT
     prometheus: int = PROMETHEUS_PORT
     alertmanager: int = ALERTMANAGER_PORT
+    serve: int = SERVE_PORT
 
     def address(self, service: str) -> str:
         return f"{self.host}:{getattr(self, service)}"
@@ -242,6 +243,7 @@ class Child:
     ready_url: str
     log_path: Path
     env: dict[str, str] | None = None
+    done_ok: bool = False  # may exit 0 by itself (the bounded load generator) without stopping the stack
     proc: subprocess.Popen | None = None
     _log: Any = field(default=None, repr=False)
 
@@ -318,7 +320,7 @@ class Stack:
         """Wait for a stop signal; a child dying on its own stops the stack with an error."""
         while not self.stop_requested.wait(0.5):
             for c in self.children:
-                if not c.running():
+                if not c.running() and not (c.done_ok and c.proc.returncode == 0):
                     self.say(f"error: {c.name} exited with status {c.proc.returncode}; the end of {c.log_path}:\n"
                              f"{c.log_tail()}")
                     return EXIT_FAILED
@@ -337,11 +339,13 @@ class Stack:
 # --------------------------------------------------------------------------- command line
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="python3 -m wan_exporter.stack",
-        description="Run wan-exporter, Prometheus and Alertmanager on loopback with the repository's "
-                    "alerting/ configuration (what docker-compose runs), without Docker. Ctrl-C stops all.")
+DESCRIPTION = ("Run wan-exporter, Prometheus and Alertmanager on loopback with the alerting configuration "
+               "docker-compose runs (shipped with the package), without Docker. Ctrl-C stops all.")
+
+
+def build_parser(prog: str = "wan-exporter stack", add_help: bool = True) -> argparse.ArgumentParser:
+    """The stack's flags; ``wan-exporter stack`` takes them as its subcommand's parent parser."""
+    p = argparse.ArgumentParser(prog=prog, description=DESCRIPTION, add_help=add_help)
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--demo", action="store_true", help="run the exporter's tiny-model demo on the CPU")
     mode.add_argument("--config.file", dest="config_file", metavar="PATH",
@@ -350,11 +354,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--exporter-port", type=int, default=DEFAULT_PORT)
     p.add_argument("--prometheus-port", type=int, default=PROMETHEUS_PORT)
     p.add_argument("--alertmanager-port", type=int, default=ALERTMANAGER_PORT)
+    p.add_argument("--serve-port", type=int, default=SERVE_PORT,
+                   help=f"the demo's example Wan service (default {SERVE_PORT})")
     p.add_argument("--data-dir", metavar="DIR",
                    help="TSDB, Alertmanager state, generated configs and logs "
                         "(default: $XDG_STATE_HOME/wan-exporter/stack)")
     p.add_argument("--alerting-dir", metavar="DIR",
-                   help="directory with prometheus.yml, alertmanager.yml, rules/ (default: the checkout's alerting/)")
+                   help="directory with prometheus.yml, alertmanager.yml, rules/ (default: the alerting/ "
+                        "shipped with the package; `wan-exporter assets DIR` writes it out)")
     p.add_argument("--prometheus.binary", dest="prometheus_binary", metavar="PATH")
     p.add_argument("--alertmanager.binary", dest="alertmanager_binary", metavar="PATH")
     p.add_argument("--retention", default="15d", help="Prometheus TSDB retention (default 15d)")
@@ -363,14 +370,33 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def demo_traffic(ports: Ports, logs: Path, env: dict[str, str]) -> list[Child]:
+    """The example service serving a tiny pipeline through instrument, and a bounded load on it (an hour at most)."""
+    checkout = shipped.checkout_root()
+    serve = checkout / "examples" / "serve" if checkout is not None else None
+    if serve is None or not (serve / "server.py").is_file():
+        return []  # an installed package: the example lives in the checkout's examples/
+    url = f"http://{ports.address('serve')}"
+    return [
+        Child("wan-serve", [sys.executable, str(serve / "server.py"), f"--web.listen-address={ports.address('serve')}"],
+              f"{url}/healthz", logs / "wan-serve.log", env=env),
+        Child("wan-serve-load", [sys.executable, str(serve / "load.py"), f"--url={url}", "--count=2000",
+                                 "--duration=3600", "--interval=2"], f"{url}/healthz", logs / "wan-serve-load.log",
+              env=env, done_ok=True),
+    ]
+
+
 def default_data_dir() -> Path:
     base = os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local", "state")
     return Path(base) / "wan-exporter" / "stack"
 
 
 def main(argv: list[str] | None = None, out=None) -> int:
+    return run(build_parser("python3 -m wan_exporter.stack").parse_args(argv), out)
+
+
+def run(args: argparse.Namespace, out=None) -> int:
     out = out or sys.stdout
-    args = build_parser().parse_args(argv)
 
     def say(msg: str) -> None:
         print(msg, file=out, flush=True)
@@ -381,17 +407,26 @@ def main(argv: list[str] | None = None, out=None) -> int:
         say("wan-exporter stack: cannot start, missing " + " and ".join(missing) + ".\n" + INSTALL_HINT)
         return EXIT_MISSING
 
-    alerting = Path(args.alerting_dir) if args.alerting_dir else repo_root() / "alerting"
+    dashboards = "the dashboards shipped with wan-exporter (`wan-exporter assets DIR`)"
+    if args.alerting_dir:
+        alerting = Path(args.alerting_dir)
+    else:
+        try:
+            assets = shipped.root()
+        except FileNotFoundError as e:
+            say(f"wan-exporter stack: cannot start, {e}; or pass --alerting-dir DIR.")
+            return EXIT_MISSING
+        alerting, dashboards = assets / "alerting", f"{assets / 'grafana' / 'dashboards'}/*.json"
     needed = [alerting / "prometheus.yml", alerting / "alertmanager.yml"]
     absent = [str(p) for p in needed if not p.is_file()]
     if absent:
         say(f"wan-exporter stack: cannot start, not found: {', '.join(absent)}.\n"
-            "  Run from a checkout of wan-exporter, or pass --alerting-dir DIR.")
+            "  Pass --alerting-dir DIR, a directory holding prometheus.yml, alertmanager.yml and rules/.")
         return EXIT_MISSING
 
-    ports = Ports(args.host, args.exporter_port, args.prometheus_port, args.alertmanager_port)
-    busy = [f"{name} port {getattr(ports, name)}" for name in ("exporter", "prometheus", "alertmanager")
-            if not port_free(ports.host, getattr(ports, name))]
+    ports = Ports(args.host, args.exporter_port, args.prometheus_port, args.alertmanager_port, args.serve_port)
+    services = ("exporter", "prometheus", "alertmanager") + (("serve",) if args.demo else ())
+    busy = [f"{name} port {getattr(ports, name)}" for name in services if not port_free(ports.host, getattr(ports, name))]
     if busy:
         say(f"wan-exporter stack: cannot start, in use on {ports.host}: {', '.join(busy)}.\n"
             "  Stop what holds them, or choose others with --exporter-port, --prometheus-port, --alertmanager-port.")
@@ -429,21 +464,29 @@ def main(argv: list[str] | None = None, out=None) -> int:
                f"--web.external-url={base}:{ports.prometheus}", "--web.enable-lifecycle"],
               f"{base}:{ports.prometheus}/-/ready", logs / "prometheus.log"),
     ]
+    traffic = demo_traffic(ports, logs, env) if args.demo else []
+    if args.demo and not traffic:
+        say("note: no examples/serve/ next to this package (run from a checkout): the demo runs without traffic.")
+    children[1:1] = traffic
     stack = Stack(children, out=out)
     signal.signal(signal.SIGINT, stack.request_stop)
     signal.signal(signal.SIGTERM, stack.request_stop)
     rc = EXIT_OK
     try:
-        if stack.start({"wan-exporter": args.ready_timeout, "alertmanager": 60.0, "prometheus": 120.0}):
+        if stack.start({"wan-exporter": args.ready_timeout, "wan-serve": args.ready_timeout, "alertmanager": 60.0,
+                        "prometheus": 120.0}):
             say("\nwan-exporter stack is up ({}):\n"
                 "  exporter      {b}:{e}/metrics\n"
                 "  Prometheus    {b}:{p}  (targets {b}:{p}/targets, alerts {b}:{p}/alerts)\n"
                 "  Alertmanager  {b}:{a}\n"
-                "  Grafana       not in the native stack: import grafana/dashboards/*.json into yours,\n"
+                "  Grafana       not in the native stack: import {d} into yours,\n"
                 "                or run the containers (docs/deployment.md)\n"
                 "configs in {c}, logs in {l}; Ctrl-C stops everything."
                 .format("demo" if args.demo else (args.config_file or "embedded default config"), b=base,
-                        e=ports.exporter, p=ports.prometheus, a=ports.alertmanager, c=data / "config", l=logs))
+                        e=ports.exporter, p=ports.prometheus, a=ports.alertmanager, c=data / "config", l=logs,
+                        d=dashboards))
+            if traffic:
+                say(f"  Wan service   {base}:{ports.serve}/metrics  (examples/serve/, job wan-serve; load for up to 1h)")
             rc = stack.supervise()
         elif not stack.stop_requested.is_set():
             rc = EXIT_FAILED

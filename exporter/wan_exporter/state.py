@@ -87,11 +87,18 @@ class BenchmarkResult:
 
 @dataclass(frozen=True)
 class GpuReading:
-    """One GPU as read from NVML in one poll. ``None`` means not supported / not read."""
+    """One GPU as read from NVML in one poll. ``None`` means not supported / not read.
+
+    A GPU NVML reports lost (``NVML_ERROR_GPU_IS_LOST``: fallen off the bus) keeps its
+    place with ``lost=True``, nothing read but the UUID it had earlier in the NVML session
+    (if any), so the other GPUs keep their figures and its XIDs still join.
+    """
 
     index: int
     uuid: str
     name: str
+    lost: bool = False
+    pci_bus_id: str = ""  # NVML's busId, e.g. 00000000:19:00.0 (dcgm-exporter's pci_bus_id)
     driver_version: str = ""
     cuda_version: str = ""
     compute_capability: str = ""
@@ -114,7 +121,7 @@ class GpuReading:
 class HostReading:
     memory_total_bytes: int
     memory_available_bytes: int
-    cpu_count: int
+    cpu_count: int | None  # None when the platform does not say
     cpu_utilization_ratio: float | None
     load1: float | None
     # model name -> (filesystem free bytes, total bytes) where its files live
@@ -151,6 +158,8 @@ class BenchmarkAggregate:
     reproducible: bool | None = None  # None: not yet measured (needs two runs with the same seed)
     consecutive_failures: int = 0
     energy_joules_sum: float = 0.0
+    # The last few results (successes and failures), oldest first: the status page's sparklines.
+    history: tuple[BenchmarkResult, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -47,11 +47,13 @@ UID_OVERVIEW = "wan-overview"
 UID_MODEL = "wan-model-detail"
 UID_COMPARISON = "wan-comparison"
 UID_FLEET = "wan-fleet"
+UID_TRAFFIC = "wan-traffic"
 TITLES = {
     UID_OVERVIEW: "Wan / Overview",
     UID_MODEL: "Wan / Model detail",
     UID_COMPARISON: "Wan / Comparison",
     UID_FLEET: "Wan / Fleet and history",
+    UID_TRAFFIC: "Wan / Traffic",
 }
 TAG = "wan-exporter"
 

@@ -84,6 +84,19 @@ def pixels_per_second() -> object:
                         c.PIXELS_PER_SECOND, q.pixels_per_second, by="profile").span(18)
 
 
+def flops_utilization() -> object:
+    return side_by_side("Model FLOPs utilisation: A and B",
+                        "Achieved FLOP/s in the denoise phase over the GPU's datasheet peak dense tensor rate, last "
+                        "successful run per profile; absent on a CPU and for GPUs without a datasheet row.",
+                        units.PercentUnit, q.flops_utilization, by="profile")
+
+
+def realtime_factor() -> object:
+    return side_by_side("Real-time factor: A and B",
+                        "Seconds of video per second of generation, last successful run per profile; 1 is real time.",
+                        TIMES, q.realtime_factor, by="profile")
+
+
 def peak_memory() -> object:
     return side_by_side("Peak memory: A and B", "Peak memory of the last run per profile.", units.BytesIEC,
                         q.peak_memory, by="profile").span(18)
@@ -247,6 +260,8 @@ def build() -> dashboard.Dashboard:
         .with_panel(speed_ratio())
         .with_panel(pixels_per_second())
         .with_panel(memory_ratio())
+        .with_panel(flops_utilization())
+        .with_panel(realtime_factor())
         .with_row(dashboard.Row("Memory and reliability"))
         .with_panel(peak_memory())
         .with_panel(memory_share())

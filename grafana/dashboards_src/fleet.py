@@ -98,8 +98,8 @@ def gpus() -> object:
     return (
         c.default_table()
         .title("GPUs")
-        .description("Every GPU of the selected instances: identity, memory, load, temperature, power, processes, "
-                     "SM clock.")
+        .description("Every GPU of the selected instances: identity, whether NVML reports it lost (then it has "
+                     "no other figure), memory, load, temperature, power, processes, SM clock.")
         .unit(units.NoUnit)
         .height(8)
         .span(24)
@@ -111,14 +111,18 @@ def gpus() -> object:
         .with_target(c.table_query(q.gpu_power(), "F"))
         .with_target(c.table_query(q.gpu_processes(), "G"))
         .with_target(c.table_query(q.gpu_sm_clock(), "H"))
+        .with_target(c.table_query(q.gpu_lost(), "I"))
         .with_transformation(c.merge())
         .with_transformation(c.organize(
             exclude=("Time", "Value #A", "job", "__name__"),
             rename={"Value #B": "memory", "Value #C": "memory used", "Value #D": "utilization",
-                    "Value #E": "temperature", "Value #F": "power", "Value #G": "processes", "Value #H": "SM clock"},
-            order=("instance", "gpu", "name", "Value #B", "Value #C", "Value #D", "Value #E", "Value #F", "Value #G",
-                   "Value #H"),
+                    "Value #E": "temperature", "Value #F": "power", "Value #G": "processes", "Value #H": "SM clock",
+                    "Value #I": "lost"},
+            order=("instance", "gpu", "name", "Value #I", "Value #B", "Value #C", "Value #D", "Value #E", "Value #F",
+                   "Value #G", "Value #H"),
         ))
+        .override_by_name("lost", [c.prop("mappings", c.yes_no_mappings("lost", "-", yes_color="red",
+                                                                        no_color="transparent"))])
         .override_by_name("memory", [c.prop("unit", units.BytesIEC)])
         .override_by_regexp("memory used|utilization", [c.prop("unit", units.PercentUnit)])
         .override_by_name("temperature", [

@@ -17,7 +17,7 @@ from grafana_foundation_sdk.builders import dashboard
 from grafana_foundation_sdk.cog.encoder import JSONEncoder
 from grafana_foundation_sdk.models.dashboard import Dashboard, RowPanel
 
-from . import common, comparison, fleet, model_detail, overview
+from . import common, comparison, fleet, model_detail, overview, traffic
 
 OUT_DIR = Path(__file__).resolve().parents[1] / "dashboards"
 
@@ -27,6 +27,7 @@ DASHBOARDS: dict[str, Callable[[], dashboard.Dashboard]] = {
     "wan-model-detail.json": model_detail.build,
     "wan-comparison.json": comparison.build,
     "wan-fleet.json": fleet.build,
+    "wan-traffic.json": traffic.build,
 }
 
 

@@ -15,6 +15,8 @@ from . import queries as q
 ONE = q.models_single()  # model=~"${model}", instance=~"${instance}"
 RATIO_X = "suffix:×"  # a dimensionless "times" figure (slowdown against baseline)
 FPS = "suffix: fps"
+FLOP = "si:FLOP"  # a count of floating-point operations, SI-prefixed (TFLOP, PFLOP)
+FLOPS = "flops"  # Grafana's FLOP/s unit
 
 
 # -- capabilities ------------------------------------------------------------------------------------
@@ -260,6 +262,57 @@ def step_time() -> object:
     )
 
 
+def flops_per_step() -> object:
+    return (
+        c.default_stat()
+        .title("Work per step")
+        .description("Model FLOPs of one denoising step (computed from the transformer config and the run's tokens, "
+                     "twice with classifier-free guidance) and the video tokens the transformer attends over.")
+        .unit(FLOP)
+        .decimals(3)
+        .height(8)
+        .span(6)
+        .text_mode(cm.BigValueTextMode.VALUE_AND_NAME)
+        .with_target(c.prom_query(q.flops_per_step(by="profile"), "FLOPs/step {{profile}}", "A", instant=True))
+        .with_target(c.prom_query(q.latent_tokens(by="profile"), "tokens {{profile}}", "B", instant=True))
+        .override_by_query("B", [c.prop("unit", units.Short), c.prop("decimals", 0)])
+    )
+
+
+def utilisation() -> object:
+    return (
+        c.default_timeseries()
+        .title("Model FLOPs utilisation")
+        .description("Achieved FLOP/s in the denoise phase (FLOPs per step x steps / denoise seconds) over the GPU's "
+                     "datasheet peak dense tensor rate in the run's dtype; absent on a CPU, for float32 and for GPUs "
+                     "without a datasheet row. Achieved and peak FLOP/s on the right axis.")
+        .unit(units.PercentUnit)
+        .min(0)
+        .span(9)
+        .with_target(c.prom_query(q.flops_utilization(by="profile"), "MFU {{profile}}", "A"))
+        .with_target(c.prom_query(q.achieved_flops(by="profile"), "achieved {{profile}}", "B"))
+        .with_target(c.prom_query(q.peak_flops(by="profile, gpu_model"), "peak {{gpu_model}}", "C"))
+        .override_by_query("B", [c.prop("unit", FLOPS), c.prop("custom.axisPlacement", "right")])
+        .override_by_query("C", [c.prop("unit", FLOPS), c.prop("custom.axisPlacement", "right"),
+                                 c.prop("custom.lineStyle", {"fill": "dash", "dash": [10, 10]})])
+    )
+
+
+def realtime() -> object:
+    return (
+        c.default_timeseries()
+        .title("Real-time factor")
+        .description("Seconds of video (frames over the model's output fps) per second of generation, last successful "
+                     "run; 1 is real time. GPU joules per second of video on the right axis (NVML energy counter).")
+        .unit(RATIO_X)
+        .min(0)
+        .span(9)
+        .with_target(c.prom_query(q.realtime_factor(by="profile"), "real-time factor {{profile}}", "A"))
+        .with_target(c.prom_query(q.joules_per_video_second(by="profile"), "J per video s {{profile}}", "B"))
+        .override_by_query("B", [c.prop("unit", units.Joule), c.prop("custom.axisPlacement", "right")])
+    )
+
+
 def throughput() -> object:
     return (
         c.default_timeseries()
@@ -469,6 +522,9 @@ def build() -> dashboard.Dashboard:
         .with_panel(generation_heatmap())
         .with_panel(phases())
         .with_panel(step_time())
+        .with_panel(flops_per_step())
+        .with_panel(utilisation())
+        .with_panel(realtime())
         .with_panel(throughput())
         .with_panel(against_baseline())
         .with_panel(baselines())

@@ -23,6 +23,7 @@ _ROOT = Path(__file__).resolve().parents[2]
 if str(_ROOT / "exporter") not in sys.path:  # the contract, without installing the package
     sys.path.insert(0, str(_ROOT / "exporter"))
 
+from wan_exporter.contract import efficiency as E  # noqa: E402
 from wan_exporter.contract import labels  # noqa: E402
 from wan_exporter.contract import rules as R  # noqa: E402
 
@@ -263,6 +264,37 @@ def seconds_per_step(model: str = "model", instance: str = "instance", by: str =
     return _last("wan_generation_seconds_per_step", model, instance, by)
 
 
+# -- benchmarks: how far from the hardware's limit -------------------------------------------------
+
+
+def flops_per_step(model: str = "model", instance: str = "instance", by: str = "model, profile") -> str:
+    return _last(E.GENERATION_FLOPS_PER_STEP.exposed_name, model, instance, by)
+
+
+def latent_tokens(model: str = "model", instance: str = "instance", by: str = "model, profile") -> str:
+    return _last(E.GENERATION_LATENT_TOKENS.exposed_name, model, instance, by)
+
+
+def achieved_flops(model: str = "model", instance: str = "instance", by: str = "model, profile") -> str:
+    return _last(E.GENERATION_FLOPS_PER_SECOND.exposed_name, model, instance, by)
+
+
+def peak_flops(model: str = "model", instance: str = "instance", by: str = "model, profile, gpu_model") -> str:
+    return _last(E.GENERATION_PEAK_FLOPS_PER_SECOND.exposed_name, model, instance, by)
+
+
+def flops_utilization(model: str = "model", instance: str = "instance", by: str = "model, profile") -> str:
+    return _last(E.GENERATION_MODEL_FLOPS_UTILIZATION_RATIO.exposed_name, model, instance, by)
+
+
+def realtime_factor(model: str = "model", instance: str = "instance", by: str = "model, profile") -> str:
+    return _last(E.GENERATION_REALTIME_FACTOR.exposed_name, model, instance, by)
+
+
+def joules_per_video_second(model: str = "model", instance: str = "instance", by: str = "model, profile") -> str:
+    return _last(E.GENERATION_ENERGY_JOULES_PER_VIDEO_SECOND.exposed_name, model, instance, by)
+
+
 def peak_memory(model: str = "model", instance: str = "instance", by: str = "model, profile") -> str:
     return _last("wan_generation_peak_memory_bytes", model, instance, by)
 
@@ -387,7 +419,6 @@ _COUNT_FIGURES = (
     ("wan_model_experts", "denoising experts"),
     ("wan_model_checkpoint_experts", "experts in checkpoint"),
     ("wan_model_size_multiple", "size multiple (px)"),
-    ("wan_model_cuda_compute_capability_min", "min CUDA compute capability"),
 )
 _PARAMETER_FIGURES = (
     ("wan_model_parameters", "parameters (published)"),
@@ -508,8 +539,12 @@ def gpu_processes() -> str:
     return _g("wan_gpu_processes")
 
 
+def gpu_lost() -> str:
+    return f"max by (instance, gpu) ({_g('wan_gpu_lost')})"
+
+
 def gpu_info() -> str:
-    labels = "instance, gpu, name, uuid, driver_version, cuda_version, compute_capability"
+    labels = "instance, gpu, name, uuid, pci_bus_id, driver_version, cuda_version, compute_capability"
     return f"max by ({labels}) ({_g('wan_gpu_info')})"
 
 

@@ -86,8 +86,11 @@ def alertmanager_test_config(dest: Path, webhook_url: str, group_wait: str = "0s
 
 
 def prometheus_test_config(dest: Path, targets: list[str], rules_dir: Path, alertmanager: str | None,
-                           interval: str = "1s", source: Path = ALERTING / "prometheus.yml") -> Path:
-    """The committed Prometheus config, with the test's targets (file_sd), rules and Alertmanager."""
+                           interval: str = "1s", source: Path = ALERTING / "prometheus.yml",
+                           serve_targets: list[str] = ()) -> Path:
+    """The committed Prometheus config, with the test's targets (file_sd), rules and Alertmanager.
+
+    ``serve_targets``: instrumented services for job wan-serve (none by default)."""
     cfg = yaml.safe_load(source.read_text())
     cfg["global"].update(scrape_interval=interval, evaluation_interval=interval, scrape_timeout=interval)
     cfg["rule_files"] = [str(rules_dir / "*.rules.yml")]
@@ -99,9 +102,11 @@ def prometheus_test_config(dest: Path, targets: list[str], rules_dir: Path, aler
     for am in cfg["alerting"]["alertmanagers"]:
         for sd in am["file_sd_configs"]:
             sd.update(files=[str(targets_dir / "alertmanager*.yml")], refresh_interval="1s")
-    job = next(j for j in cfg["scrape_configs"] if j["job_name"] == "wan-exporter")
-    for sd in job["file_sd_configs"]:
-        sd.update(files=[str(targets_dir / "wan-exporter*.yml")], refresh_interval="1s")
+    (targets_dir / "wan-serve.yml").write_text(yaml.safe_dump([{"targets": list(serve_targets)}] if serve_targets else []))
+    for name in ("wan-exporter", "wan-serve"):
+        job = next(j for j in cfg["scrape_configs"] if j["job_name"] == name)
+        for sd in job["file_sd_configs"]:
+            sd.update(files=[str(targets_dir / f"{name}*.yml")], refresh_interval="1s")
     dest.write_text(yaml.safe_dump(cfg, sort_keys=False))
     return dest
 

@@ -157,6 +157,12 @@ def exposed_metric_names() -> set[str]:
         suffixes = {"counter": ["_total"], "info": ["_info"], "histogram": ["_bucket", "_sum", "_count"],
                     "summary": ["_sum", "_count"], "stateset": [""], "gauge": [""], "untyped": [""]}[fam.type]
         names.update(fam.name + s for s in suffixes)
+    # Traffic families are exposed by a service instrumented with wan_exporter.instrument, not by the exporter.
+    from wan_exporter.contract import traffic
+
+    for f in traffic.FAMILIES:
+        suffixes = {"histogram": ["_bucket", "_sum", "_count"]}.get(f.type, [""])
+        names.update(f.exposed_name + s for s in suffixes)
     return names
 
 

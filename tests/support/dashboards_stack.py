@@ -56,8 +56,9 @@ class PrometheusProcess(WorkdirServer):
     name = "prometheus"
 
     def __init__(self, workdir: Path, exporter: str, alertmanager: str | None, rule_files: list[Path],
-                 interval: str = "1s") -> None:
+                 interval: str = "1s", serve: str | None = None) -> None:
         super().__init__(workdir)
+        self.serve = serve  # an instrumented Wan service, scraped as job wan-serve (the traffic rules' selector)
         self.exporter = exporter
         self.alertmanager = alertmanager
         self.rule_files = rule_files
@@ -65,6 +66,8 @@ class PrometheusProcess(WorkdirServer):
 
     def args(self) -> list[str]:
         scrape = [{"job_name": "wan-exporter", "static_configs": [{"targets": [self.exporter]}]}]
+        if self.serve:
+            scrape.append({"job_name": "wan-serve", "static_configs": [{"targets": [self.serve]}]})
         cfg: dict = {
             "global": {"scrape_interval": self.interval, "evaluation_interval": self.interval},
             "rule_files": [str(p) for p in self.rule_files],

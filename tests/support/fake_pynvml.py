@@ -7,6 +7,10 @@ on every call, so a test can change GPUs or inject a fault while the exporter ru
     {"fault": "none" | "library_missing" | "gpu_lost" | "unknown" | "hang",
      "gpus": [{"name": "NVIDIA H200", "memory_total": 150754820096, ...}],
      "xid_events": [[0, 79], [0, 79]]}   # drained once each, in order
+
+A fault under one GPU is that device's alone, as NVML reports an XID 79 card:
+``{"fault": "gpu_lost"}`` fails every call on it (its handle included), and
+``"fault_calls": ["nvmlDeviceGetTemperature"]`` narrows the fault to those calls.
 """
 
 from __future__ import annotations
@@ -66,13 +70,32 @@ def _check() -> dict:
     return st
 
 
-def _gpu(handle: object) -> dict:
+_DEVICE_FAULTS = {"gpu_lost": NVML_ERROR_GPU_IS_LOST, "unknown": NVML_ERROR_UNKNOWN}
+
+
+def _device_fault(g: dict, call: str) -> None:
+    fault = g.get("fault", "none")
+    if fault == "none" or ("fault_calls" in g and call not in g["fault_calls"]):
+        return
+    if fault == "hang":
+        time.sleep(float(g.get("hang_seconds", 3600)))
+        return
+    raise NVMLError(_DEVICE_FAULTS[fault])
+
+
+def _gpu(handle: object, call: str = "") -> dict:
     st = _check()
     gpus = st.get("gpus", [])
     i = handle.index  # type: ignore[attr-defined]
     if i >= len(gpus):
         raise NVMLError(NVML_ERROR_GPU_IS_LOST)
-    return {**_DEFAULTS, "index": i, "uuid": f"GPU-00000000-0000-0000-0000-{i:012d}", **gpus[i]}
+    g = {**_DEFAULTS, "index": i, "uuid": f"GPU-00000000-0000-0000-0000-{i:012d}",
+         "pci_bus_id": f"00000000:{0x19 + i:02X}:00.0", **gpus[i]}
+    _device_fault(g, call)
+    return g
+
+
+_handles: dict[int, SimpleNamespace] = {}  # NVML hands out one handle per device for the session
 
 
 _DEFAULTS = {
@@ -117,89 +140,109 @@ def nvmlSystemGetCudaDriverVersion_v2() -> int:
 nvmlSystemGetCudaDriverVersion = nvmlSystemGetCudaDriverVersion_v2
 
 
+def _handle(i: int) -> SimpleNamespace:
+    with _lock:
+        return _handles.setdefault(i, SimpleNamespace(index=i))
+
+
 def nvmlDeviceGetHandleByIndex(i: int) -> SimpleNamespace:
     if i >= nvmlDeviceGetCount():
         raise NVMLError(NVML_ERROR_NOT_FOUND)
-    return SimpleNamespace(index=i)
+    h = _handle(i)
+    _gpu(h, "nvmlDeviceGetHandleByIndex")
+    return h
 
 
 def nvmlDeviceGetUUID(h) -> str:
-    return _gpu(h)["uuid"]
+    return _gpu(h, "nvmlDeviceGetUUID")["uuid"]
 
 
 def nvmlDeviceGetName(h) -> str:
-    return _gpu(h)["name"]
+    return _gpu(h, "nvmlDeviceGetName")["name"]
 
 
 def nvmlDeviceGetCudaComputeCapability(h):
-    return tuple(_gpu(h)["cc"])
+    return tuple(_gpu(h, "nvmlDeviceGetCudaComputeCapability")["cc"])
 
 
 nvmlMemory_v2 = 0x02000028
 
 
+class nvmlPciInfo_t(SimpleNamespace):
+    pass
+
+
+def nvmlDeviceGetPciInfo(h):
+    return nvmlPciInfo_t(busId=_gpu(h, "nvmlDeviceGetPciInfo")["pci_bus_id"].encode())
+
+
 def nvmlDeviceGetMemoryInfo(h, version=None):
-    g = _gpu(h)
+    g = _gpu(h, "nvmlDeviceGetMemoryInfo")
     return SimpleNamespace(total=g["memory_total"], used=g["memory_used"], free=g["memory_total"] - g["memory_used"])
 
 
 def nvmlDeviceGetUtilizationRates(h):
-    g = _gpu(h)
+    g = _gpu(h, "nvmlDeviceGetUtilizationRates")
     return SimpleNamespace(gpu=g["util_gpu"], memory=g["util_memory"])
 
 
 def nvmlDeviceGetTemperature(h, sensor):
-    return _gpu(h)["temperature"]
+    return _gpu(h, "nvmlDeviceGetTemperature")["temperature"]
 
 
 def nvmlDeviceGetPowerUsage(h):
-    return _gpu(h)["power_mw"]
+    return _gpu(h, "nvmlDeviceGetPowerUsage")["power_mw"]
 
 
 def nvmlDeviceGetEnforcedPowerLimit(h):
-    return _gpu(h)["power_limit_mw"]
+    return _gpu(h, "nvmlDeviceGetEnforcedPowerLimit")["power_limit_mw"]
 
 
 def nvmlDeviceGetTotalEnergyConsumption(h):
-    return _gpu(h)["energy_mj"]
+    return _gpu(h, "nvmlDeviceGetTotalEnergyConsumption")["energy_mj"]
 
 
 def nvmlDeviceGetClockInfo(h, clock):
-    return _gpu(h)["sm_clock_mhz"]
+    return _gpu(h, "nvmlDeviceGetClockInfo")["sm_clock_mhz"]
 
 
 def nvmlDeviceGetCurrentClocksEventReasons(h):
-    return _gpu(h)["throttle"]
+    return _gpu(h, "nvmlDeviceGetCurrentClocksEventReasons")["throttle"]
 
 
 nvmlDeviceGetCurrentClocksThrottleReasons = nvmlDeviceGetCurrentClocksEventReasons
 
 
 def nvmlDeviceGetTotalEccErrors(h, error_type, counter_type):
-    g = _gpu(h)
+    g = _gpu(h, "nvmlDeviceGetTotalEccErrors")
     return g["ecc_uncorrected"] if error_type == 1 else g["ecc_corrected"]
 
 
 def nvmlDeviceGetComputeRunningProcesses(h):
-    return [SimpleNamespace(pid=p.get("pid", 1), usedGpuMemory=p.get("memory", 0)) for p in _gpu(h)["processes"]]
+    return [SimpleNamespace(pid=p.get("pid", 1), usedGpuMemory=p.get("memory", 0)) for p in _gpu(h, "nvmlDeviceGetComputeRunningProcesses")["processes"]]
 
 
 def nvmlEventSetCreate():
     _check()
-    return SimpleNamespace(kind="event_set")
+    return SimpleNamespace(kind="event_set", devices=set())
 
 
 def nvmlDeviceRegisterEvents(h, mask, event_set):
-    _gpu(h)
+    _gpu(h, "nvmlDeviceRegisterEvents")
+    with _lock:
+        event_set.devices.add(h.index)
 
 
 def nvmlEventSetWait_v2(event_set, timeout_ms):
+    """The next event of a registered device; events of devices not registered are passed over."""
     global _drained
     st = _check()
     events = st.get("xid_events", [])
     with _lock:
+        while _drained < len(events) and events[_drained][0] not in event_set.devices:
+            _drained += 1
         if _drained >= len(events):
             raise NVMLError(NVML_ERROR_TIMEOUT)
         gpu, xid = events[_drained]
         _drained += 1
-    return SimpleNamespace(device=SimpleNamespace(index=gpu), eventData=xid, eventType=8)
+    return SimpleNamespace(device=_handle(gpu), eventData=xid, eventType=8)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import errno
 import http.client
+import json
 import os
 import resource
 import shutil
@@ -262,6 +263,16 @@ def write_atomic(path: Path, text: str) -> None:
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(text)
     os.replace(tmp, path)
+
+
+# Benchmark faults are a test hook, not configuration: the exporter reads them from the JSON file
+# this variable names, afresh at every run (wan_exporter.bench.faults).
+FAULTS_ENV = "WAN_EXPORTER_TEST_FAULTS"
+
+
+def set_faults(path: Path, faults: dict[str, str]) -> None:
+    """Switch benchmark faults by model name ({"m": "oom"}); an empty dict switches them all off."""
+    write_atomic(path, json.dumps(faults))
 
 
 def reload(exp, cfg_path: Path, text: str, timeout: float = 15.0) -> dict:

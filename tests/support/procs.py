@@ -238,3 +238,30 @@ def write_nvml_state(path: Path, **state) -> Path:
     tmp.write_text(json.dumps(state))
     os.replace(tmp, path)
     return path
+
+
+SERVE_EXAMPLE = REPO / "examples" / "serve"
+
+
+class ServeProcess(ManagedProcess):
+    """The example Wan service (examples/serve/server.py): a tiny pipeline served through instrument."""
+
+    name = "wan-serve"
+    ready_path = "/healthz"
+
+    def __init__(self, log_path: Path | None = None, model: str = "tiny-t2v", kind: str = "tiny-wan2.1-t2v",
+                 env: dict | None = None) -> None:
+        port = free_port()
+        super().__init__(argv=[sys.executable, str(SERVE_EXAMPLE / "server.py"),
+                               f"--web.listen-address=127.0.0.1:{port}", f"--model={model}", f"--kind={kind}"],
+                         log_path=log_path, env=exporter_env({"OMP_NUM_THREADS": "1", **(env or {})}), cwd=REPO,
+                         port=port)
+
+    def start(self, ready_timeout: float = 120.0):
+        return super().start(ready_timeout)
+
+    def load(self, *args: str, log_path: Path | None = None) -> ManagedProcess:
+        """The bounded load generator (examples/serve/load.py) against this service, started."""
+        return ManagedProcess("wan-serve-load", [sys.executable, str(SERVE_EXAMPLE / "load.py"), f"--url={self.url}",
+                                                 *args], log_path=log_path, ready_url=self.url + "/healthz",
+                              env=exporter_env(), cwd=REPO).start()

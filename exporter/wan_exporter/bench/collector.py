@@ -11,8 +11,9 @@ from typing import Iterable
 
 from prometheus_client.core import Metric
 
+from .. import gpuid
 from ..config import Config
-from ..state import Snapshot
+from ..state import BenchmarkResult, Snapshot
 from ..collectors._families import bool_value, new
 from ..contract import benchmark
 from ..contract.labels import FAILURE_REASONS, PHASES, SANITY_CHECKS
@@ -35,18 +36,19 @@ def effective_baseline(snap: Snapshot, model: str, profile: str) -> float | None
     return snap.baselines.get((model, profile, "config")) or snap.baselines.get((model, profile, "recorded"))
 
 
-def memory_total_for(snap: Snapshot, device: str, kind: str) -> float | None:
-    if kind == "cuda":
-        idx = 0 if device in ("cuda", "") else int(device.split(":")[1]) if device.startswith("cuda:") else None
-        g = next((g for g in snap.gpus if g.index == idx), None)
+def memory_total_for(snap: Snapshot, r: BenchmarkResult) -> float | None:
+    """The memory the run's peak is measured against: its GPU's (by the UUID it reported), or the host's."""
+    if r.peak_memory_kind == "cuda":
+        g = gpuid.find(snap.gpus, r.device, r.gpu_uuid)
         return g.memory_total_bytes if g else None
-    if kind == "rss" and snap.host is not None:
+    if r.peak_memory_kind == "rss" and snap.host is not None:
         return snap.host.memory_total_bytes
     return None
 
 
 def _gpu_memory_totals(gpus: tuple) -> tuple:
-    return tuple((g.index, g.memory_total_bytes) for g in gpus)
+    """What of the GPUs the benchmark figures use: which GPU a run was on, and its memory."""
+    return tuple((g.index, g.uuid, g.lost, g.memory_total_bytes) for g in gpus)
 
 
 def _host_memory_total(host: object) -> int | None:
@@ -55,7 +57,7 @@ def _host_memory_total(host: object) -> int | None:
 
 class BenchmarkFigures:
     name = "benchmark"
-    # Of the GPUs and the host only the memory totals matter (memory_total_for): a GPU or host
+    # Of the GPUs and the host only identities and memory totals matter (memory_total_for): a GPU or host
     # poll alone does not re-render the benchmark figures.
     reads = ("benchmarks", "baselines", ("gpus", _gpu_memory_totals), ("host", _host_memory_total))
 
@@ -96,7 +98,6 @@ class BenchmarkFigures:
         for model, profile in pairs:
             agg = snap.benchmarks.get((model, profile))
             lv = [model, profile]
-            device = cfg.model(model).device
             if agg is None:
                 hist.add_metric(lv, _buckets((), buckets), 0.0)
                 runs.add_metric(lv, 0)
@@ -122,7 +123,7 @@ class BenchmarkFigures:
                     last_result.add_metric(lv, bool_value(agg.last.success))
                     if agg.last.peak_memory_bytes is not None:
                         peak.add_metric(lv, agg.last.peak_memory_bytes)
-                        total = memory_total_for(snap, agg.last.device or device, agg.last.peak_memory_kind)
+                        total = memory_total_for(snap, agg.last)
                         if total:
                             peak_ratio.add_metric(lv, agg.last.peak_memory_bytes / total)
                     if agg.last.process_start_seconds is not None:

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import json
 import sys
-from dataclasses import fields
+from dataclasses import asdict, fields
 
+from .. import catalog, checkpoint
 from ..config import ConfigError
 from ..pollers import resolve_model_dir
+from .efficiency import Efficiency, compute
+from .forms import form_of, skip_reason
 from .runner import run_once
 
 
@@ -21,6 +24,31 @@ def _progress(ev: dict) -> None:
             print(file=sys.stderr)
     elif ev.get("event") == "phase":
         print(f"  {ev.get('phase')} ...", file=sys.stderr, flush=True)
+
+
+def _efficiency(cfg, m, profile: str, model_dir, result) -> Efficiency:
+    """The figures the exporter publishes for this run (FLOPs, utilisation, real-time factor)."""
+    try:
+        facts = checkpoint.derive_facts(model_dir)
+    except Exception:  # noqa: BLE001 - a checkpoint we cannot read costs the FLOPs, not the run's figures
+        facts = None
+    return compute(result, catalog.CATALOG.get(m.kind), facts, cfg.profiles[profile].guidance_scale, m.dtype)
+
+
+def _efficiency_rows(e: Efficiency) -> list[tuple[str, str]]:
+    rows = []
+    if e.flops_per_step is not None:
+        rows.append(("FLOPs per step", f"{e.flops_per_step:.4g} ({e.tokens:,} tokens)"))
+    if e.flops_per_second is not None:
+        rows.append(("achieved FLOP/s (denoise)", f"{e.flops_per_second:.4g}"))
+    if e.utilization_ratio is not None:
+        rows.append(("model FLOPs utilisation", f"{e.utilization_ratio:.1%} of {e.peak_flops_per_second:.4g} "
+                                                f"({e.gpu_model} datasheet)"))
+    if e.realtime_factor is not None:
+        rows.append(("real-time factor", f"{e.realtime_factor:.4g} ({e.video_seconds:.3g} s of video)"))
+    if e.joules_per_video_second is not None:
+        rows.append(("joules per video second", f"{e.joules_per_video_second:.1f}"))
+    return rows
 
 
 def cmd_bench(args) -> int:
@@ -45,13 +73,22 @@ def cmd_bench(args) -> int:
     if model_dir is None:
         print(f"model {m.name!r}: files not found (path or local Hugging Face cache)", file=sys.stderr)
         return 1
+    if skip_reason(model_dir, m) == "unsupported_format":
+        from .single_file import why_not
+
+        why = why_not(m, model_dir, form_of(model_dir, m.format) or "") if m.format != "official" else None
+        print(f"model {m.name!r}: its checkpoint form cannot be benchmarked here (unsupported_format)"
+              + (f": {why}" if why else "; see the README's checkpoint forms"), file=sys.stderr)
+        return 1
     print(f"benchmark {m.name} / {profile} on {m.device} ...", file=sys.stderr, flush=True)
     result, versions = run_once(cfg, m, profile, model_dir, on_progress=None if args.json else _progress)
+    eff = _efficiency(cfg, m, profile, model_dir, result)
     if args.json:
         d = {f.name: getattr(result, f.name) for f in fields(result)}
         d["phases"] = dict(result.phases)
         d["sanity"] = dict(result.sanity)
         d["versions"] = versions
+        d["efficiency"] = asdict(eff)
         print(json.dumps(d, indent=2, sort_keys=True))
     else:
         rows = [("success", str(result.success))]
@@ -74,6 +111,7 @@ def cmd_bench(args) -> int:
             rows.append((f"peak memory ({result.peak_memory_kind})", f"{result.peak_memory_bytes / 2**20:,.1f} MiB"))
         if result.energy_joules is not None:
             rows.append(("energy", f"{result.energy_joules:.1f} J"))
+        rows += _efficiency_rows(eff)
         for k, ok in result.sanity.items():
             rows.append((f"  sanity {k}", "pass" if ok else "FAIL"))
         rows.append(("device", result.device + (f" ({result.gpu_name})" if result.gpu_name else "")))

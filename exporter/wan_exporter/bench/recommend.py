@@ -23,7 +23,7 @@ from typing import Iterable
 
 from prometheus_client.core import Metric
 
-from .. import catalog
+from .. import catalog, gpuid
 from ..collectors._families import bool_value, new
 from ..contract import benchmark
 from ..contract.labels import PRIORITIES, USE_CASES as USE_CASE_NAMES
@@ -64,12 +64,13 @@ def recommendation_families(snap: Snapshot, cfg: Config) -> Iterable[Metric]:
         if e is None:
             continue
         run = _best_run(snap, cfg, m.name)
+        runs_on = gpuid.find(snap.gpus, m.device, gpuid.reported_uuid(snap, m.name))
         for g in snap.gpus:
             if not g.memory_total_bytes:
                 continue
             for mode, need in sorted(e.vram_min_bytes.items()):
                 ok = need <= g.memory_total_bytes
-                on_this = m.device.startswith("cuda") and (int(m.device.split(":")[1]) if ":" in m.device else 0) == g.index
+                on_this = runs_on is not None and runs_on.index == g.index
                 if ok and on_this and mode == m.offload and run and run[1]:
                     ok = run[1] <= g.memory_total_bytes
                 fits.add_metric([m.name, str(g.index), mode], bool_value(ok))

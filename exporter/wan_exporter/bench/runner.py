@@ -12,6 +12,8 @@ from pathlib import Path
 from typing import Callable
 
 from .. import catalog
+from . import faults, single_file
+from .forms import form_of
 from ..childproc import ChildOutcome, WarmWorker, run_in_child
 from ..config import Config, ModelConfig, Profile
 from ..contract.labels import FAILURE_REASONS
@@ -41,10 +43,13 @@ def build_request(m: ModelConfig, profile: Profile, model_dir: Path, output_path
         "prompt": profile.prompt,
         "negative_prompt": profile.negative_prompt,
         "image": image,
-        "fault": m.fault,
+        # Set only by the fault tests, through the environment; never by the config.
+        "fault": faults.from_environment(m.name),
         "output_path": output_path,
         "fps": entry.fps_default,
         "repeat_for_reproducibility": False,
+        # single-file and GGUF denoisers around a diffusers base (replaces model_dir)
+        **single_file.request_fields(m, model_dir, form_of(model_dir, m.format) if m.format != "diffusers" else None),
     }
 
 
@@ -54,8 +59,8 @@ def classify(outcome: ChildOutcome) -> tuple[str, str]:
         return "timeout", f"no result within the profile timeout ({outcome.duration_seconds:.1f}s)"
     r = outcome.result
     if r is not None:
-        reason = r.get("reason") or "crash"
-        return (reason if reason in FAILURE_REASONS else "crash"), str(r.get("detail", ""))
+        reason = r.get("reason") or "unknown"
+        return (reason if reason in FAILURE_REASONS else "unknown"), str(r.get("detail", ""))
     if outcome.exitcode is not None and outcome.exitcode < 0:
         return "crash", f"child killed by {outcome.signal_name}"
     return "crash", f"child exited with code {outcome.exitcode} without a result"

@@ -11,13 +11,13 @@ from typing import Sequence
 
 import numpy as np
 
+from ..contract.labels import SANITY_CHECKS as CHECKS  # the bounded set, declared once
+
 # Brightest value below which a video counts as black (0..1 scale, ~5/255).
 BLACK_MAX = 0.02
 # Mean absolute frame-to-frame change below which a multi-frame video counts as frozen
 # (0..1 scale, ~0.25/255): generated videos are never this still, a stuck decoder is.
 FROZEN_MEAN_DIFF = 1e-3
-
-CHECKS: tuple[str, ...] = ("finite", "not_black", "not_frozen", "shape")
 
 
 def check_frames(frames: np.ndarray, expected_shape: Sequence[int] | None = None) -> dict[str, bool]:

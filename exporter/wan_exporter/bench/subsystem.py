@@ -14,37 +14,34 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Callable
 
+from .. import gpuid
 from ..childproc import WarmWorker
 from ..config import Config, ModelConfig, state_dir
 from ..pollers import resolve_model_dir
+from .forms import skip_reason
 from ..scheduler import Jobs
 from ..state import BenchmarkAggregate, BenchmarkResult, Snapshot, Store, frozen_map
 from . import aggregate
 from .baselines import Baselines
 from .collector import BenchmarkFigures, Recommendation
+from .efficiency import EfficiencyFigures
 from .runner import CHILD_TARGET, run_once
 
 log = logging.getLogger(__name__)
 
 
-def device_key(device: str) -> str:
-    return "cuda:0" if device == "cuda" else device
-
-
-def gpu_index(device: str) -> int | None:
-    d = device_key(device)
-    return int(d.split(":")[1]) if d.startswith("cuda:") else None
-
-
 def courtesy_skip(snap: Snapshot, cfg: Config, device: str) -> str | None:
-    """A bounded skip reason when the GPU should not be used now, else None."""
-    idx = gpu_index(device)
-    if idx is None:
+    """A bounded skip reason when the GPU should not be used now, else None.
+
+    Before a run the child's device is known only by its number, which the child's
+    ``CUDA_DEVICE_ORDER=PCI_BUS_ID`` makes NVML's (see :mod:`wan_exporter.gpuid`).
+    """
+    if gpuid.cuda_ordinal(device) is None:
         return None
     gpu_status = snap.collectors.get("gpu")
-    gpu = next((g for g in snap.gpus if g.index == idx), None)
+    gpu = gpuid.find(snap.gpus, device)
     if gpu_status is None or not gpu_status.success or gpu is None:
-        return "gpu_unavailable"
+        return "gpu_unavailable"  # NVML unreadable, the GPU not listed, or lost
     if gpu.utilization_ratio is not None and gpu.utilization_ratio > cfg.benchmark.busy_utilization_ratio:
         return "gpu_busy"
     if gpu.process_memory_bytes is not None and gpu.process_memory_bytes > cfg.benchmark.busy_foreign_memory_bytes:
@@ -67,7 +64,7 @@ class BenchmarkSubsystem:
         self._stopping = threading.Event()
 
     def parts(self) -> list:
-        return [BenchmarkFigures(), Recommendation()]
+        return [BenchmarkFigures(), Recommendation(), EfficiencyFigures()]
 
     def shutdown(self) -> None:
         self._stopping.set()
@@ -95,7 +92,7 @@ class BenchmarkSubsystem:
         by_device: dict[str, list[tuple[str, str]]] = defaultdict(list)
         for m in cfg.models:
             for p in m.profiles:
-                by_device[device_key(m.device)].append((m.name, p))
+                by_device[gpuid.device_key(m.device)].append((m.name, p))
         self._publish_config_baselines(cfg)
         for device, pairs in by_device.items():
             self.jobs.add(f"benchmark.{device}", self._job(device, pairs), cfg.schedules.benchmark,
@@ -129,10 +126,10 @@ class BenchmarkSubsystem:
 
     def run_one(self, cfg: Config, m: ModelConfig, profile_name: str) -> BenchmarkResult | None:
         """Run (or skip) one benchmark now and publish its outcome."""
-        with self._device_locks[device_key(m.device)]:
+        with self._device_locks[gpuid.device_key(m.device)]:
             snap = self.store.snapshot
             model_dir = resolve_model_dir(m, cfg)
-            reason = "model_missing" if model_dir is None else courtesy_skip(snap, cfg, m.device)
+            reason = skip_reason(model_dir, m) or courtesy_skip(snap, cfg, m.device)
             if reason is not None:
                 log.info("benchmark %s/%s skipped: %s", m.name, profile_name, reason)
                 self._update(m.name, profile_name, lambda a: aggregate.skip(a, reason))

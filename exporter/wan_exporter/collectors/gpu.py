@@ -1,4 +1,7 @@
-"""GPU figures from the last NVML poll. A GPU NVML cannot read has no series at all."""
+"""GPU figures from the last NVML poll.
+
+A GPU NVML reports lost has only ``wan_gpu_lost 1``; the others keep every series.
+"""
 
 from __future__ import annotations
 
@@ -20,6 +23,7 @@ class GpuFigures:
         gpu_ok = snap.collectors.get("gpu")
         devices = new(gpu.DEVICES)
         g_info = new(gpu.INFO)
+        lost = new(gpu.LOST)
         mem_total = new(gpu.MEMORY_TOTAL_BYTES)
         mem_used = new(gpu.MEMORY_USED_BYTES)
         util = new(gpu.UTILIZATION_RATIO)
@@ -37,11 +41,14 @@ class GpuFigures:
 
         if gpu_ok is not None and gpu_ok.success:
             devices.add_metric([], len(snap.gpus))
-        by_uuid = {}
+        by_uuid = {g.uuid: str(g.index) for g in snap.gpus if g.uuid}
         for g in snap.gpus:
             i = str(g.index)
-            by_uuid[g.uuid] = i
-            g_info.add_metric([i, g.uuid, g.name, g.driver_version, g.cuda_version, g.compute_capability], {})
+            lost.add_metric([i], bool_value(g.lost))
+            if g.lost:
+                continue
+            g_info.add_metric([i, g.uuid, g.name, g.driver_version, g.cuda_version, g.compute_capability,
+                               g.pci_bus_id], {})
             for fam, v in ((mem_total, g.memory_total_bytes), (mem_used, g.memory_used_bytes),
                            (util, g.utilization_ratio), (mem_util, g.memory_utilization_ratio),
                            (temp, g.temperature_celsius), (power, g.power_watts), (limit, g.power_limit_watts),
@@ -56,5 +63,5 @@ class GpuFigures:
                 ecc.add_metric([i, etype], n)
         for (uuid, code), n in sorted(snap.gpu_xid_totals.items()):
             xid.add_metric([by_uuid.get(uuid, uuid), code], n)
-        return [devices, g_info, mem_total, mem_used, util, mem_util, temp, power, limit, energy, clock,
+        return [devices, g_info, lost, mem_total, mem_used, util, mem_util, temp, power, limit, energy, clock,
                 throttle, ecc, xid, procs, proc_mem]

@@ -28,7 +28,8 @@ class HostFigures:
         if h is not None:
             mem_total.add_metric([], h.memory_total_bytes)
             mem_avail.add_metric([], h.memory_available_bytes)
-            cpus.add_metric([], h.cpu_count)
+            if h.cpu_count:  # unknown (None) is absent, never 0
+                cpus.add_metric([], h.cpu_count)
             if h.cpu_utilization_ratio is not None:
                 cpu.add_metric([], h.cpu_utilization_ratio)
             if h.load1 is not None:

@@ -6,16 +6,17 @@ from typing import Iterable
 
 from prometheus_client.core import Metric
 
-from .. import catalog
+from .. import catalog, gpuid
 from ..config import Config
 from ..state import Snapshot
-from ..contract import models
+from ..contract import checkpoint, models
 from ._families import bool_value, new
 
 
 class ModelCapabilities:
     name = "models"
-    reads = ("checkpoint_facts",)
+    # The GPU label of a model's config: which GPU it runs on (by the UUID its last run reported).
+    reads = ("checkpoint_facts", ("gpus", lambda gpus: tuple((g.index, g.uuid, g.lost) for g in gpus)), "benchmarks")
 
     def families(self, snap: Snapshot, cfg: Config) -> Iterable[Metric]:
         m_info = new(models.INFO)
@@ -33,11 +34,10 @@ class ModelCapabilities:
         experts = new(models.EXPERTS)
         boundary = new(models.BOUNDARY_RATIO)
         vram_min = new(models.VRAM_MIN_BYTES)
-        cc = new(models.CUDA_COMPUTE_CAPABILITY_MIN)
         size_mult = new(models.SIZE_MULTIPLE)
-        ck_params = new(models.CHECKPOINT_PARAMETERS)
-        ck_experts = new(models.CHECKPOINT_EXPERTS)
-        ck_dtype = new(models.CHECKPOINT_DTYPE)
+        ck_params = new(checkpoint.CHECKPOINT_PARAMETERS)
+        ck_experts = new(checkpoint.CHECKPOINT_EXPERTS)
+        ck_dtype = new(checkpoint.CHECKPOINT_DTYPE)
         m_cfg = new(models.CONFIG_INFO)
         ck_boundary = new(models.CHECKPOINT_BOUNDARY_RATIO)
 
@@ -47,7 +47,7 @@ class ModelCapabilities:
                 continue
             n = m.name
             m_info.add_metric([n, e.model_id, e.key, e.family, e.task, e.pipeline], {})
-            gpu = ("0" if m.device == "cuda" else m.device.split(":", 1)[1]) if m.device.startswith("cuda") else ""
+            gpu = gpuid.gpu_label(snap.gpus, m.device, gpuid.reported_uuid(snap, n))
             m_cfg.add_metric([n, m.device, gpu, m.dtype, m.offload], {})
             found = snap.checkpoint_facts.get(n)
             if found is not None:
@@ -74,8 +74,6 @@ class ModelCapabilities:
                 boundary.add_metric([n], e.boundary_ratio)
             for mode, b in sorted(e.vram_min_bytes.items()):
                 vram_min.add_metric([n, mode], b)
-            if e.compute_capability_min is not None:
-                cc.add_metric([n], e.compute_capability_min)
             size_mult.add_metric([n], e.size_multiple)
             f = (found or {}).get("facts")
             if f is not None:
@@ -88,4 +86,4 @@ class ModelCapabilities:
                 if f.boundary_ratio is not None:
                     ck_boundary.add_metric([n], f.boundary_ratio)
         return [m_info, m_cfg, present, params, active, res, frames, fps, steps, inputs, outputs, prec, lora, experts,
-                boundary, vram_min, cc, size_mult, ck_params, ck_experts, ck_dtype, ck_boundary]
+                boundary, vram_min, size_mult, ck_params, ck_experts, ck_dtype, ck_boundary]

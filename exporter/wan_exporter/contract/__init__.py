@@ -8,11 +8,12 @@ health thresholds in :mod:`.thresholds`. Duplicate names fail at import.
 
 from __future__ import annotations
 
-from . import benchmark, exporter, gpu, health, host, labels, models, rules, thresholds
+from . import (benchmark, checkpoint, efficiency, exporter, gpu, health, host, labels, models, rules, thresholds,
+               traffic)
 from .family import Family
 
 # One module per concern, in the order the README reference lists them.
-MODULES = (exporter, models, gpu, host, health, benchmark)
+MODULES = (exporter, models, checkpoint, gpu, host, health, benchmark, efficiency, traffic)
 
 
 def families() -> tuple[Family, ...]:

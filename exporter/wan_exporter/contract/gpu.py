@@ -9,12 +9,17 @@ SOURCE = "gpu"
 
 DEVICES = Family(
     "wan_gpu_devices", "gauge",
-    "Number of GPUs NVML reports (absent while NVML cannot be read).",
+    "Number of GPUs NVML reports, lost ones included (absent while NVML cannot be read).",
     labels=(), source=SOURCE)
 INFO = Family(
     "wan_gpu", "info",
-    "Identity of each GPU.",
-    labels=("gpu", "uuid", "name", "driver_version", "cuda_version", "compute_capability"), source=SOURCE)
+    "Identity of each GPU NVML can read; pci_bus_id as dcgm-exporter labels it, for joins.",
+    labels=("gpu", "uuid", "name", "driver_version", "cuda_version", "compute_capability", "pci_bus_id"),
+    source=SOURCE)
+LOST = Family(
+    "wan_gpu_lost", "gauge",
+    "1 while NVML reports the GPU lost (fallen off the bus, XID 79), 0 for each GPU it reads; a lost GPU has no other series.",
+    labels=("gpu",), source=SOURCE)
 MEMORY_TOTAL_BYTES = Family(
     "wan_gpu_memory_total_bytes", "gauge",
     "Total GPU memory.",
@@ -76,6 +81,7 @@ PROCESS_MEMORY_BYTES = Family(
 FAMILIES: tuple[Family, ...] = (
     DEVICES,
     INFO,
+    LOST,
     MEMORY_TOTAL_BYTES,
     MEMORY_USED_BYTES,
     UTILIZATION_RATIO,

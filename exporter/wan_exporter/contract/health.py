@@ -23,11 +23,6 @@ HEALTH_CHECK_LAST_SUCCESS_TIMESTAMP_SECONDS = Family(
     "When the health check last passed (Unix time).",
     labels=("model", "check"), source=SOURCE,
     bounded={"check": labels.CHECKS})
-MODEL_INTEGRITY_RATIO = Family(
-    "wan_model_integrity_ratio", "gauge",
-    "Weight bytes whose SHA-256 matched the reference over weight bytes expected, as of the last hash "
-    "check (runs rarely: it reads every byte).",
-    labels=("model",), source=SOURCE)
 MODEL_FILES_EXPECTED = Family(
     "wan_model_files_expected", "gauge",
     "Files the model's layout promises (last layout check).",
@@ -59,7 +54,6 @@ FAMILIES: tuple[Family, ...] = (
     HEALTH_CHECK_SUCCESS,
     HEALTH_CHECK_DURATION_SECONDS,
     HEALTH_CHECK_LAST_SUCCESS_TIMESTAMP_SECONDS,
-    MODEL_INTEGRITY_RATIO,
     MODEL_FILES_EXPECTED,
     MODEL_FILES_PRESENT,
     MODEL_SIZE_BYTES,

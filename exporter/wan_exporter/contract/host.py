@@ -16,7 +16,7 @@ MEMORY_AVAILABLE_BYTES = Family(
     labels=(), source=SOURCE)
 CPUS = Family(
     "wan_host_cpus", "gauge",
-    "Logical CPUs.",
+    "Logical CPUs (absent when the platform does not say).",
     labels=(), source=SOURCE)
 CPU_UTILIZATION_RATIO = Family(
     "wan_host_cpu_utilization_ratio", "gauge",

@@ -8,15 +8,15 @@ from __future__ import annotations
 
 # -- health -------------------------------------------------------------------------------------
 ISSUE_KINDS: tuple[str, ...] = (
-    "missing_model",  # the model directory is not there (or vanished during the check)
+    "missing_model",  # the model directory or file is not there (or vanished during the check)
     "missing_file",  # a file the layout promises is absent (or unreadable for another reason)
-    "truncated",  # a safetensors file is shorter than its header says
-    "header_invalid",  # a safetensors header or a JSON metadata file does not parse or is inconsistent
-    "hash_mismatch",  # content differs from the HF cache blob name or the recorded manifest
+    "truncated",  # a weight file ends before its header, tensor table or zip directory says it does
+    "header_invalid",  # a safetensors/GGUF/zip table or a JSON metadata file does not parse or is inconsistent
+    "hash_mismatch",  # content differs from the published digest (HF cache, download metadata) or the manifest
     "permission_denied",  # the exporter may not read a file or directory
     "version_skew",  # the installed diffusers/transformers cannot build the pipeline as declared
     "catalog_mismatch",  # the checkpoint disagrees with the published catalog entry
-    "not_a_model",  # not a diffusers-format Wan pipeline directory
+    "not_a_model",  # no Wan checkpoint form recognised (wan_exporter.scan), or not a Wan model
     "load_failed",  # the load check failed or timed out
     "changed_during_check",  # a file changed while it was hashed; checked again next run
     "manifest_write_failed",  # the hash manifest could not be saved (disk full, read-only)
@@ -36,17 +36,28 @@ DEGRADED_KINDS: tuple[str, ...] = (
 # Findings that describe the checkpoint but do not mean the check failed.
 INFORMATIONAL_KINDS: tuple[str, ...] = ("catalog_mismatch",)
 CHECKS: tuple[str, ...] = ("layout", "headers", "hash", "load")
+# How a checkpoint lies on disk (wan_exporter.scan reads each).
+FORMS: tuple[str, ...] = ("diffusers", "official", "single_file", "gguf")
+# What a hash check compared the bytes with: a digest the download published, or a manifest
+# this exporter recorded at first sight.
+INTEGRITY_REFERENCES: tuple[str, ...] = ("published", "recorded")
 STATUSES: tuple[str, ...] = ("healthy", "degraded", "critical", "missing")
 
 # -- benchmarks ---------------------------------------------------------------------------------
 PHASES: tuple[str, ...] = ("load", "text_encode", "image_encode", "denoise", "vae_decode", "export")
 SANITY_CHECKS: tuple[str, ...] = ("finite", "not_black", "not_frozen", "shape")
 # Why a run failed. The child classifies what it can see; the runner adds the rest.
+# "crash" is a child that died (signal, exit without a result); "unknown" is a failure nobody could
+# classify (an unexpected exception, a reason this exporter does not know), never passed off as a crash.
 FAILURE_REASONS: tuple[str, ...] = (
     "oom", "timeout", "crash", "cuda_error", "nan_output", "invalid_output", "load_failed", "model_missing",
+    "unknown",
 )
-CHILD_FAILURE_REASONS: tuple[str, ...] = ("oom", "cuda_error", "load_failed", "nan_output", "invalid_output", "crash")
-SKIP_REASONS: tuple[str, ...] = ("model_missing", "gpu_unavailable", "gpu_busy", "gpu_memory_in_use")
+CHILD_FAILURE_REASONS: tuple[str, ...] = (
+    "oom", "cuda_error", "load_failed", "nan_output", "invalid_output", "crash", "unknown",
+)
+SKIP_REASONS: tuple[str, ...] = ("model_missing", "gpu_unavailable", "gpu_busy", "gpu_memory_in_use",
+                                  "unsupported_format")
 BASELINE_SOURCES: tuple[str, ...] = ("config", "recorded")
 USE_CASES: tuple[str, ...] = ("text_to_video", "image_to_video", "text_image_to_video")
 PRIORITIES: tuple[str, ...] = ("speed", "quality", "memory")

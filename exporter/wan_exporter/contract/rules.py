@@ -7,7 +7,7 @@ files record exactly :data:`ALL`.
 
 from __future__ import annotations
 
-from . import benchmark, gpu, health
+from . import benchmark, gpu, health, traffic_rules
 
 QUANTILES: tuple[tuple[float, str], ...] = ((0.5, "p50"), (0.95, "p95"), (0.99, "p99"))
 WINDOWS: tuple[str, ...] = ("1h", "24h")
@@ -92,4 +92,5 @@ def _all() -> tuple[str, ...]:
     return tuple(dict.fromkeys(out))
 
 
-ALL: tuple[str, ...] = _all()
+# Every rule alerting/generate.py records: these and the traffic rules (SLO names at the committed windows).
+ALL: tuple[str, ...] = _all() + traffic_rules.ALL

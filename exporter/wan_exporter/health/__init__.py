@@ -1,4 +1,4 @@
-"""Health checks of Wan model directories: layout, headers, content hash and load.
+"""Health checks of Wan checkpoints in every form they take on disk: layout, headers, content hash, load.
 
 Each check is a plain function that returns a frozen :class:`~wan_exporter.state.CheckResult`;
 the subsystem runs them on schedules and puts the results in the store, the collector turns

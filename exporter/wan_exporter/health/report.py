@@ -1,9 +1,11 @@
-"""``wan-exporter check-model DIR``: every health check once, as a readable report.
+"""``wan-exporter check-model PATH...``: every health check once, as a readable report.
 
 The exporter's own state is not touched: the hash manifest goes to a temporary directory.
-For a directory outside the Hugging Face cache there is then no reference hash, so this
-run records one and can only find files that are unreadable or change while read; the
-report says so instead of implying the content was verified.
+Files with a published digest (HF cache blob name, ``--local-dir`` download metadata) are
+compared with it; for the others there is no reference, so this run records one and can
+only find files that are unreadable or change while read, and the report says so instead
+of implying the content was verified. ``--manifest FILE`` writes the digests as a
+``sha256sum`` file, or verifies the model against one written on a known-good node.
 """
 
 from __future__ import annotations
@@ -13,13 +15,14 @@ import os
 import re
 import sys
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from .. import catalog
 from ..config import Thresholds
 from ..state import CheckResult, Snapshot, frozen_map
-from . import hashing, headers, layout, loadcheck
+from . import hashing, headers, layout, loadcheck, manifest_file
 from .verdict import verdict
 
 
@@ -57,9 +60,12 @@ def _progress() -> Any:
 def _summary(r: CheckResult) -> str:
     f = r.facts
     if r.check == "layout" and "files_expected" in f:
-        return f"{f['files_present']}/{f['files_expected']} files, {_size(f['size_bytes'])} of weights"
+        return (f"{f.get('form', 'unrecognised')}: {f['files_present']}/{f['files_expected']} files, "
+                f"{_size(f['size_bytes'])} of weights")
     if r.check == "headers" and "files_checked" in f:
-        return f"{f['files_checked']} safetensors headers, {f['tensors']} tensors"
+        extra = f", {f['parameters']:,} denoiser parameters" if "parameters" in f else ""
+        dt = f" ({f['dtypes']})" if f.get("dtypes") else ""
+        return f"{f['files_checked']} weight file tables, {f['tensors']} tensors{extra}{dt}"
     if r.check == "hash" and f.get("expected_bytes"):
         return f"{_size(f['verified_bytes'])} of {_size(f['expected_bytes'])} verified"
     if r.check == "load" and "load_seconds" in f:
@@ -68,9 +74,30 @@ def _summary(r: CheckResult) -> str:
     return ""
 
 
+def _hash_notes(f: Any, manifest_checked: bool = False) -> list[str]:
+    notes = []
+    if f.get("files_recorded") and not manifest_checked:
+        notes.append(
+            f"{f['files_recorded']} weight file(s) have no published digest (not in the Hugging Face cache, no "
+            "--local-dir download metadata), so there is no reference hash: this first verification recorded "
+            "their SHA-256 in a temporary manifest. It proves every byte is readable and stable, not that it is "
+            "the published content; the exporter keeps its manifest and compares every later run with it.")
+    if f.get("hf_cache_files"):
+        notes.append(f"{f['hf_cache_files']} weight file(s) compared with the sha256 the Hugging Face "
+                     "cache recorded for them.")
+    if f.get("local_dir_files"):
+        notes.append(f"{f['local_dir_files']} weight file(s) compared with the sha256 in their --local-dir "
+                     "download metadata.")
+    if f.get("content_digest"):
+        notes.append(f"content digest {f['content_digest']} (the same on every node with the same files).")
+    return notes
+
+
 def cmd_check_model(args: Any) -> int:
     """Run the checks on ``args.path``; exit 0 when healthy, 1 when not, 2 on a usage error."""
-    path = Path(os.path.expanduser(args.path))
+    paths = args.path if isinstance(args.path, list) else [args.path]
+    targets = [Path(os.path.expanduser(p)) for p in paths]
+    fmt = getattr(args, "format", "auto") or "auto"
     kind = getattr(args, "kind", None)
     entry = None
     if kind:
@@ -78,36 +105,52 @@ def cmd_check_model(args: Any) -> int:
         if entry is None:
             print(f"unknown --kind {kind!r}; known kinds: {', '.join(sorted(catalog.CATALOG))}", file=sys.stderr)
             return 2
-    name = _name(path)
-    results: list[CheckResult] = [layout.check(name, path), headers.check(name, path, entry)]
+    target: Any = targets[0] if len(targets) == 1 else targets
+    path = targets[0] if len(targets) == 1 else targets[0].parent
+    name = _name(targets[0] if len(targets) == 1 and targets[0].is_dir() else path)
+    sc = layout.scan(target, fmt)
+    results: list[CheckResult] = [layout.check(name, target, scanned=sc), headers.check(name, target, entry, scanned=sc)]
     skipped: dict[str, str] = {}
     notes: list[str] = []
-    usable = results[0].facts.get("model_index") is True and not any(
-        i.kind in ("missing_model", "not_a_model") for i in results[0].issues)
+    manifest = Path(os.path.expanduser(args.manifest)) if getattr(args, "manifest", None) else None
+    listed: dict[str, str] | None = None
+    if manifest is not None and manifest.exists():
+        try:
+            listed = manifest_file.read(manifest)
+        except (OSError, UnicodeDecodeError, manifest_file.ManifestError) as e:
+            print(f"--manifest: {e}", file=sys.stderr)
+            return 2
     if getattr(args, "no_hash", False):
         skipped["hash"] = "--no-hash"
+        if manifest is not None:
+            print("--manifest needs the hash check; drop --no-hash", file=sys.stderr)
+            return 2
     else:
+        hashed: dict[str, str] = {}
         with tempfile.TemporaryDirectory(prefix="wan-exporter-check-") as tmp:
-            r = hashing.check(name, path, Path(tmp), on_chunk=_progress())
+            r = hashing.check(name, target, Path(tmp), on_chunk=_progress(), scanned=sc, hashed=hashed)
         if sys.stderr.isatty():
             print("\r\033[K", end="", file=sys.stderr, flush=True)
         if r is None:
             skipped["hash"] = "another hash run is in progress"
         else:
+            if listed is not None:
+                extra = manifest_file.verify(listed, hashed, [w.rel for w in sc.weights], str(manifest))
+                r = replace(r, issues=r.issues + tuple(extra), success=r.success and not extra)
+                notes.append(f"{len(listed)} weight file(s) compared with the manifest {manifest}.")
+            elif manifest is not None:
+                if r.success and len(hashed) == len(sc.weights):
+                    manifest_file.write(manifest, hashed)
+                    notes.append(f"wrote the SHA-256 of {len(hashed)} weight file(s) to {manifest}.")
+                else:
+                    notes.append(f"{manifest} not written: the hash check did not pass.")
             results.append(r)
-            if r.facts.get("files_recorded"):
-                notes.append(
-                    f"{r.facts['files_recorded']} weight file(s) are not in the Hugging Face cache, so there is no "
-                    "reference hash: this first verification recorded their SHA-256 in a temporary manifest. "
-                    "It proves every byte is readable and stable, not that it is the published content; the "
-                    "exporter keeps its manifest and compares every later run with it.")
-            if r.facts.get("hf_cache_files"):
-                notes.append(f"{r.facts['hf_cache_files']} weight file(s) compared with the sha256 the Hugging Face "
-                             "cache recorded for them.")
+            notes.extend(_hash_notes(r.facts, manifest_checked=listed is not None))
     if getattr(args, "no_load", False):
         skipped["load"] = "--no-load"
-    elif not usable:
-        skipped["load"] = "not a pipeline directory"
+    elif sc.form != "diffusers" or any(i.kind in ("missing_model", "not_a_model") for i in results[0].issues):
+        skipped["load"] = ("not a pipeline directory" if sc.form in (None, "diffusers")
+                           else f"the load check builds diffusers pipeline directories, not the {sc.form} form")
     else:
         pipeline = entry.pipeline if entry else results[0].facts.get("pipeline")
         results.append(loadcheck.check(name, path, kind=kind, pipeline=pipeline))
@@ -116,7 +159,7 @@ def cmd_check_model(args: Any) -> int:
     status = v.status or "missing"
     if getattr(args, "json", False):
         doc = {
-            "path": str(path), "model": name, "kind": kind, "status": status, "reasons": list(v.reasons),
+            "path": " ".join(str(t) for t in targets), "form": sc.form, "model": name, "kind": kind, "status": status, "reasons": list(v.reasons),
             "checks": [{"check": r.check, "success": r.success, "duration_seconds": r.duration_seconds,
                         "issues": [{"kind": i.kind, "path": i.path, "detail": i.detail} for i in r.issues],
                         "facts": dict(r.facts)} for r in results],
@@ -124,7 +167,7 @@ def cmd_check_model(args: Any) -> int:
         }
         print(json.dumps(doc, indent=2, sort_keys=True, default=str))
     else:
-        print(f"{path}" + (f" (kind {kind})" if kind else ""))
+        print(" ".join(str(t) for t in targets) + (f" (kind {kind})" if kind else ""))
         for r in results:
             mark = "OK" if r.success else "FAIL"
             print(f"  {r.check:<8} {mark:<4} {_seconds(r.duration_seconds):>9}  {_summary(r)}".rstrip())

@@ -2,7 +2,9 @@
 
 Jobs ``health.layout``, ``health.headers``, ``health.hash`` and ``health.load`` each walk the
 configured models in turn (read from the live config at run time, so a reload applies to
-the next run). A check that raises is a bug, not a finding: it is logged, the model keeps
+the next run). The layout job's scan of a model's files (:mod:`wan_exporter.scan`) is kept
+and read by the header and hash jobs while it is younger than the layout interval, so the
+files are walked once per cycle, not once per check. A check that raises is a bug, not a finding: it is logged, the model keeps
 its previous result, and the job is recorded as failed.
 """
 
@@ -18,6 +20,8 @@ from .. import catalog
 from ..config import Config, ModelConfig, state_dir
 from ..scheduler import Jobs
 from ..state import CheckResult, Snapshot, Store, frozen_map
+from ..scan import Scan
+from ..scan.cache import ScanCache
 from . import hashing, headers, layout, loadcheck
 from .collector import HealthFigures
 from .issues import CHECKS
@@ -48,11 +52,12 @@ class HealthSubsystem:
 
     name = "health"
 
-    def __init__(self, store: Store, jobs: Jobs, config: Callable[[], Config]) -> None:
+    def __init__(self, store: Store, jobs: Jobs, config: Callable[[], Config], scans: ScanCache | None = None) -> None:
         self.store = store
         self.jobs = jobs
         self.config = config
         self._stop = threading.Event()
+        self.scans = scans or ScanCache()  # shared with the checkpoint facts: one walk per cycle
 
     def parts(self) -> list:
         return [HealthFigures()]
@@ -71,19 +76,30 @@ class HealthSubsystem:
         self._stop.set()  # a hash run stops at its next chunk
 
     # -- jobs ----------------------------------------------------------------------
+    def scan_of(self, cfg: Config, m: ModelConfig, target: object, fresh: bool = False) -> Scan | None:
+        """The model's scan: the layout job's while younger than the layout interval, else a new one."""
+        return self.scans.get(m.name, target, m.format, cfg.schedules.layout.interval, fresh=fresh)
+
     def run_layout(self) -> None:
-        self._each("layout", lambda cfg, m, d: layout.check(m.name, d))
+        self._each("layout", lambda cfg, m, d: layout.check(m.name, d, scanned=self.scan_of(cfg, m, d, fresh=True)))
 
     def run_headers(self) -> None:
-        self._each("headers", lambda cfg, m, d: headers.check(m.name, d, catalog.CATALOG.get(m.kind)))
+        self._each("headers", lambda cfg, m, d: headers.check(m.name, d, catalog.CATALOG.get(m.kind),
+                                                              scanned=self.scan_of(cfg, m, d)))
 
     def run_hash(self) -> None:
+        # A cached digest stands in for a read only within half a hash interval: every scheduled
+        # run (jitter and long reads included) reads every byte; a restart soon after one does not.
         self._each("hash", lambda cfg, m, d: hashing.check(
             m.name, d, state_dir(cfg), chunk_bytes=cfg.hashing.chunk_bytes,
-            rate_limit_bytes_per_second=cfg.hashing.rate_limit_bytes_per_second, stop=self._stop))
+            rate_limit_bytes_per_second=cfg.hashing.rate_limit_bytes_per_second, stop=self._stop,
+            scanned=self.scan_of(cfg, m, d), max_age=cfg.schedules.hash.interval / 2))
 
     def run_load(self) -> None:
-        def one(cfg: Config, m: ModelConfig, d: Path | None) -> CheckResult:
+        def one(cfg: Config, m: ModelConfig, d: Path | None) -> CheckResult | None:
+            sc = self.scan_of(cfg, m, d)
+            if (sc is not None and sc.form not in (None, "diffusers")) or not (d is None or isinstance(d, Path)):
+                return None  # the load check builds a diffusers pipeline directory; other forms have none
             entry = catalog.CATALOG.get(m.kind)
             r = loadcheck.check(m.name, d, kind=m.kind, pipeline=entry.pipeline if entry else None,
                                 timeout=cfg.schedules.load.timeout, kill_grace=cfg.benchmark.kill_grace)
@@ -116,6 +132,7 @@ class HealthSubsystem:
     def _prune(self, cfg: Config) -> None:
         """Forget results of models no longer configured (after a reload)."""
         names = {m.name for m in cfg.models}
+        self.scans.forget(names)
 
         def fn(s: Snapshot) -> Snapshot:
             keep = lambda k: k[1] not in CHECKS or k[0] in names  # noqa: E731

@@ -2,8 +2,9 @@
 
 The rule, in order (the first that applies wins):
 
-- **missing**: the newest health check found no model directory (``missing_model``), or the
-  directory has no ``model_index.json``.
+- **missing**: the newest health check found no model directory or file (``missing_model``), or
+  the directory holds no checkpoint form the scan recognises (no ``model_index.json``, no
+  official Wan layout; single files are named by path).
 - **critical**: any integrity finding — ``missing_file``, ``truncated``, ``header_invalid``,
   ``hash_mismatch``, ``permission_denied``, ``not_a_model``, ``symlink_loop`` — or the last
   ``thresholds.critical_consecutive_failures`` benchmark runs of a profile all failed.
@@ -89,7 +90,8 @@ def verdict(snap: Snapshot, model: str, thresholds: Thresholds) -> Verdict:
         return Verdict("missing", ("model directory not found",), frozen_counts)
     layout = snap.checks.get((model, "layout"))
     if layout is not None and layout.facts.get("model_index") is False:
-        return Verdict("missing", ("no model_index.json",), frozen_counts)
+        return Verdict("missing", ("no checkpoint form recognised (no model_index.json, no official Wan layout)",),
+                       frozen_counts)
     from_checks = [k for k in ISSUE_KINDS if counts[k] and k not in ("output_invalid", "benchmark_failing")]
     critical[:0] = [f"{k} x{counts[k]}" for k in from_checks if k in CRITICAL_KINDS]
     degraded[:0] = [f"{k} x{counts[k]}" for k in from_checks if k in DEGRADED_KINDS]

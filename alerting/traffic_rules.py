@@ -1,0 +1,172 @@
+"""Traffic rules: figures of the requests a Wan service serves, and its SLO burn-rate alerts.
+
+Read by generate.py, which renders them into the same two rule files as the exporter's rules.
+The series come from a service instrumented with ``wan_exporter.instrument`` and scraped
+under its own job (``slo.selector`` in thresholds.yml), not from the exporter.
+
+Success ratio and latency SLI are aggregated as numerator and denominator separately, summed
+over the service's replicas, then divided (prometheus/docs practices/rules.md). A window with
+no counted request gives no series rather than NaN, so an idle service never alerts.
+
+Burn-rate alerts follow the Google SRE workbook's multi-window, multi-burn-rate scheme
+("Alerting on SLOs", table 5-8): a tier fires when the error budget burns faster than
+``factor`` times the sustainable rate over both its long window (the budget really spent) and
+its short window (still burning now, so the alert resolves soon after the cause is gone).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+_EXPORTER = str(Path(__file__).resolve().parents[1] / "exporter")
+if _EXPORTER not in sys.path:  # the contract, without installing the package
+    sys.path.insert(0, _EXPORTER)
+
+from wan_exporter.contract import traffic as F  # noqa: E402 - after the path set-up
+from wan_exporter.contract import traffic_rules as names  # noqa: E402
+
+JM = names.LEVEL_LABELS[names.JOB_MODEL]
+JMR = names.LEVEL_LABELS[names.JOB_MODEL_RESOLUTION]
+JMO = names.LEVEL_LABELS[names.JOB_MODEL_OUTCOME]
+JMOP = names.LEVEL_LABELS[names.JOB_MODEL_OUTCOME_PHASE]
+
+DURATION = F.REQUEST_DURATION_SECONDS.name
+REQUESTS = F.REQUESTS.exposed_name
+FAILURES = F.REQUEST_FAILURES.exposed_name
+DASHBOARD = ("/d/wan-traffic/wan-traffic?var-job={{ $labels.job | urlquery }}"
+             "&var-model={{ $labels.model | urlquery }}")
+
+
+def le_text(bound: float) -> str:
+    """A bucket bound as prometheus_client writes it in ``le`` (300 -> "300.0", 0.25 -> "0.25")."""
+    return repr(float(bound))
+
+
+def slo_windows(s: dict) -> tuple[str, ...]:
+    """Every window a burn-rate tier reads, shortest first, each once."""
+    from_tiers = {w for tier in s["slo"]["burn_rates"] for w in (tier["short"], tier["long"])}
+    return tuple(sorted(from_tiers, key=_seconds))
+
+
+def _seconds(text: str) -> float:
+    import re
+
+    units = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "y": 31536000}
+    return sum(int(n) * units[u] for n, u in re.findall(r"(\d+)(ms|s|m|h|d|w|y)", text))
+
+
+def recording_groups(s: dict, rec) -> list[dict]:
+    slo = s["slo"]
+    sel = slo["selector"]
+    w = names.PANEL_WINDOW
+    excluded = "|".join(names.NOT_COUNTED_AGAINST_SLO)
+
+    panels: list[dict] = []
+    for q, qn in names.QUANTILES:
+        # A quantile only where requests finished in the window: no NaN series while idle.
+        panels.append(rec(names.LATENCY_QUANTILE[qn], f"""
+            histogram_quantile({q},
+              sum by ({JMR}, le) (rate({DURATION}_bucket{{{sel}}}[{w}]))
+              and on ({JMR})
+              (sum by ({JMR}) (rate({DURATION}_count{{{sel}}}[{w}])) > 0)
+            )
+        """))
+    for q, qn in names.QUANTILES:
+        wait = F.REQUEST_QUEUE_WAIT_SECONDS.name
+        panels.append(rec(names.QUEUE_WAIT_QUANTILE[qn], f"""
+            histogram_quantile({q},
+              sum by ({JM}, le) (rate({wait}_bucket{{{sel}}}[{w}]))
+              and on ({JM})
+              (sum by ({JM}) (rate({wait}_count{{{sel}}}[{w}])) > 0)
+            )
+        """))
+    panels.append(rec(names.REQUESTS_BY_OUTCOME, f"sum by ({JMO}) (rate({REQUESTS}{{{sel}}}[{w}]))"))
+    panels.append(rec(names.FAILURES_BY_OUTCOME_PHASE,
+                      f"sum by ({JMOP}) (rate({FAILURES}{{{sel}}}[{w}]))"))
+    panels.append(rec(names.VIDEOS_PER_HOUR,
+                      f'3600 * sum by ({JM}) (rate({REQUESTS}{{{sel}, outcome="ok"}}[{w}]))'))
+    # Seconds of video (or pixels) per second spent generating: both over the same successful requests.
+    for name, counter in ((names.REAL_TIME_FACTOR, F.REQUEST_VIDEO_SECONDS.exposed_name),
+                          (names.PIXELS_PER_SECOND, F.REQUEST_PIXELS.exposed_name)):
+        panels.append(rec(name, f"""
+            sum by ({JM}) (rate({counter}{{{sel}}}[{w}]))
+            /
+            (sum by ({JM}) (rate({DURATION}_sum{{{sel}}}[{w}])) > 0)
+        """))
+    step = F.REQUEST_STEP_DURATION_SECONDS.name
+    panels.append(rec(names.SECONDS_PER_STEP, f"""
+        sum by ({JMR}) (rate({step}_sum{{{sel}}}[{w}]))
+        /
+        (sum by ({JMR}) (rate({step}_count{{{sel}}}[{w}])) > 0)
+    """))
+
+    le = le_text(slo["latency_threshold_seconds"])
+    sli: list[dict] = []
+    for win in slo_windows(s):
+        sli += [
+            rec(names.requests_ok(win), f'sum by ({JM}) (rate({REQUESTS}{{{sel}, outcome="ok"}}[{win}]))'),
+            rec(names.requests_counted(win),
+                f'sum by ({JM}) (rate({REQUESTS}{{{sel}, outcome!~"{excluded}"}}[{win}]))'),
+            rec(names.availability(win), f"""
+                {names.requests_ok(win)}
+                /
+                ({names.requests_counted(win)} > 0)
+            """),
+            rec(names.requests_fast(win), f'sum by ({JM}) (rate({DURATION}_bucket{{{sel}, le="{le}"}}[{win}]))'),
+            rec(names.requests_timed(win), f"sum by ({JM}) (rate({DURATION}_count{{{sel}}}[{win}]))"),
+            rec(names.latency(win), f"""
+                {names.requests_fast(win)}
+                /
+                ({names.requests_timed(win)} > 0)
+            """),
+        ]
+    return [
+        {"name": "wan-traffic.rules", "rules": panels},
+        {"name": "wan-traffic-slo.rules", "rules": sli},
+    ]
+
+
+def _burn(ratio, budget: float, tiers: list[dict]) -> str:
+    """Error budget burn of each tier over its long AND short window; tiers joined with ``or``."""
+    branches = []
+    for t in tiers:
+        branches.append(f"""(
+              (1 - {ratio(t["long"])}) / {budget:g} > {t["factor"]:g}
+              and
+              (1 - {ratio(t["short"])}) / {budget:g} > {t["factor"]:g}
+            )""")
+    return "\n            or\n            ".join(branches)
+
+
+def _tiers_text(tiers: list[dict]) -> str:
+    return ", or ".join(f'{t["factor"]:g}x over {t["long"]} and {t["short"]}' for t in tiers)
+
+
+def alert_groups(s: dict, alert) -> list[dict]:
+    """``alert`` is generate.py's alert builder (for:, runbook and dashboard links added there)."""
+    slo = s["slo"]
+    M, J = "{{ $labels.model }}", "{{ $labels.job }}"
+    burn = '{{ printf "%.1f" $value }}'
+    avail, lat = float(slo["availability_objective"]), float(slo["latency_objective"])
+    threshold = slo["latency_threshold_seconds"]
+    out = []
+    for severity in ("critical", "warning"):
+        tiers = [t for t in slo["burn_rates"] if t["severity"] == severity]
+        if not tiers:
+            continue
+        what = "pages" if severity == "critical" else "tickets"
+        out.append(alert("WanTrafficErrorBudgetBurn", f"""
+            {_burn(names.availability, 1 - avail, tiers)}
+        """, severity, "A Wan service is failing requests fast enough to spend its error budget.",
+            f"Model {M} served by job {J} fails requests at {burn} times the rate its availability "
+            f"objective ({avail * 100:g}% of requests succeed, bad input and cancellations not counted) can "
+            f"sustain ({what} at {_tiers_text(tiers)}).", "traffic", value=burn))
+        out.append(alert("WanTrafficLatencyBudgetBurn", f"""
+            {_burn(names.latency, 1 - lat, tiers)}
+        """, severity, "A Wan service's requests are too slow often enough to spend its latency budget.",
+            f"Model {M} served by job {J} finishes too few requests within {threshold:g}s: slow requests come "
+            f"at {burn} times the rate its latency objective ({lat * 100:g}% of successful requests within "
+            f"{threshold:g}s) can sustain ({what} at {_tiers_text(tiers)}).", "traffic", value=burn))
+    out.sort(key=lambda r: r["alert"])
+    return [{"name": "wan-traffic-slo", "rules": out}]

