@@ -129,7 +129,8 @@ def test_card_shows_the_figures_metrics_shows():
     assert int(f["benchmark.p.peak_memory_bytes"]) == reg.get_sample_value("wan_generation_peak_memory_bytes", L)
     assert float(f["benchmark.p.peak_memory_ratio"]) == reg.get_sample_value("wan_generation_peak_memory_ratio", L)
     assert float(f["benchmark.p.sanity_ratio"]) == reg.get_sample_value("wan_benchmark_output_sanity_ratio", L)
-    assert float(f["integrity_ratio"]) == reg.get_sample_value("wan_model_integrity_ratio", {"model": "m"})
+    assert float(f["integrity_ratio"]) == reg.get_sample_value("wan_model_integrity_ratio",
+                                                               {"model": "m", "reference": "recorded"})
     assert int(f["files_present"]) == reg.get_sample_value("wan_model_files_present", {"model": "m"})
     assert reg.get_sample_value("wan_model_health_status", {"model": "m", "status": "critical"}) == 1
     card = page.split('id="model-m"', 1)[1].split("</details>", 1)[0]

@@ -8,7 +8,8 @@ test variant: one burn-rate tier over 20 s and 10 s instead of 1 h and 5 m, a la
 threshold of 0.5 s (a bucket bound of wan_request_duration_seconds), every ``for:`` at 2 s.
 The real Alertmanager (the committed config, webhooks pointed at a loopback receiver) notifies.
 
-Slow requests (64x64, 33 frames, 20 steps: over a second on the CPU) spend the latency budget
+Slow requests (128x128, 33 frames, 40 steps: about 1.5 s on an idle 2-core CPU, three times the
+threshold; the test checks the first one is over it) spend the latency budget
 and page; fast ones (32x32, one frame, one step) resolve it. Bad input never burns the
 availability budget.
 """
@@ -33,7 +34,7 @@ MODEL = "tiny-t2v"
 THRESHOLD = 0.5
 OVERRIDE = {"slo": {"latency_threshold_seconds": THRESHOLD,
                     "burn_rates": [{"severity": "critical", "factor": 14.4, "long": "20s", "short": "10s"}]}}
-SLOW = ("--size=64x64", "--frames=33", "--steps=20")
+SLOW = ("--size=128x128", "--frames=33", "--steps=40")
 FAST = ("--size=32x32", "--frames=1", "--steps=1", "--interval=0.05")
 
 
@@ -79,6 +80,8 @@ def test_slow_requests_page_and_fast_ones_resolve_while_bad_input_never_burns(st
         except AssertionError as e:
             raise AssertionError(f"{e}{diagnostics()}") from None
 
+    seconds = stack["serve"].generate(*SLOW)
+    assert seconds > THRESHOLD, f"a slow request took {seconds:.2f}s, under the {THRESHOLD}s threshold it must miss"
     slow = stack["serve"].load(*SLOW, "--invalid-every=3", "--interval=0", "--count=200", "--duration=120",
                                log_path=root / "load-slow.log")
     try:

@@ -260,6 +260,21 @@ class ServeProcess(ManagedProcess):
     def start(self, ready_timeout: float = 120.0):
         return super().start(ready_timeout)
 
+    def generate(self, *args: str) -> float:
+        """One request with the load generator's flags (--size=WxH, --frames=N, --steps=N); the
+        generation seconds the service reports."""
+        import json
+        import urllib.request
+
+        opts = dict(a.lstrip("-").split("=", 1) for a in args)
+        w, h = (int(x) for x in opts.get("size", "32x32").split("x"))
+        body = {"prompt": "one request", "width": w, "height": h, "frames": int(opts.get("frames", 1)),
+                "steps": int(opts.get("steps", 1))}
+        req = urllib.request.Request(self.url + "/generate", data=json.dumps(body).encode(), method="POST",
+                                     headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=120) as r:
+            return float(json.load(r)["seconds"])
+
     def load(self, *args: str, log_path: Path | None = None) -> ManagedProcess:
         """The bounded load generator (examples/serve/load.py) against this service, started."""
         return ManagedProcess("wan-serve-load", [sys.executable, str(SERVE_EXAMPLE / "load.py"), f"--url={self.url}",

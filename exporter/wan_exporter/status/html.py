@@ -228,7 +228,8 @@ def _checkpoint(m: dict[str, Any], now: float) -> str:
         if i["reference"]:
             against.append(f"the {e(i['reference'])} reference")
         if i["published_files"]:
-            against.append(f"{i['published_files']} file(s) against the SHA-256 the Hugging Face cache published")
+            against.append(f"{i['published_files']} file(s) against their published SHA-256 (Hugging Face cache "
+                           "blob or --local-dir download metadata)")
         if i["recorded_files"]:
             against.append(f"{i['recorded_files']} file(s) against a manifest recorded at first sight (not the "
                            "published content)")

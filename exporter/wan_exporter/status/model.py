@@ -16,6 +16,7 @@ from .. import __version__, catalog
 from ..bench.collector import PHASES, effective_baseline, memory_total_for
 from ..bench.recommend import recommendation_families
 from ..config import Config, ModelConfig
+from ..health.collector import reference as integrity_reference
 from ..health.issues import CHECKS
 from ..health.verdict import CRITICAL_KINDS, DEGRADED_KINDS, STATUSES, verdict
 from ..state import BenchmarkAggregate, BenchmarkResult, GpuReading, Snapshot
@@ -149,9 +150,9 @@ def _checkpoint(snap: Snapshot, model: str, found: Any) -> dict[str, Any]:
             "ratio": max(0.0, min(1.0, hf.get("verified_bytes", 0) / hf["expected_bytes"])),
             "verified_bytes": hf.get("verified_bytes", 0),
             "expected_bytes": hf["expected_bytes"],
-            # Reported by the hash check itself when it names its reference ("published" or "recorded").
-            "reference": hf.get("reference"),
-            "published_files": hf.get("hf_cache_files"),
+            # The same reference label wan_model_integrity_ratio carries ("published" or "recorded").
+            "reference": integrity_reference(hf),
+            "published_files": (hf.get("hf_cache_files") or 0) + (hf.get("local_dir_files") or 0) or None,
             "recorded_files": hf.get("files_recorded"),
             "checked_at": h.finished_at,
         }
