@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from types import MappingProxyType
 
+from .. import gpu_peaks
 from .family import Family
 from .labels import SANITY_CHECKS
 
@@ -104,12 +105,25 @@ REQUEST_OUTPUT_SANITY_FAILURES = Family(
     "wan_request_output_sanity_failures", "counter",
     "Sampled request outputs that failed a sanity check, by check.",
     labels=("model", "check"), source=SOURCE, bounded={"check": OUTPUT_CHECKS})
+REQUEST_FLOPS = Family(
+    "wan_request_flops", "counter",
+    "Model floating-point operations of the denoising steps of successful requests, computed (not measured) "
+    "from the transformer config and each request's tokens: one expert's matrix products per step and video, "
+    "twice with classifier-free guidance. Over wan_request_phase_duration_seconds{phase=\"denoise\"}'s sum: "
+    "achieved FLOP/s. Absent for transformers whose geometry is not counted.",
+    labels=("model",), source=SOURCE)
+REQUEST_PEAK_FLOPS_PER_SECOND = Family(
+    "wan_request_peak_flops_per_second", "gauge",
+    "Datasheet peak dense tensor FLOP/s, in the transformer's dtype, of the GPU the last request ran on: the "
+    "denominator of traffic's utilisation. Absent on CPU, for float32 and for GPUs without a datasheet row.",
+    labels=("model", "gpu_model"), source=SOURCE,
+    bounded={"gpu_model": tuple(p.key for p in gpu_peaks.PEAKS)})
 
 FAMILIES: tuple[Family, ...] = (
     REQUESTS, REQUEST_FAILURES, REQUESTS_IN_FLIGHT, REQUEST_DURATION_SECONDS, REQUEST_QUEUE_WAIT_SECONDS,
     REQUEST_STEP_DURATION_SECONDS, REQUEST_PHASE_DURATION_SECONDS, REQUEST_EXPERT_DURATION_SECONDS,
     REQUEST_EXPERT_SWITCH_STEP, REQUEST_FRAMES, REQUEST_VIDEO_SECONDS, REQUEST_PIXELS, REQUEST_PEAK_MEMORY_BYTES,
-    REQUEST_OUTPUT_CHECKS, REQUEST_OUTPUT_SANITY_FAILURES,
+    REQUEST_OUTPUT_CHECKS, REQUEST_OUTPUT_SANITY_FAILURES, REQUEST_FLOPS, REQUEST_PEAK_FLOPS_PER_SECOND,
 )
 
 # -- histogram buckets (seconds): the defaults, overridable per family by instrument(..., buckets=) --

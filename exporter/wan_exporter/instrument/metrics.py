@@ -23,6 +23,7 @@ GAUGE_MULTIPROCESS_MODES = MappingProxyType({
     traffic.REQUESTS_IN_FLIGHT.name: "livesum",
     traffic.REQUEST_EXPERT_SWITCH_STEP.name: "mostrecent",
     traffic.REQUEST_PEAK_MEMORY_BYTES.name: "mostrecent",
+    traffic.REQUEST_PEAK_FLOPS_PER_SECOND.name: "mostrecent",
 })
 
 
@@ -50,6 +51,8 @@ class TrafficMetrics:
         self.peak_memory = self._make(t.REQUEST_PEAK_MEMORY_BYTES)
         self.output_checks = self._make(t.REQUEST_OUTPUT_CHECKS)
         self.sanity_failures = self._make(t.REQUEST_OUTPUT_SANITY_FAILURES)
+        self.flops = self._make(t.REQUEST_FLOPS)
+        self.peak_flops = self._make(t.REQUEST_PEAK_FLOPS_PER_SECOND)
 
     def _make(self, fam: Family) -> Any:
         kw: dict[str, Any] = {"labelnames": fam.labels, "registry": self.registry}

@@ -59,6 +59,8 @@ class Request:
         self.interrupted = False
         self.sanity: dict[str, bool] | None = None
         self.peak_memory: int | None = None
+        self.step_flops: int | None = None  # model FLOPs of one denoising step of every video of the call
+        self.peak: tuple[str, float] | None = None  # (gpu_model, datasheet FLOP/s) of the CUDA device
         self._device: str | None = None
         self._alone = True
         self._t0 = 0.0
@@ -180,6 +182,9 @@ class Request:
             for name in traffic.TRAFFIC_PHASES:
                 if name in phases:
                     m.phase.labels(model, name).observe(phases[name])
+            if self.step_flops is not None and steps and "denoise" in phases:
+                # Over the same requests' denoise seconds (the phase histogram's sum): achieved FLOP/s.
+                m.flops.labels(model).inc(self.step_flops * len(steps))
             self._record_experts(steps)
         if self.frames:
             m.frames.labels(model).inc(self.frames)
@@ -187,6 +192,8 @@ class Request:
                 m.video_seconds.labels(model).inc(self.frames / float(self.fps))
             if self.width and self.height:
                 m.pixels.labels(model).inc(int(self.width) * int(self.height) * int(self.frames))
+        if self.peak is not None:
+            m.peak_flops.labels(model, self.peak[0]).set(self.peak[1])
         if self._device is not None:
             if self.peak_memory is not None:
                 m.peak_memory.labels(model).set(self.peak_memory)

@@ -16,6 +16,7 @@ from typing import Any, Callable, Mapping
 
 from ..bench import measure
 from ..contract import traffic
+from .efficiency import StepFlops, peak, videos
 from .metrics import TrafficMetrics, for_registry
 from .request import Request, current
 
@@ -38,6 +39,14 @@ class Instrumentation:
                          if p.default is not inspect.Parameter.empty}
         self._sampled = 0.0
         self._lock = threading.Lock()
+        self.step_flops = StepFlops()
+        self._peaks: dict[str, tuple[str, float] | None] = {}
+
+    def peak(self, pipe: Any, device: str) -> tuple[str, float] | None:
+        """The datasheet peak of ``device`` (looked up once per device), None on CPU and unknown GPUs."""
+        if device not in self._peaks:
+            self._peaks[device] = peak(sys.modules.get("torch"), device, pipe)
+        return self._peaks[device]
 
     def _sample(self) -> bool:
         """Deterministic sampling: a ratio of 0.1 checks every tenth request."""
@@ -81,6 +90,13 @@ class Instrumentation:
                 out = base_call(*bound.args, **bound.kwargs)
             req.interrupted = bool(getattr(pipe, "_interrupt", False))
             req.frames = _frame_count(out, a.get("num_frames", self.defaults.get("num_frames")), a.get("output_type"))
+            per_step = self.step_flops.per_step(
+                pipe, req.width, req.height, req.frames, a.get("guidance_scale", self.defaults.get("guidance_scale")),
+                a.get("max_sequence_length", self.defaults.get("max_sequence_length")))
+            if per_step is not None:
+                req.step_flops = per_step * videos(a.get("prompt"), a.get("prompt_embeds"),
+                                                   a.get("num_videos_per_prompt", self.defaults.get("num_videos_per_prompt")))
+            req.peak = self.peak(pipe, run.device)
             if self._sample():
                 req.sanity = _output_checks(out)
             return out
