@@ -296,6 +296,49 @@ def test_image_to_video_two_experts_and_ti2v_image_mode_are_measured():
     assert value(reg, "wan_request_expert_duration_seconds_count", model="i2v-a14b", expert="low_noise") == 1
     assert value(reg, "wan_request_expert_duration_seconds_count", model="ti2v-5b", expert="high_noise") == 0
     assert value(reg, "wan_request_video_seconds_total", model="ti2v-5b") == pytest.approx(FRAMES / 24)
+    from wan_exporter import catalog, flops
+
+    for model, pipe, kind, per_token in (("i2v-a14b", i2v, "tiny-wan2.2-i2v-a14b", False),
+                                         ("ti2v-5b", ti2v, "tiny-wan2.2-ti2v-5b", True)):
+        step = flops.count_step(pipe.transformer.config, SIZE, SIZE, FRAMES, catalog.CATALOG[kind].vae_compression,
+                                5.0, per_token_timestep=per_token)
+        assert value(reg, "wan_request_flops_total", model=model) == STEPS * step.step_flops, model
+
+
+def test_request_flops_are_flops_py_figure_per_step_times_steps_of_successful_requests_and_no_peak_on_cpu():
+    from wan_exporter import catalog, flops
+
+    reg = CollectorRegistry()
+    pipe = instrument(tiny_pipe("tiny-wan2.1-t2v"), model="t2v", registry=reg)
+    call(pipe)
+    call(pipe)
+    call(pipe, guidance_scale=1.0)  # no classifier-free guidance: one forward per step
+    with pytest.raises(ValueError):
+        call(pipe, height=40)  # failed requests add nothing
+    compression = catalog.CATALOG["tiny-wan2.1-t2v"].vae_compression
+    with_cfg, without = (flops.count_step(pipe.transformer.config, SIZE, SIZE, FRAMES, compression, g)
+                         for g in (5.0, 1.0))
+    assert with_cfg.step_flops == 2 * without.step_flops > 0
+    assert value(reg, "wan_request_flops_total", model="t2v") == STEPS * (2 * with_cfg.step_flops + without.step_flops)
+    assert value(reg, "wan_request_phase_duration_seconds_count", model="t2v", phase="denoise") == 3
+    peak = traffic.REQUEST_PEAK_FLOPS_PER_SECOND.name
+    assert [s for m in reg.collect() if m.name == peak for s in m.samples] == []  # CPU: no peak, no utilisation
+
+
+def test_peak_is_the_datasheet_row_of_the_cuda_device_in_the_transformers_dtype():
+    from types import SimpleNamespace
+
+    from wan_exporter.instrument.efficiency import peak
+
+    # torch.cuda's device name, where no GPU can answer: the narrowest stand-in.
+    fake_torch = SimpleNamespace(device=str, cuda=SimpleNamespace(get_device_name=lambda d: "NVIDIA H200"))
+    bf16 = SimpleNamespace(transformer=SimpleNamespace(dtype="torch.bfloat16"))
+    fp32 = SimpleNamespace(transformer=SimpleNamespace(dtype="torch.float32"))
+    assert peak(fake_torch, "cuda:0", bf16) == ("h200-sxm", 989.5e12)
+    assert peak(fake_torch, "cuda:0", fp32) is None  # no tensor-core row for float32
+    assert peak(fake_torch, "cpu", bf16) is None
+    unknown = SimpleNamespace(device=str, cuda=SimpleNamespace(get_device_name=lambda d: "NVIDIA Unknown GPU"))
+    assert peak(unknown, "cuda:0", bf16) is None
 
 
 def test_pipeline_assembled_from_separately_loaded_parts_is_measured(tmp_path: Path):
