@@ -101,6 +101,25 @@ def recording_groups(s: dict, rec) -> list[dict]:
         (sum by ({JMR}) (rate({step}_count{{{sel}}}[{w}])) > 0)
     """))
 
+    # Achieved FLOP/s: the FLOPs of the successful requests' denoising steps over the same requests'
+    # denoise seconds. Utilisation divides each replica's denoise seconds by its own GPU's peak first,
+    # so replicas on different GPUs weigh right; replicas without a peak (CPU, unknown GPU) are left
+    # out of both sides, and a service with none has no utilisation.
+    flops_total = F.REQUEST_FLOPS.exposed_name
+    denoise = f'{F.REQUEST_PHASE_DURATION_SECONDS.name}_sum{{{sel}, phase="denoise"}}'
+    peak = F.REQUEST_PEAK_FLOPS_PER_SECOND.name
+    jim = "job, instance, model"
+    panels.append(rec(names.FLOPS_PER_SECOND, f"""
+        sum by ({JM}) (rate({flops_total}{{{sel}}}[{w}]))
+        /
+        (sum by ({JM}) (rate({denoise}[{w}]) and on ({jim}) rate({flops_total}{{{sel}}}[{w}])) > 0)
+    """))
+    panels.append(rec(names.MODEL_FLOPS_UTILIZATION, f"""
+        sum by ({JM}) (rate({flops_total}{{{sel}}}[{w}]) and on ({jim}) {peak}{{{sel}}})
+        /
+        (sum by ({JM}) (rate({denoise}[{w}]) * on ({jim}) max by ({jim}) ({peak}{{{sel}}})) > 0)
+    """))
+
     le = le_text(slo["latency_threshold_seconds"])
     sli: list[dict] = []
     for win in slo_windows(s):

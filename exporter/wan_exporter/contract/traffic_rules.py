@@ -51,6 +51,9 @@ VIDEOS_PER_HOUR = _n(JOB_MODEL, "wan_request_videos_per_hour", f"rate{_W}")
 REAL_TIME_FACTOR = _n(JOB_MODEL, "wan_request_real_time_factor", f"ratio_rate{_W}")
 PIXELS_PER_SECOND = _n(JOB_MODEL, "wan_request_pixels_per_second", f"ratio_rate{_W}")
 SECONDS_PER_STEP = _n(JOB_MODEL_RESOLUTION, "wan_request_step_duration_seconds", f"mean_rate{_W}")
+# Model FLOPs of the denoising steps over the seconds spent denoising, and that over the GPU's peak.
+FLOPS_PER_SECOND = _n(JOB_MODEL, "wan_request_flops_per_second", f"ratio_rate{_W}")
+MODEL_FLOPS_UTILIZATION = _n(JOB_MODEL, "wan_request_model_flops_utilization", f"ratio_rate{_W}")
 
 
 # -- service level objectives (one rule per window) ------------------------------------------------------
@@ -96,5 +99,6 @@ def slo_names(windows: tuple[str, ...] = DEFAULT_SLO_WINDOWS) -> tuple[str, ...]
 
 ALL: tuple[str, ...] = (
     *LATENCY_QUANTILE.values(), *QUEUE_WAIT_QUANTILE.values(), REQUESTS_BY_OUTCOME, FAILURES_BY_OUTCOME_PHASE,
-    VIDEOS_PER_HOUR, REAL_TIME_FACTOR, PIXELS_PER_SECOND, SECONDS_PER_STEP, *slo_names(),
+    VIDEOS_PER_HOUR, REAL_TIME_FACTOR, PIXELS_PER_SECOND, SECONDS_PER_STEP, FLOPS_PER_SECOND, MODEL_FLOPS_UTILIZATION,
+    *slo_names(),
 )
