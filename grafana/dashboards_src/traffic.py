@@ -2,7 +2,7 @@
 
 Latency by model and resolution class, queue wait, throughput, success ratio against the
 availability objective, failures by outcome and phase, seconds per step of traffic against the
-probe's on the same GPU model, real-time factor.
+probe's on the same GPU model, real-time factor, achieved FLOP/s and model FLOPs utilisation.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from grafana_foundation_sdk.models import units
 
 from . import common as c
 from . import traffic_queries as tq
+from .model_detail import FLOPS
 
 UID = c.UID_TRAFFIC
 
@@ -98,16 +99,25 @@ def throughput() -> list:
     return [
         c.default_timeseries().title("Videos per hour")
         .description("Successful requests per hour at the last 5 minutes' rate.")
-        .unit(units.Short).min(0).span(8)
+        .unit(units.Short).min(0).span(6)
         .with_target(c.prom_query(tq.videos_per_hour(), "{{job}} {{model}}")),
         c.default_timeseries().title("Real-time factor")
         .description("Seconds of video produced per second of generation (frames / output fps over generation "
                      "time), successful requests, 5 m windows. 1 would be real time.")
-        .unit("suffix:×").min(0).span(8)
+        .unit("suffix:×").min(0).span(6)
         .with_target(c.prom_query(tq.real_time_factor(), "{{job}} {{model}}")),
+        c.default_timeseries().title("Model FLOPs utilisation")
+        .description("Achieved FLOP/s of successful requests' denoising (model FLOPs of their steps, computed from "
+                     "the transformer config and each request's tokens, over their denoise seconds) over each "
+                     "replica's GPU datasheet peak dense tensor rate; absent on CPU, for float32 and for GPUs "
+                     "without a datasheet row. Achieved FLOP/s on the right axis. 5 m windows.")
+        .unit(units.PercentUnit).min(0).span(6)
+        .with_target(c.prom_query(tq.model_flops_utilization(), "MFU {{job}} {{model}}", "A"))
+        .with_target(c.prom_query(tq.flops_per_second(), "achieved {{job}} {{model}}", "B"))
+        .override_by_query("B", [c.prop("unit", FLOPS), c.prop("custom.axisPlacement", "right")]),
         c.default_timeseries().title("Pixels per second")
         .description("Width x height x frames generated per second of generation: comparable across resolutions.")
-        .unit(c.PIXELS_PER_SECOND).min(0).span(8)
+        .unit(c.PIXELS_PER_SECOND).min(0).span(6)
         .with_target(c.prom_query(tq.pixels_per_second(), "{{job}} {{model}}")),
     ]
 

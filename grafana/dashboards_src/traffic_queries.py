@@ -69,6 +69,14 @@ def real_time_factor() -> str:
     return traffic_rule(T.REAL_TIME_FACTOR)
 
 
+def flops_per_second() -> str:
+    return traffic_rule(T.FLOPS_PER_SECOND)
+
+
+def model_flops_utilization() -> str:
+    return traffic_rule(T.MODEL_FLOPS_UTILIZATION)
+
+
 def pixels_per_second() -> str:
     return traffic_rule(T.PIXELS_PER_SECOND)
 
