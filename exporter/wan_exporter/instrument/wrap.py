@@ -59,6 +59,20 @@ class Instrumentation:
                 return True
         return False
 
+    def _efficiency(self, req: Request, pipe: Any, device: str, a: Mapping[str, Any]) -> None:
+        """The call's FLOPs per step (all its videos) and the device's peak; unknown stays None."""
+        def arg(name: str) -> Any:
+            return a.get(name, self.defaults.get(name))
+
+        try:
+            per_step = self.step_flops.per_step(pipe, req.width, req.height, req.frames, arg("guidance_scale"),
+                                                arg("max_sequence_length"))
+            if per_step is not None:
+                req.step_flops = per_step * videos(arg("prompt"), arg("prompt_embeds"), arg("num_videos_per_prompt"))
+            req.peak = self.peak(pipe, device)
+        except Exception:  # noqa: BLE001 - a figure we cannot compute is absent; the request is not harmed
+            req.step_flops = req.peak = None
+
     def call(self, pipe: Any, base_call: Callable[..., Any], args: tuple, kwargs: dict) -> Any:
         outer = current()
         own = outer is None or outer.model != self.model or outer.run is not None
@@ -90,13 +104,7 @@ class Instrumentation:
                 out = base_call(*bound.args, **bound.kwargs)
             req.interrupted = bool(getattr(pipe, "_interrupt", False))
             req.frames = _frame_count(out, a.get("num_frames", self.defaults.get("num_frames")), a.get("output_type"))
-            per_step = self.step_flops.per_step(
-                pipe, req.width, req.height, req.frames, a.get("guidance_scale", self.defaults.get("guidance_scale")),
-                a.get("max_sequence_length", self.defaults.get("max_sequence_length")))
-            if per_step is not None:
-                req.step_flops = per_step * videos(a.get("prompt"), a.get("prompt_embeds"),
-                                                   a.get("num_videos_per_prompt", self.defaults.get("num_videos_per_prompt")))
-            req.peak = self.peak(pipe, run.device)
+            self._efficiency(req, pipe, run.device, a)
             if self._sample():
                 req.sanity = _output_checks(out)
             return out
