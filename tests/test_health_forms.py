@@ -240,6 +240,31 @@ def test_broken_pth_files_are_findings_never_crashes(built: dict, content: bytes
     assert all(i.path == "Wan2.1_VAE.pth" for i in r.issues)
 
 
+def _zip_with_undecodable_name() -> bytes:
+    """A torch.save-like zip whose directory flags a member name UTF-8 that is not."""
+    import io
+    import zipfile
+
+    b = io.BytesIO()
+    with zipfile.ZipFile(b, "w") as z:
+        z.writestr("archive/data.pkl", b"x")
+        z.writestr("archive/ab", b"y")
+    raw = bytearray(b.getvalue().replace(b"archive/ab", b"archive/\xff\xfe"))
+    i = raw.find(b"PK\x01\x02")
+    while i >= 0:
+        raw[i + 9] |= 0x08  # general purpose flag bit 11: the name is UTF-8
+        i = raw.find(b"PK\x01\x02", i + 4)
+    return bytes(raw)
+
+
+def test_pth_with_undecodable_member_name_is_header_invalid(built: dict, tmp_path: Path) -> None:
+    d = _copy(built["official"], tmp_path / "m")
+    (d / "Wan2.1_VAE.pth").write_bytes(_zip_with_undecodable_name())
+    r = headers.check("m", d)
+    assert kinds(r) == {"header_invalid"}, r.issues
+    assert all(i.path == "Wan2.1_VAE.pth" for i in r.issues)
+
+
 @pytest.mark.parametrize("form", ("official", "fp16", "gguf"))
 def test_single_files_give_the_geometry_a_flops_count_needs(built: dict, form: str) -> None:
     from wan_exporter import flops
