@@ -153,7 +153,9 @@ def _checkpoint(snap: Snapshot, model: str, found: Any) -> dict[str, Any]:
             # The same reference label wan_model_integrity_ratio carries ("published" or "recorded").
             "reference": integrity_reference(hf),
             "published_files": (hf.get("hf_cache_files") or 0) + (hf.get("local_dir_files") or 0) or None,
-            "recorded_files": hf.get("files_recorded"),
+            # Files whose reference is the manifest recorded at first sight, whether recorded in
+            # this run or compared with an earlier run's record (files_recorded counts only the former).
+            "recorded_files": hf.get("manifest_files"),
             "checked_at": h.finished_at,
         }
     return {
