@@ -110,9 +110,10 @@ class BenchmarkSubsystem:
 
     def _job(self, device: str, pairs: list[tuple[str, str]]) -> Callable[[], None]:
         def run() -> None:
+            failed: list[str] = []
             for model_name, profile_name in pairs:
                 if self._stopping.is_set():
-                    return
+                    break
                 cfg = self.config()
                 try:
                     m = cfg.model(model_name)
@@ -120,7 +121,13 @@ class BenchmarkSubsystem:
                     continue  # removed by a reload since the job was built
                 if profile_name not in m.profiles:
                     continue
-                self.run_one(cfg, m, profile_name)
+                try:
+                    self.run_one(cfg, m, profile_name)
+                except Exception:  # noqa: BLE001 - one model's bug never stops the others on this device
+                    log.exception("benchmark %s/%s raised", model_name, profile_name)
+                    failed.append(f"{model_name}/{profile_name}")
+            if failed:
+                raise RuntimeError(f"benchmark.{device} raised for {', '.join(failed)}")
 
         return run
 
