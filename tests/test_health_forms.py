@@ -273,3 +273,13 @@ def test_single_files_give_the_geometry_a_flops_count_needs(built: dict, form: s
     shape = flops.shape_from_config(derive_facts(built[form]).transformer_config)
     assert shape is not None and (shape.dim, shape.ffn_dim, shape.num_layers) == (24, 32, 2)
     assert shape.patch_size == (1, 2, 2) and shape.in_channels == 16
+
+
+def test_deeply_nested_json_is_header_invalid_not_a_crash(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    d = tmp_path / "m"
+    d.mkdir()
+    (d / "model_index.json").write_text("[" * 200_000 + "]" * 200_000)
+    for check in (layout, headers):
+        r = check.check("m", d)
+        assert ("header_invalid", "model_index.json") in {(i.kind, i.path) for i in r.issues}, r.issues
+    assert "Traceback" not in caplog.text and not [x for x in caplog.records if x.exc_info]

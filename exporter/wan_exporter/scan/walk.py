@@ -128,6 +128,9 @@ class Walk:
         except (UnicodeDecodeError, json.JSONDecodeError) as e:
             self.findings.add("header_invalid", f"not valid JSON: {e}", rel)
             return None
+        except RecursionError:
+            self.findings.add("header_invalid", "JSON nested too deeply to read", rel)
+            return None
         if not isinstance(doc, dict):
             self.findings.add("header_invalid", "not a JSON object", rel)
             return None
@@ -195,6 +198,6 @@ class Walk:
         try:
             with open(self.root / rel, "rb") as f:
                 doc = json.loads(f.read(MAX_JSON_BYTES).decode("utf-8"))
-        except (OSError, UnicodeDecodeError, ValueError):
+        except (OSError, UnicodeDecodeError, ValueError, RecursionError):
             return None
         return doc if isinstance(doc, dict) else None
