@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextvars
+import logging
 import sys
 import threading
 import time
@@ -19,6 +20,7 @@ from ..bench import measure
 from ..contract import traffic
 from .metrics import TrafficMetrics
 
+log = logging.getLogger(__name__)
 _CURRENT: contextvars.ContextVar["Request | None"] = contextvars.ContextVar("wan_exporter_request", default=None)
 _CANCELLED = (KeyboardInterrupt, asyncio.CancelledError, concurrent.futures.CancelledError)
 _INPUT_ERRORS = (ValueError, TypeError)
@@ -133,15 +135,17 @@ class Request:
             except Exception:  # noqa: BLE001 - a broken context is the failure already being reported
                 pass
         duration = time.perf_counter() - self._t0
-        self._leave_device()
-        error = exc if exc is not None else self.error
-        outcome = classify(error, self.run)
-        if outcome == "ok" and self.interrupted:
-            outcome = "cancelled"  # the caller set the pipeline's interrupt flag
-        if outcome == "ok" and self.sanity is not None and not self.sanity.get("finite", True):
-            outcome = "nan_output"
-        try:
+        try:  # measuring never fails the request nor replaces the exception it raised
+            self._leave_device()
+            error = exc if exc is not None else self.error
+            outcome = classify(error, self.run)
+            if outcome == "ok" and self.interrupted:
+                outcome = "cancelled"  # the caller set the pipeline's interrupt flag
+            if outcome == "ok" and self.sanity is not None and not self.sanity.get("finite", True):
+                outcome = "nan_output"
             self._record(outcome, duration, error)
+        except Exception:  # noqa: BLE001
+            log.exception("recording a request of %s failed", self.model)
         finally:
             self.metrics.in_flight.labels(self.model).dec()
 
