@@ -283,3 +283,39 @@ def test_deeply_nested_json_is_header_invalid_not_a_crash(tmp_path: Path, caplog
         r = check.check("m", d)
         assert ("header_invalid", "model_index.json") in {(i.kind, i.path) for i in r.issues}, r.issues
     assert "Traceback" not in caplog.text and not [x for x in caplog.records if x.exc_info]
+
+
+def _gguf_with_arrays(n_bytes_items: int) -> bytes:
+    """A GGUF v3 header with no tensors and three arrays: long scalars, long strings, short ints."""
+    import struct
+
+    def s(text: str) -> bytes:
+        return struct.pack("<Q", len(text)) + text.encode()
+
+    kv = [s("t.bytes") + struct.pack("<IIQ", 9, 0, n_bytes_items) + b"\x07" * n_bytes_items,
+          s("t.tokens") + struct.pack("<IIQ", 9, 8, 20) + b"".join(s(f"tok{i}") for i in range(20)),
+          s("t.short") + struct.pack("<IIQ", 9, 5, 3) + struct.pack("<iii", 1, 2, 3)]
+    return b"GGUF" + struct.pack("<IQQ", 3, 0, len(kv)) + b"".join(kv)
+
+
+def test_long_gguf_arrays_are_summarised_without_keeping_their_items(tmp_path: Path) -> None:
+    import tracemalloc
+
+    from wan_exporter.scan.gguf_table import read_gguf
+    from wan_exporter.scan.tables import TableError
+
+    f = tmp_path / "m.gguf"
+    f.write_bytes(_gguf_with_arrays(4 << 20))
+    tracemalloc.start()
+    try:
+        t = read_gguf(f)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert (t.metadata["t.bytes"], t.metadata["t.tokens"], t.metadata["t.short"]) == \
+        (f"[{4 << 20} items]", "[20 items]", "[1, 2, 3]")
+    assert peak < 8 << 20, peak  # one read step, not an object per item
+    f.write_bytes(_gguf_with_arrays(4 << 20)[: 1 << 20])  # ends inside the long array
+    with pytest.raises(TableError) as e:
+        read_gguf(f)
+    assert e.value.truncated
