@@ -319,3 +319,14 @@ def test_long_gguf_arrays_are_summarised_without_keeping_their_items(tmp_path: P
     with pytest.raises(TableError) as e:
         read_gguf(f)
     assert e.value.truncated
+
+
+def test_a_shard_name_promising_more_shards_than_a_scan_examines_is_one_finding(built: dict, tmp_path: Path) -> None:
+    d = _copy(built["official"], tmp_path / "m")
+    h = d / "high_noise_model"
+    (h / "diffusion_pytorch_model.safetensors.index.json").unlink()
+    hostile = "diffusion_pytorch_model-00001-of-99999999.safetensors"
+    (h / "diffusion_pytorch_model-00001-of-00002.safetensors").rename(h / hostile)
+    r = layout.check("m", d)
+    assert [(i.kind, i.path) for i in r.issues if "99999999" in i.path] == [("header_invalid", f"high_noise_model/{hostile}")]
+    assert len(r.issues) < 5
