@@ -228,6 +228,13 @@ def test_configured_gpu_missing_from_nvml_shows_as_lost():
     assert "not reported by NVML" in html.render(v)
 
 
+def test_configured_gpu_missing_from_nvml_is_named_by_its_nvml_index_not_its_cuda_number(monkeypatch):
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "2,3")
+    cfg = Config(models=(ModelConfig(name="m", kind="tiny-wan2.1-t2v", path="/x", device="cuda:1"),))
+    v = model.build(snapshot(cfg), cfg)
+    assert [(d["index"], d["used_by"]) for d in v["gpus"]["devices"] if d["lost"]] == [(3, ["m"])]
+
+
 def test_past_a_dozen_models_the_page_leads_with_a_table_and_folds_healthy_cards():
     names = [f"m{i:02d}" for i in range(40)]
     cfg = config(*names)

@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import quote
 
-from .. import __version__, catalog
+from .. import __version__, catalog, gpuid
 from ..bench.collector import PHASES, effective_baseline, memory_total_for
 from ..bench.recommend import recommendation_families
 from ..config import Config, ModelConfig
@@ -301,8 +301,10 @@ def _gpus(snap: Snapshot, cfg: Config) -> dict[str, Any]:
         seen = {g.index for g in snap.gpus}
         wanted: dict[int, list[str]] = {}
         for m in cfg.models:
-            if m.device.startswith("cuda"):
-                wanted.setdefault(int(m.device.split(":")[1]) if ":" in m.device else 0, []).append(m.name)
+            # The gpu label wan_model_config_info gives the model (CUDA_VISIBLE_DEVICES and a run's UUID count).
+            label = gpuid.gpu_label(snap.gpus, m.device, gpuid.reported_uuid(snap, m.name))
+            if label.isdigit():
+                wanted.setdefault(int(label), []).append(m.name)
         for idx, users in sorted(wanted.items()):
             if idx not in seen:
                 rows.append({"index": idx, "uuid": None, "name": None, "lost": True, "used_by": users,
