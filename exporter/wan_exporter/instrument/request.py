@@ -116,12 +116,13 @@ class Request:
     def _leave_device(self) -> None:
         if self._device is None:
             return
-        alone = self._alone
-        if alone:
-            peak, kind = measure.peak_memory(sys.modules.get("torch"), self._device)
-            self.peak_memory = peak if kind == "cuda" else None
-        with _DEVICE_LOCK:
-            _ON_DEVICE.get(self._device, set()).discard(self)
+        with _DEVICE_LOCK:  # no request may join the device between reading alone and the peak
+            try:
+                if self._alone:
+                    peak, kind = measure.peak_memory(sys.modules.get("torch"), self._device)
+                    self.peak_memory = peak if kind == "cuda" else None
+            finally:
+                _ON_DEVICE.get(self._device, set()).discard(self)
 
     def close(self, exc: BaseException | None = None) -> None:
         if self._closed:
