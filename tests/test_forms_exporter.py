@@ -159,3 +159,20 @@ def test_the_benchmark_request_names_the_single_files_around_the_base(tmp_path: 
     req = build_request(m, Profile(), (Path(low), Path(high)))
     assert req["model_dir"] == str(tmp_path / "base") and req["transformer_format"] == "gguf"
     assert req["transformer_files"] == {"transformer": high, "transformer_2": low}
+
+
+def test_two_files_that_both_look_like_one_expert_are_skipped_not_one_dropped(tmp_path: Path, caplog) -> None:
+    import shutil
+
+    from wan_exporter.bench.forms import skip_reason
+    from wan_exporter.config import ModelConfig
+
+    high, _low = tiny_forms.gguf_files(tmp_path / "f")
+    again = Path(shutil.copy2(high, high.with_name("Wan2.2-T2V-A14B-HighNoise-Q4_K_S.gguf")))
+    base = tmp_path / "base"
+    base.mkdir()
+    (base / "model_index.json").write_text("{}")
+    m = ModelConfig(name="m", kind=KIND, path=(str(high), str(again)), base=str(base))
+    with caplog.at_level("INFO"):
+        assert skip_reason((high, again), m) == "unsupported_format"
+    assert "all look like the denoiser transformer" in caplog.text

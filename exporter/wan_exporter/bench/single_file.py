@@ -31,6 +31,13 @@ def why_not(m: ModelConfig, target: Any, form: str) -> str | None:
     from ..scan.tables import TableError, read_table
     from ..checkpoint_forms import SCALE_TENSOR
 
+    from ..scan.single import component_names
+
+    names = [f.name for f in _files(target)]
+    comps = component_names(names)
+    for comp in sorted({c for c in comps if comps.count(c) > 1}):
+        same = ", ".join(n for n, c in zip(names, comps) if c == comp)
+        return f"{same} all look like the denoiser {comp}: name which file is the high-noise and which the low-noise expert"
     if m.base is None:
         return "no models[].base: single-file and GGUF models need a diffusers base for the other components"
     base = Path(m.base).expanduser()
