@@ -84,6 +84,11 @@ def test_each_bad_input_has_its_message(text, expected):
     assert any(expected in e for e in errs), errs
 
 
+def test_a_value_of_the_wrong_type_is_one_error_without_follow_on_errors():
+    assert errors_of("exporter:\n  links: {grafana: 5}\n") == ["exporter.links.grafana: expected a string"]
+    assert errors_of("models:\n  - {name: m, kind: 5, hub_id: a/b}\n") == ["models[0].kind: expected a string"]
+
+
 def test_every_error_is_reported_at_once():
     text = (
         "modles: []\n"

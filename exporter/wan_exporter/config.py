@@ -270,7 +270,7 @@ class _Loader:
         if tp is str:
             if not isinstance(value, str):
                 self.err(path, "expected a string")
-                return ""
+                return None  # as for a Literal: the field keeps its default, no follow-on errors
             return value
         raise TypeError(f"unsupported config type {tp!r}")
 
