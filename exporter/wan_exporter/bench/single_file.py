@@ -25,7 +25,7 @@ def _files(target: Any) -> list[Path]:
     return [Path(target)]
 
 
-def why_not(m: ModelConfig, target: Any, form: str) -> str | None:
+def why_not(m: ModelConfig, target: Any, form: str, scanned: Any = None) -> str | None:
     """A short reason this single-file/GGUF model cannot be benchmarked, or None."""
     from .. import scan as scanning
     from ..scan.tables import TableError, read_table
@@ -43,7 +43,7 @@ def why_not(m: ModelConfig, target: Any, form: str) -> str | None:
     base = Path(m.base).expanduser()
     if not (base / "model_index.json").is_file():
         return f"models[].base {m.base} is not a diffusers directory"
-    sc = scanning.scan(target, m.format)
+    sc = scanned or scanning.scan(target, m.format)
     for w in sc.weights:
         if w.format != "safetensors" or w.size is None:
             continue
