@@ -87,6 +87,10 @@ def load_settings(overrides: list[Path] = (), for_all: str | None = None) -> dic
         s = deep_merge(s, yaml.safe_load(Path(p).read_text(encoding="utf-8")) or {})
     if for_all is not None:
         s["for"] = {k: for_all for k in s["for"]}
+    # Unless a site sets them, the reason lists are the contract's (the status page reads the same).
+    t = s.setdefault("thresholds", {})
+    t.setdefault("gpu_throttle_reasons", list(labels.HARDWARE_THROTTLE_REASONS))
+    t.setdefault("collector_ignored_reasons", list(labels.NO_GPU_COLLECTOR_REASONS))
     return s
 
 

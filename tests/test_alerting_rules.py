@@ -81,6 +81,23 @@ def test_thresholds_are_overridable_in_one_place(tmp_path):
     assert rules[("WanGpuThrottling", "warning")]["for"] == SETTINGS["for"]["WanGpuThrottling"]
 
 
+def test_reason_lists_default_to_the_contract_and_a_site_can_override_them(tmp_path):
+    from wan_exporter.contract import labels
+
+    def exprs(out):
+        rules = {r["alert"]: r["expr"] for r in rules_of(out / ALERTS.name)}
+        return rules["WanGpuThrottling"], rules["WanCollectorFailing"]
+
+    throttling, failing = exprs(render_rules(tmp_path / "default"))
+    assert f'reason=~"{"|".join(labels.HARDWARE_THROTTLE_REASONS)}"' in throttling
+    assert "|".join(labels.NO_GPU_COLLECTOR_REASONS) in failing
+    over = tmp_path / "site.yml"
+    over.write_text(yaml.safe_dump({"thresholds": {"gpu_throttle_reasons": ["hw_slowdown"],
+                                                   "collector_ignored_reasons": ["library_missing", "no_driver"]}}))
+    throttling, failing = exprs(render_rules(tmp_path / "site", overrides=[over]))
+    assert 'reason=~"hw_slowdown"' in throttling and "library_missing|no_driver" in failing
+
+
 def test_test_variant_shortens_every_for(tmp_path):
     out = render_rules(tmp_path / "rules", for_all="1s")
     assert {r["for"] for r in rules_of(out / ALERTS.name)} == {"1s"}

@@ -350,3 +350,24 @@ def test_spawned_children_stream_progress_and_crash_for_real(models: dict[str, P
     code, msgs = _collect(*killed)
     assert code == -9  # SIGKILL from inside the first denoising step
     assert msgs and all(kind == "progress" for kind, _ in msgs)  # died mid-run: no result ever sent
+
+
+def test_one_models_benchmark_raising_does_not_stop_the_next_on_that_device() -> None:
+    from wan_exporter.bench.subsystem import BenchmarkSubsystem
+    from wan_exporter.config import Config, ModelConfig, Profile
+    from wan_exporter.state import Store
+
+    cfg = Config(models=tuple(ModelConfig(name=n, kind="tiny-wan2.1-t2v", path="/x", device="cpu", profiles=("p",))
+                              for n in ("a", "b", "c")), profiles={"p": Profile()})
+    sub = BenchmarkSubsystem(Store(), None, lambda: cfg)  # type: ignore[arg-type]
+    ran: list[str] = []
+
+    def run_one(cfg: Config, m: ModelConfig, profile: str) -> None:
+        ran.append(m.name)
+        if m.name == "a":
+            raise ValueError("a bug in one model's run")
+
+    sub.run_one = run_one  # type: ignore[method-assign]
+    with pytest.raises(RuntimeError, match="a/p"):
+        sub._job("cpu", [("a", "p"), ("b", "p"), ("c", "p")])()
+    assert ran == ["a", "b", "c"]

@@ -102,7 +102,7 @@ def test_unpublished_vram_is_left_out() -> None:
     published = {"wan2.2-t2v-a14b", "wan2.2-i2v-a14b", "wan2.2-ti2v-5b", "wan2.1-t2v-1.3b", "wan2.1-t2v-14b"}
     for e in ALL:
         assert bool(e.vram_min_bytes) == (e.key in published), e.key
-        assert e.vram_recommended_bytes is None
+        assert not hasattr(e, "vram_recommended_bytes")  # no entry publishes one
 
 
 # ---------------------------------------------------------------- rules every entry obeys
@@ -141,7 +141,6 @@ def test_published_entries_name_their_sources(e: CatalogEntry) -> None:
     assert any("README" in s for s in e.sources)
     assert e.parameters is not None and e.steps_default is not None
     assert catalog.native_precision(e) == "bfloat16"
-    assert e.compute_capability_min == 8.0 and any("compute capability" in s for s in e.sources)
     assert "NaN" in e.notes and "float16" not in e.precisions  # fp16 is known to break
     if e.parameters_derived is not None:
         assert any("meta device" in s for s in e.sources)
@@ -153,7 +152,7 @@ def test_tiny_entries_are_tiny(key: str) -> None:
     assert e.tiny and e.family == "tiny" and e.model_id == ""
     assert e.parameters is None and e.active_parameters is None and e.parameters_derived is None
     assert e.resolutions == ((32, 32),) and e.frames_default == 9
-    assert e.vram_min_bytes == {} and e.compute_capability_min is None
+    assert e.vram_min_bytes == {}
     assert catalog.native_precision(e) == "float32"
     imitated = CATALOG[key.removeprefix("tiny-")] if key.removeprefix("tiny-") in CATALOG else None
     if imitated is not None:

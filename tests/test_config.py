@@ -71,6 +71,8 @@ def test_embedded_default_and_demo_configs_are_valid(tmp_path):
         ("benchmark:\n  busy_foreign_memory_bytes: lots\n", "benchmark.busy_foreign_memory_bytes: expected a size like 8GiB"),
         ("benchmark:\n  keep_warm: 'yes'\n", "benchmark.keep_warm: expected true or false"),
         ("models: {}\n", "models: expected a list"),
+        ("models:\n  - {name: m, kind: wan2.2-t2v-a14b, hub_id: []}\n",
+         "models[0].hub_id: expected 'organisation/name' or a non-empty list of them"),
         ("models:\n  - {name: m, kind: wan2.2-t2v-a14b, path: /x, device: cpu, offload: model}\n",
          "models[0].offload: CPU offload needs a CUDA device"),
         ("- just a list\n", "top level: expected a mapping"),
@@ -80,6 +82,11 @@ def test_embedded_default_and_demo_configs_are_valid(tmp_path):
 def test_each_bad_input_has_its_message(text, expected):
     errs = errors_of(text)
     assert any(expected in e for e in errs), errs
+
+
+def test_a_value_of_the_wrong_type_is_one_error_without_follow_on_errors():
+    assert errors_of("exporter:\n  links: {grafana: 5}\n") == ["exporter.links.grafana: expected a string"]
+    assert errors_of("models:\n  - {name: m, kind: 5, hub_id: a/b}\n") == ["models[0].kind: expected a string"]
 
 
 def test_every_error_is_reported_at_once():

@@ -137,3 +137,37 @@ def test_a_part_reading_a_field_it_did_not_declare_is_reported_not_served_stale(
     col = SnapshotCollector(Store(), lambda: None, [Sneaky()])
     assert col.part_families(Sneaky(), Store().snapshot, None) is None
     assert "without declaring it in reads" in caplog.text
+
+
+def test_a_part_whose_family_fails_to_encode_is_left_out_and_the_scrape_still_answers(caplog) -> None:
+    from wan_exporter.collectors import SnapshotCollector
+    from wan_exporter.state import Store
+
+    class Good:
+        name = "good"
+        reads = ()
+
+        def families(self, snap, cfg):
+            g = GaugeMetricFamily("wan_test_good", "Good.")
+            g.add_metric([], 1.0)
+            return [g]
+
+    class Unencodable:
+        name = "unencodable"
+        reads = ()
+
+        def families(self, snap, cfg):
+            g = GaugeMetricFamily("wan_test_bad", "Bad.", labels=["a"])
+            g.add_metric([1], 1.0)  # a label value that is not a string: the encoder raises
+            return [g]
+
+    store = Store()
+    col = SnapshotCollector(store, lambda: None, [Unencodable(), Good()])
+    cache = PrerenderedMetrics(CollectorRegistry(), lambda: (store.snapshot,), sections=col.sections)
+    for accept, enc in ((None, None), (OM, "gzip")):
+        _, body = cache.get(accept, enc)
+        text = gzip.decompress(body) if enc else body
+        assert b"wan_test_good 1.0" in text and b"wan_test_bad" not in text
+    assert text.endswith(b"# EOF\n")
+    assert "encoding the unencodable metrics failed" in caplog.text
+    cache.close()

@@ -159,3 +159,51 @@ def test_the_benchmark_request_names_the_single_files_around_the_base(tmp_path: 
     req = build_request(m, Profile(), (Path(low), Path(high)))
     assert req["model_dir"] == str(tmp_path / "base") and req["transformer_format"] == "gguf"
     assert req["transformer_files"] == {"transformer": high, "transformer_2": low}
+
+
+def test_two_files_that_both_look_like_one_expert_are_skipped_not_one_dropped(tmp_path: Path, caplog) -> None:
+    import shutil
+
+    from wan_exporter.bench.forms import skip_reason
+    from wan_exporter.config import ModelConfig
+
+    high, _low = tiny_forms.gguf_files(tmp_path / "f")
+    again = Path(shutil.copy2(high, high.with_name("Wan2.2-T2V-A14B-HighNoise-Q4_K_S.gguf")))
+    base = tmp_path / "base"
+    base.mkdir()
+    (base / "model_index.json").write_text("{}")
+    m = ModelConfig(name="m", kind=KIND, path=(str(high), str(again)), base=str(base))
+    with caplog.at_level("INFO"):
+        assert skip_reason((high, again), m) == "unsupported_format"
+    assert "all look like the denoiser transformer" in caplog.text
+
+
+def test_a_benchmark_reads_the_scan_the_health_checks_made_instead_of_walking_again(tmp_path: Path,
+                                                                                    monkeypatch) -> None:
+    from wan_exporter import scan as scanning
+    from wan_exporter.bench.subsystem import BenchmarkSubsystem
+    from wan_exporter.config import Config, ModelConfig, Profile
+    from wan_exporter.scan import cache
+    from wan_exporter.scan.cache import ScanCache
+    from wan_exporter.state import Store
+
+    files = tuple(str(p) for p in tiny_forms.single_files(tmp_path / "f", "fp8_scaled"))
+    base = tmp_path / "base"
+    base.mkdir()
+    (base / "model_index.json").write_text("{}")
+    m = ModelConfig(name="m", kind=KIND, path=files, base=str(base), device="cpu", profiles=("p",))
+    cfg = Config(models=(m,), profiles={"p": Profile()})
+    scans = ScanCache()
+    scans.get("m", tuple(map(Path, files)), m.format, cfg.schedules.layout.interval)  # the layout check's
+    walks: list[object] = []
+    real = scanning.scan
+
+    def counted(*a, **kw):
+        walks.append(a[0])
+        return real(*a, **kw)
+
+    monkeypatch.setattr(scanning, "scan", counted)
+    monkeypatch.setattr(cache, "scan", counted)
+    bench = BenchmarkSubsystem(Store(), None, lambda: cfg, scans)  # type: ignore[arg-type]
+    assert bench.run_one(cfg, m, "p") is None  # fp8-scaled: skipped as unsupported_format
+    assert bench.store.snapshot.benchmarks[("m", "p")].skipped == {"unsupported_format": 1} and walks == []

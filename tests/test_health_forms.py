@@ -240,6 +240,31 @@ def test_broken_pth_files_are_findings_never_crashes(built: dict, content: bytes
     assert all(i.path == "Wan2.1_VAE.pth" for i in r.issues)
 
 
+def _zip_with_undecodable_name() -> bytes:
+    """A torch.save-like zip whose directory flags a member name UTF-8 that is not."""
+    import io
+    import zipfile
+
+    b = io.BytesIO()
+    with zipfile.ZipFile(b, "w") as z:
+        z.writestr("archive/data.pkl", b"x")
+        z.writestr("archive/ab", b"y")
+    raw = bytearray(b.getvalue().replace(b"archive/ab", b"archive/\xff\xfe"))
+    i = raw.find(b"PK\x01\x02")
+    while i >= 0:
+        raw[i + 9] |= 0x08  # general purpose flag bit 11: the name is UTF-8
+        i = raw.find(b"PK\x01\x02", i + 4)
+    return bytes(raw)
+
+
+def test_pth_with_undecodable_member_name_is_header_invalid(built: dict, tmp_path: Path) -> None:
+    d = _copy(built["official"], tmp_path / "m")
+    (d / "Wan2.1_VAE.pth").write_bytes(_zip_with_undecodable_name())
+    r = headers.check("m", d)
+    assert kinds(r) == {"header_invalid"}, r.issues
+    assert all(i.path == "Wan2.1_VAE.pth" for i in r.issues)
+
+
 @pytest.mark.parametrize("form", ("official", "fp16", "gguf"))
 def test_single_files_give_the_geometry_a_flops_count_needs(built: dict, form: str) -> None:
     from wan_exporter import flops
@@ -248,3 +273,60 @@ def test_single_files_give_the_geometry_a_flops_count_needs(built: dict, form: s
     shape = flops.shape_from_config(derive_facts(built[form]).transformer_config)
     assert shape is not None and (shape.dim, shape.ffn_dim, shape.num_layers) == (24, 32, 2)
     assert shape.patch_size == (1, 2, 2) and shape.in_channels == 16
+
+
+def test_deeply_nested_json_is_header_invalid_not_a_crash(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    d = tmp_path / "m"
+    d.mkdir()
+    (d / "model_index.json").write_text("[" * 200_000 + "]" * 200_000)
+    for check in (layout, headers):
+        r = check.check("m", d)
+        assert ("header_invalid", "model_index.json") in {(i.kind, i.path) for i in r.issues}, r.issues
+    assert "Traceback" not in caplog.text and not [x for x in caplog.records if x.exc_info]
+
+
+def _gguf_with_arrays(n_bytes_items: int) -> bytes:
+    """A GGUF v3 header with no tensors and three arrays: long scalars, long strings, short ints."""
+    import struct
+
+    def s(text: str) -> bytes:
+        return struct.pack("<Q", len(text)) + text.encode()
+
+    kv = [s("t.bytes") + struct.pack("<IIQ", 9, 0, n_bytes_items) + b"\x07" * n_bytes_items,
+          s("t.tokens") + struct.pack("<IIQ", 9, 8, 20) + b"".join(s(f"tok{i}") for i in range(20)),
+          s("t.short") + struct.pack("<IIQ", 9, 5, 3) + struct.pack("<iii", 1, 2, 3)]
+    return b"GGUF" + struct.pack("<IQQ", 3, 0, len(kv)) + b"".join(kv)
+
+
+def test_long_gguf_arrays_are_summarised_without_keeping_their_items(tmp_path: Path) -> None:
+    import tracemalloc
+
+    from wan_exporter.scan.gguf_table import read_gguf
+    from wan_exporter.scan.tables import TableError
+
+    f = tmp_path / "m.gguf"
+    f.write_bytes(_gguf_with_arrays(4 << 20))
+    tracemalloc.start()
+    try:
+        t = read_gguf(f)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert (t.metadata["t.bytes"], t.metadata["t.tokens"], t.metadata["t.short"]) == \
+        (f"[{4 << 20} items]", "[20 items]", "[1, 2, 3]")
+    assert peak < 8 << 20, peak  # one read step, not an object per item
+    f.write_bytes(_gguf_with_arrays(4 << 20)[: 1 << 20])  # ends inside the long array
+    with pytest.raises(TableError) as e:
+        read_gguf(f)
+    assert e.value.truncated
+
+
+def test_a_shard_name_promising_more_shards_than_a_scan_examines_is_one_finding(built: dict, tmp_path: Path) -> None:
+    d = _copy(built["official"], tmp_path / "m")
+    h = d / "high_noise_model"
+    (h / "diffusion_pytorch_model.safetensors.index.json").unlink()
+    hostile = "diffusion_pytorch_model-00001-of-99999999.safetensors"
+    (h / "diffusion_pytorch_model-00001-of-00002.safetensors").rename(h / hostile)
+    r = layout.check("m", d)
+    assert [(i.kind, i.path) for i in r.issues if "99999999" in i.path] == [("header_invalid", f"high_noise_model/{hostile}")]
+    assert len(r.issues) < 5

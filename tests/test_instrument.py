@@ -380,6 +380,54 @@ def test_track_request_times_non_pipeline_work_and_lets_its_exception_through():
     assert value(reg, "wan_requests_in_flight", model="upscaler") == 0
 
 
+def test_a_failure_while_recording_never_reaches_the_caller_nor_replaces_its_exception(caplog):
+    reg = CollectorRegistry()
+    with track.request(model="upscaler", registry=reg) as req:
+        req.output(frames=8, width="wide", height=720)  # a width no resolution class takes: recording raises
+    pipeline_error = RuntimeError("the pipeline's own failure")
+    with pytest.raises(RuntimeError) as got:
+        with track.request(model="upscaler", registry=reg) as req:
+            req.output(width="wide", height=720)
+            raise pipeline_error
+    assert got.value is pipeline_error
+    assert "recording a request of upscaler failed" in caplog.text
+    assert value(reg, "wan_requests_in_flight", model="upscaler") == 0
+
+
+def test_a_failing_output_check_never_fails_the_pipeline_call(monkeypatch, caplog):
+    from wan_exporter.bench import sanity
+
+    def broken(arr: Any) -> Any:
+        raise RuntimeError("the check itself failed")
+
+    monkeypatch.setattr(sanity, "check_frames", broken)
+    reg = CollectorRegistry()
+    pipe = instrument(tiny_pipe("tiny-wan2.1-t2v"), model="t2v", registry=reg, sample_outputs=1.0)
+    out = call(pipe)
+    assert out.frames.shape[1] == FRAMES
+    assert "measuring the output of t2v failed" in caplog.text
+    assert value(reg, "wan_requests_total", model="t2v", outcome="ok") == 1
+
+
+def test_a_requests_peak_is_read_while_no_other_request_can_join_its_device(monkeypatch):
+    from wan_exporter.bench import measure
+    from wan_exporter.instrument import request as rq
+
+    held: list[bool] = []
+
+    def peak_memory(torch: Any, device: str) -> tuple[int, str]:
+        held.append(rq._DEVICE_LOCK.locked())
+        return 5, "cuda"
+
+    monkeypatch.setattr(measure, "is_cuda", lambda d: True)
+    monkeypatch.setattr(measure, "reset_peak", lambda torch, d: None)
+    monkeypatch.setattr(measure, "sync", lambda torch, d: None)
+    monkeypatch.setattr(measure, "peak_memory", peak_memory)
+    with track.request(model="alone", registry=CollectorRegistry()) as req:
+        req.on_device("cuda:0")
+    assert held == [True] and req.peak_memory == 5 and not rq._ON_DEVICE["cuda:0"]
+
+
 def test_resolution_classes_follow_the_short_side():
     cases = {(832, 480): "480p", (480, 832): "480p", (1280, 720): "720p", (1280, 704): "720p",
              (1920, 1080): "1080p", (32, 32): "below_480p", (1024, 600): "other", (2560, 1440): "other"}

@@ -144,7 +144,7 @@ def _pins(path: Path) -> dict[str, str]:
 def test_the_constraints_pin_the_readme_tested_versions_and_the_setup_uses_them():
     pins = _pins(README.parent / "constraints.txt")
     tested = README.read_text().split("## Tested versions", 1)[1].split("\n## ", 1)[0]
-    for name, version in re.findall(r"(torch|diffusers|transformers|prometheus-client) (\d[\w.]*)", tested):
+    for name, version in re.findall(r"(torch|diffusers|transformers|gguf|prometheus-client) (\d[\w.]*)", tested):
         assert pins[name] == version or pins[name].startswith(version + "."), (name, version, pins.get(name))
     image = _pins(README.parent / "deploy" / "docker" / "constraints.txt")
     assert {n: pins.get(n) for n in image} == image, "deploy/docker/constraints.txt drifted from constraints.txt"

@@ -4,6 +4,7 @@ figures as /metrics, a documented schema, inert hostile text, bounded size, type
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 import re
 from html.parser import HTMLParser
 from pathlib import Path
@@ -59,7 +60,7 @@ def snapshot(cfg: Config, gpu_name: str = "NVIDIA H200", finding_path: str = "tr
         checks[(n, "hash")] = CheckResult(n, "hash", not issues, 0.5, t - 50, issues=issues,
                                           facts=frozen_map({"verified_bytes": 100000 if issues else 123456,
                                                             "expected_bytes": 123456, "files_recorded": 10,
-                                                            "hf_cache_files": 0}))
+                                                            "manifest_files": 10, "hf_cache_files": 0}))
         agg = BenchmarkAggregate()
         for k in range(runs):
             agg = aggregate.fold(agg, run(t - 100 * (runs - k), ok=k != 1, duration=2.0 + k, model=n),
@@ -139,6 +140,19 @@ def test_card_shows_the_figures_metrics_shows():
     assert "manifest recorded at first sight" in card  # what the integrity figure was compared against
 
 
+def test_integrity_counts_files_compared_with_the_recorded_manifest_not_only_those_recorded_now():
+    cfg = config("m")
+    snap = snapshot(cfg)
+    later = CheckResult("m", "hash", True, 0.5, snap.created_at - 10,
+                        facts=frozen_map({"verified_bytes": 123456, "expected_bytes": 123456, "files_recorded": 0,
+                                          "manifest_files": 3, "hf_cache_files": 7}))
+    snap = replace(snap, checks=frozen_map({**snap.checks, ("m", "hash"): later}))
+    v = model.build(snap, cfg)
+    i = v["models"][0]["checkpoint"]["integrity"]
+    assert (i["recorded_files"], i["published_files"], i["reference"]) == (3, 7, "recorded")
+    assert "3 file(s) against a manifest recorded at first sight" in html.render(v)
+
+
 def test_hostile_model_gpu_and_file_names_render_inert():
     # Config validation refuses such model names; the page must not depend on that.
     cfg = config(HOSTILE)
@@ -212,6 +226,13 @@ def test_configured_gpu_missing_from_nvml_shows_as_lost():
     assert lost == [{"index": 3, "uuid": None, "name": None, "lost": True, "used_by": ["m"],
                      "runbooks": [model.runbook(cfg, "WanGpuLost")]}]
     assert "not reported by NVML" in html.render(v)
+
+
+def test_configured_gpu_missing_from_nvml_is_named_by_its_nvml_index_not_its_cuda_number(monkeypatch):
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "2,3")
+    cfg = Config(models=(ModelConfig(name="m", kind="tiny-wan2.1-t2v", path="/x", device="cuda:1"),))
+    v = model.build(snapshot(cfg), cfg)
+    assert [(d["index"], d["used_by"]) for d in v["gpus"]["devices"] if d["lost"]] == [(3, ["m"])]
 
 
 def test_past_a_dozen_models_the_page_leads_with_a_table_and_folds_healthy_cards():

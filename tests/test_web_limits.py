@@ -243,3 +243,24 @@ def test_requests_reuse_kept_threads_instead_of_starting_one_each(server_factory
     with ThreadPoolExecutor(4) as pool:
         assert [f.result()[0] for f in [pool.submit(http_get, url(srv, "/metrics")) for _ in range(40)]] == [200] * 40
     assert srv.httpd.workers.threads <= 2 * srv.limits.max_requests
+
+
+def test_a_request_whose_thread_could_not_start_is_never_served_later(monkeypatch):
+    from wan_exporter.server import _Workers
+
+    served: list[str] = []
+    workers = _Workers(2, served.append)
+    start = threading.Thread.start
+
+    def cannot_start(self):
+        raise RuntimeError("can't start new thread")
+
+    monkeypatch.setattr(threading.Thread, "start", cannot_start)
+    with pytest.raises(RuntimeError):
+        workers.submit("refused")  # type: ignore[arg-type]
+    monkeypatch.setattr(threading.Thread, "start", start)
+    workers.submit("next")  # type: ignore[arg-type]
+    wait_for(lambda: served, 5, 0.01, "the next request to be served")
+    time.sleep(0.2)
+    assert served == ["next"] and workers.threads == 1
+    workers.stop()

@@ -105,7 +105,7 @@ class App:
         if HealthSubsystem.name in on:
             self.subsystems.append(HealthSubsystem(self.store, self.jobs, self.config, self.scans))
         if BenchmarkSubsystem.name in on:
-            self.subsystems.append(BenchmarkSubsystem(self.store, self.jobs, self.config))
+            self.subsystems.append(BenchmarkSubsystem(self.store, self.jobs, self.config, self.scans))
         parts: list[Part] = [part for part in (ExporterSelf(build_labels(__version__)), ModelCapabilities(),
                                                GpuFigures(), HostFigures()) if part.name in on]
         for s in self.subsystems:

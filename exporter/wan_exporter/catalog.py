@@ -41,10 +41,6 @@ class CatalogEntry:
     lora: bool  # the pipeline loads LoRAs and the authors do not advise against them
     output_formats: tuple[str, ...]
     vram_min_bytes: Mapping[str, int]  # offload mode -> published minimum VRAM
-    vram_recommended_bytes: int | None
-    # Our inference from bf16 tensor-core support (_BF16), not a published figure: kept for
-    # documentation, never exported.
-    compute_capability_min: float | None
     size_multiple: int  # width/height must be multiples of this
     sources: tuple[str, ...] = ()
     notes: str = ""
@@ -149,7 +145,7 @@ _add(CatalogEntry(
     vae_compression=_WAN21_VAE, vae_z_dim=16, experts=2, boundary_ratio=0.875,
     precisions=_PRECISIONS, lora=True, output_formats=_OUTPUTS,
     # README: the single-GPU command runs with --offload_model True --convert_model_dtype.
-    vram_min_bytes=_m({"model": 80 * GB}), vram_recommended_bytes=None, compute_capability_min=8.0,
+    vram_min_bytes=_m({"model": 80 * GB}),
     size_multiple=16, guidance_default=(4.0, 3.0),
     published_peak_bytes=_m({"h100-480p": _gb(41.3), "h100-720p": _gb(59.8), "h100x8-720p": _gb(37.1),
                              "a100-480p": _gb(41.3), "a100-720p": _gb(59.8)}),
@@ -172,7 +168,7 @@ _add(CatalogEntry(
     resolutions=_480P + _720P, frames_default=81, fps_default=16, steps_default=40,
     vae_compression=_WAN21_VAE, vae_z_dim=16, experts=2, boundary_ratio=0.900,
     precisions=_PRECISIONS, lora=True, output_formats=_OUTPUTS,
-    vram_min_bytes=_m({"model": 80 * GB}), vram_recommended_bytes=None, compute_capability_min=8.0,
+    vram_min_bytes=_m({"model": 80 * GB}),
     size_multiple=16, guidance_default=(3.5, 3.5),
     published_peak_bytes=_m({"h100-480p": _gb(41.0), "h100-720p": _gb(59.7)}),
     published_total_seconds=_m({"h100-480p": 327.8, "h100-720p": 1055.9}),
@@ -194,8 +190,8 @@ _add(CatalogEntry(
     precisions=_PRECISIONS, lora=True, output_formats=_OUTPUTS,
     # README: 24 GB with --offload_model True --convert_model_dtype --t5_cpu; the offload flags can be
     # dropped "if you are running on a GPU with at least 80GB VRAM".
-    vram_min_bytes=_m({"model": 24 * GB, "none": 80 * GB}), vram_recommended_bytes=None,
-    compute_capability_min=8.0, size_multiple=32, guidance_default=(5.0,),
+    vram_min_bytes=_m({"model": 24 * GB, "none": 80 * GB}),
+    size_multiple=32, guidance_default=(5.0,),
     published_peak_bytes=_m({"rtx4090-720p-t2v": _gb(22.9), "rtx4090-720p-i2v": _gb(22.8)}),
     published_total_seconds=_m({"rtx4090-720p-t2v": 534.7, "rtx4090-720p-i2v": 524.8}),
     parameters_derived=4_999_787_712,
@@ -218,7 +214,7 @@ _add(CatalogEntry(
     # diffusers' WanAnimatePipeline has WanLoraLoaderMixin, but the README advises against LoRAs
     # trained on Wan2.2 (its relighting LoRA for replacement mode ships with the release).
     precisions=_PRECISIONS, lora=False, output_formats=_OUTPUTS,
-    vram_min_bytes=_m({}), vram_recommended_bytes=None, compute_capability_min=8.0,
+    vram_min_bytes=_m({}),
     size_multiple=16, guidance_default=(1.0,),
     # No exact count was published; the diffusers transformer also holds the motion and face
     # encoders and image cross-attention on top of the 14B backbone, hence the wide tolerance.
@@ -243,7 +239,7 @@ _add(CatalogEntry(
     vae_compression=_WAN21_VAE, vae_z_dim=16, experts=1, boundary_ratio=None,
     precisions=_PRECISIONS, lora=True, output_formats=_OUTPUTS,
     # README: "requires only 8.19 GB VRAM" (RTX 4090, --offload_model True --t5_cpu).
-    vram_min_bytes=_m({"model": _gb(8.19)}), vram_recommended_bytes=None, compute_capability_min=8.0,
+    vram_min_bytes=_m({"model": _gb(8.19)}),
     size_multiple=16, guidance_default=(5.0,),
     published_peak_bytes=_m({"rtx4090-480p": _gb(8.19)}),
     published_total_seconds=_m({"rtx4090-480p": 261.4}),
@@ -263,7 +259,7 @@ _add(CatalogEntry(
     vae_compression=_WAN21_VAE, vae_z_dim=16, experts=1, boundary_ratio=None,
     precisions=_PRECISIONS, lora=True, output_formats=_OUTPUTS,
     # diffusers docs: ~13GB with group offloading of the text encoder and transformer.
-    vram_min_bytes=_m({"group": 13 * GB}), vram_recommended_bytes=None, compute_capability_min=8.0,
+    vram_min_bytes=_m({"group": 13 * GB}),
     size_multiple=16, guidance_default=(5.0,),
     published_peak_bytes=_m({"h100-720p": _gb(69.1)}),
     published_total_seconds=_m({"h100-720p": 1837.9}),
@@ -283,7 +279,7 @@ _add(CatalogEntry(
     resolutions=_480P, frames_default=81, fps_default=16, steps_default=40,
     vae_compression=_WAN21_VAE, vae_z_dim=16, experts=1, boundary_ratio=None,
     precisions=_PRECISIONS, lora=True, output_formats=_OUTPUTS,
-    vram_min_bytes=_m({}), vram_recommended_bytes=None, compute_capability_min=8.0,
+    vram_min_bytes=_m({}),
     size_multiple=16, guidance_default=(5.0,),
     parameters_derived=_I2V_14B_PARAMS, architecture=_I2V_14B_GEOM, image_encoder=True,
     sources=(_W21, _W21_GEN, _W21_CFG, _DF_DOC, _DF_CONV, _DF_SRC, _BF16, _DERIVED),
@@ -298,7 +294,7 @@ _add(CatalogEntry(
     resolutions=_720P, frames_default=81, fps_default=16, steps_default=40,
     vae_compression=_WAN21_VAE, vae_z_dim=16, experts=1, boundary_ratio=None,
     precisions=_PRECISIONS, lora=True, output_formats=_OUTPUTS,
-    vram_min_bytes=_m({}), vram_recommended_bytes=None, compute_capability_min=8.0,
+    vram_min_bytes=_m({}),
     size_multiple=16, guidance_default=(5.0,),
     published_peak_bytes=_m({"h100-720p": _gb(76.7)}),
     published_total_seconds=_m({"h100-720p": 1491.6}),
@@ -314,7 +310,7 @@ _add(CatalogEntry(
     resolutions=_720P, frames_default=81, fps_default=16, steps_default=50,
     vae_compression=_WAN21_VAE, vae_z_dim=16, experts=1, boundary_ratio=None,
     precisions=_PRECISIONS, lora=True, output_formats=_OUTPUTS,
-    vram_min_bytes=_m({}), vram_recommended_bytes=None, compute_capability_min=8.0,
+    vram_min_bytes=_m({}),
     size_multiple=16, guidance_default=(5.0,),
     parameters_derived=16_395_536_704,
     architecture=_I2V_14B_GEOM, image_encoder=True,
@@ -331,7 +327,7 @@ _add(CatalogEntry(
     resolutions=_480P, frames_default=81, fps_default=16, steps_default=50,
     vae_compression=_WAN21_VAE, vae_z_dim=16, experts=1, boundary_ratio=None,
     precisions=_PRECISIONS, lora=True, output_formats=_OUTPUTS,
-    vram_min_bytes=_m({}), vram_recommended_bytes=None, compute_capability_min=8.0,
+    vram_min_bytes=_m({}),
     size_multiple=16, guidance_default=(5.0,),
     parameters_derived=2_153_972_032,
     architecture=_m({**_GEOM_1_3B, "in_channels": 16, "out_channels": 16}),
@@ -348,7 +344,7 @@ _add(CatalogEntry(
     resolutions=_480P + _720P, frames_default=81, fps_default=16, steps_default=50,
     vae_compression=_WAN21_VAE, vae_z_dim=16, experts=1, boundary_ratio=None,
     precisions=_PRECISIONS, lora=True, output_formats=_OUTPUTS,
-    vram_min_bytes=_m({}), vram_recommended_bytes=None, compute_capability_min=8.0,
+    vram_min_bytes=_m({}),
     size_multiple=16, guidance_default=(5.0,),
     parameters_derived=17_337_592_896,
     architecture=_m({**_GEOM_14B, "in_channels": 16, "out_channels": 16}),
@@ -377,7 +373,7 @@ def _tiny(key: str, imitates: str, pipeline: str, inputs: tuple[str, ...], fps: 
         vae_compression=_WAN22_VAE if ti2v else _WAN21_VAE, vae_z_dim=48 if ti2v else 16,
         experts=experts, boundary_ratio=boundary_ratio,
         precisions=_TINY_PRECISIONS, lora=True, output_formats=_OUTPUTS,
-        vram_min_bytes=_m({}), vram_recommended_bytes=None, compute_capability_min=None,
+        vram_min_bytes=_m({}),
         size_multiple=32 if ti2v else 16, sources=_TINY_SOURCES,
         notes=_TINY_NOTES + f"Imitates {imitates}.", tiny=True, image_encoder=image_encoder,
     )

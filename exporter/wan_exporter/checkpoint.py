@@ -384,7 +384,7 @@ def _read_json(path: Path, problems: _Problems) -> dict[str, Any] | None:
     except FileNotFoundError:
         problems.add(f"{path}: missing")
         return None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
         problems.add(f"{path}: unreadable: {e}")
         return None
     if not isinstance(doc, dict):

@@ -270,7 +270,7 @@ class _Loader:
         if tp is str:
             if not isinstance(value, str):
                 self.err(path, "expected a string")
-                return ""
+                return None  # as for a Literal: the field keeps its default, no follow-on errors
             return value
         raise TypeError(f"unsupported config type {tp!r}")
 
@@ -357,6 +357,8 @@ def _validate_location(m: ModelConfig, p: str, errors: list[str], check_paths: b
     if m.base is not None and check_paths and not (Path(os.path.expanduser(m.base)) / "model_index.json").is_file():
         errors.append(f"{p}.base: not a diffusers-format directory (no model_index.json): {m.base}")
     hubs = m.hub_id if isinstance(m.hub_id, tuple) else (m.hub_id,) if m.hub_id is not None else ()
+    if isinstance(m.hub_id, tuple) and not m.hub_id:
+        errors.append(f"{p}.hub_id: expected 'organisation/name' or a non-empty list of them")
     for i, h in enumerate(hubs):
         where = f"{p}.hub_id[{i}]" if isinstance(m.hub_id, tuple) else f"{p}.hub_id"
         if not isinstance(h, str) or not re.match(r"^[\w.-]+/[\w.-]+$", h):

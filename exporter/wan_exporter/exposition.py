@@ -30,6 +30,7 @@ of the CPU for a body about 5% larger.
 from __future__ import annotations
 
 import gzip
+import logging
 import struct
 import threading
 import time
@@ -38,6 +39,8 @@ from typing import Callable, Iterable, Sequence
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder, gzip_accepted
+
+log = logging.getLogger(__name__)
 
 SLACK = 0.5  # a periodic scrape this late (beyond its lead) still gets the pre-rendered bytes
 FORGET_AFTER = 600.0  # a variant nobody asked for in this long is dropped
@@ -203,7 +206,11 @@ class PrerenderedMetrics:
                 self.part_renders["reused"] += 1
             else:
                 families = render()
-                raw = v.encoder(_Families(families or ()))
+                try:
+                    raw = v.encoder(_Families(families or ()))
+                except Exception:  # noqa: BLE001 - one part that fails to encode never fails the scrape
+                    log.exception("encoding the %s metrics failed; the part is left out", name)
+                    families, raw = None, v.trailer
                 if v.trailer and raw.endswith(v.trailer):
                     raw = raw[: -len(v.trailer)]
                 pb = _PartBytes(key if families is not None else (object(),), raw,
@@ -260,7 +267,10 @@ class PrerenderedMetrics:
                     self._cond.release()
                     try:
                         for v in due:
-                            self._ahead(v)
+                            try:
+                                self._ahead(v)
+                            except Exception:  # noqa: BLE001 - the thread serves every later scrape too
+                                log.exception("rendering /metrics ahead of a scrape failed")
                     finally:
                         self._cond.acquire()
                     continue

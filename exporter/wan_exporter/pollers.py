@@ -19,6 +19,7 @@ from . import checkpoint, locate
 from . import scan as scanning
 from .scan.cache import ScanCache
 from .config import Config, ModelConfig
+from .contract.labels import NO_GPU_COLLECTOR_REASONS
 from .nvml import NvmlReader, NvmlUnavailable
 from .state import CollectorStatus, HostReading, Snapshot, Store, frozen_map
 
@@ -62,7 +63,7 @@ class GpuPoller:
         try:
             gpus, xids = self.reader.read()
         except NvmlUnavailable as e:
-            if e.reason not in ("library_missing", "no_driver"):
+            if e.reason not in NO_GPU_COLLECTOR_REASONS:
                 log.warning("GPU collector: %s", e)
             else:
                 log.debug("GPU collector: %s", e)

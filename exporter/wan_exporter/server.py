@@ -285,14 +285,21 @@ class _Workers:
         self._threads = 0
 
     def submit(self, handoff: Handoff) -> None:
-        self._queue.put(handoff)
         with self._lock:
             # _idle: threads waiting for a request less requests waiting for a thread.
             if self._idle > 0 or self._threads >= self._limit:
                 self._idle -= 1  # an idle thread takes it, or the next one to finish
+                self._queue.put(handoff)
                 return
             self._threads += 1  # a new thread takes it
-        threading.Thread(target=self._run, name="http-request", daemon=True).start()
+        try:
+            threading.Thread(target=self._run, name="http-request", daemon=True).start()
+        except BaseException:
+            # Not queued: the caller answers for this request (frees its slot, closes its socket).
+            with self._lock:
+                self._threads -= 1
+            raise
+        self._queue.put(handoff)  # only once a thread is there to take it
 
     @property
     def threads(self) -> int:

@@ -29,7 +29,7 @@ class CollectorStatus:
     collector: str
     success: bool
     duration_seconds: float
-    reason: str = ""  # bounded: "" | "no_gpu" | "library_missing" | "timeout" | "error" | ...
+    reason: str = ""  # bounded: "" | contract.labels.COLLECTOR_ERROR_REASONS
 
 
 @dataclass(frozen=True)

@@ -22,23 +22,26 @@ log = logging.getLogger(__name__)
 LOADABLE: frozenset[str] = frozenset({"diffusers", "single_file", "gguf"})
 
 
-def form_of(target: Any, fmt: str = "auto") -> str | None:
-    return scanning.scan(target, fmt).form if target is not None else None
+def form_of(target: Any, fmt: str = "auto", scanned: scanning.Scan | None = None) -> str | None:
+    """The checkpoint form of ``target``, from ``scanned`` (the model's shared scan) when given."""
+    if target is None:
+        return None
+    return (scanned or scanning.scan(target, fmt)).form
 
 
-def skip_reason(target: Any, m: ModelConfig | str = "auto") -> str | None:
+def skip_reason(target: Any, m: ModelConfig | str = "auto", scanned: scanning.Scan | None = None) -> str | None:
     """None when the benchmark can load ``target``; else ``model_missing`` or ``unsupported_format``."""
     if target is None:
         return "model_missing"
     fmt = m if isinstance(m, str) else m.format
-    form = form_of(target, fmt)
+    form = form_of(target, fmt, scanned)
     if form is None or form == "diffusers":
         return None  # an unrecognised directory fails to load and says why, as before
     if form not in LOADABLE or isinstance(m, str):
         return "unsupported_format"
     from .single_file import why_not
 
-    why = why_not(m, target, form)
+    why = why_not(m, target, form, scanned)
     if why is None:
         return None
     log.info("benchmark of %s skipped: %s", m.name, why)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 from .. import catalog
 from . import faults, single_file
@@ -21,7 +21,8 @@ from ..state import BenchmarkResult, frozen_map
 
 CHILD_TARGET = "wan_exporter.bench.child:run_benchmark"
 
-def build_request(m: ModelConfig, profile: Profile, model_dir: Path, output_path: str | None = None) -> dict:
+def build_request(m: ModelConfig, profile: Profile, model_dir: Path, output_path: str | None = None,
+                  scanned: Any = None) -> dict:
     entry = catalog.CATALOG[m.kind]
     image = profile.image or entry.task == "i2v"
     return {
@@ -49,7 +50,8 @@ def build_request(m: ModelConfig, profile: Profile, model_dir: Path, output_path
         "fps": entry.fps_default,
         "repeat_for_reproducibility": False,
         # single-file and GGUF denoisers around a diffusers base (replaces model_dir)
-        **single_file.request_fields(m, model_dir, form_of(model_dir, m.format) if m.format != "diffusers" else None),
+        **single_file.request_fields(m, model_dir, form_of(model_dir, m.format, scanned)
+                                   if m.format != "diffusers" else None),
     }
 
 
@@ -109,14 +111,14 @@ def to_result(m: ModelConfig, profile_name: str, outcome: ChildOutcome, started_
 
 def run_once(cfg: Config, m: ModelConfig, profile_name: str, model_dir: Path, output_path: str | None = None,
              on_progress: Callable[[dict], None] | None = None,
-             warm: WarmWorker | None = None) -> tuple[BenchmarkResult, dict]:
+             warm: WarmWorker | None = None, scanned: Any = None) -> tuple[BenchmarkResult, dict]:
     """Run one generation now; returns the result and the child's versions (for build_info).
 
     With ``warm`` the generation runs in that long-lived worker, which keeps the pipeline
     loaded between runs; otherwise in a fresh spawned child.
     """
     profile = cfg.profiles[profile_name]
-    request = build_request(m, profile, model_dir, output_path)
+    request = build_request(m, profile, model_dir, output_path, scanned)
     started = time.time()
     if warm is not None:
         request["keep_loaded"] = True

@@ -25,18 +25,25 @@ def _files(target: Any) -> list[Path]:
     return [Path(target)]
 
 
-def why_not(m: ModelConfig, target: Any, form: str) -> str | None:
+def why_not(m: ModelConfig, target: Any, form: str, scanned: Any = None) -> str | None:
     """A short reason this single-file/GGUF model cannot be benchmarked, or None."""
     from .. import scan as scanning
     from ..scan.tables import TableError, read_table
     from ..checkpoint_forms import SCALE_TENSOR
 
+    from ..scan.single import component_names
+
+    names = [f.name for f in _files(target)]
+    comps = component_names(names)
+    for comp in sorted({c for c in comps if comps.count(c) > 1}):
+        same = ", ".join(n for n, c in zip(names, comps) if c == comp)
+        return f"{same} all look like the denoiser {comp}: name which file is the high-noise and which the low-noise expert"
     if m.base is None:
         return "no models[].base: single-file and GGUF models need a diffusers base for the other components"
     base = Path(m.base).expanduser()
     if not (base / "model_index.json").is_file():
         return f"models[].base {m.base} is not a diffusers directory"
-    sc = scanning.scan(target, m.format)
+    sc = scanned or scanning.scan(target, m.format)
     for w in sc.weights:
         if w.format != "safetensors" or w.size is None:
             continue

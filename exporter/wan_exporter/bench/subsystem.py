@@ -19,6 +19,7 @@ from ..childproc import WarmWorker
 from ..config import Config, ModelConfig, state_dir
 from ..pollers import resolve_model_dir
 from .forms import skip_reason
+from ..scan.cache import ScanCache
 from ..scheduler import Jobs
 from ..state import BenchmarkAggregate, BenchmarkResult, Snapshot, Store, frozen_map
 from . import aggregate
@@ -54,8 +55,9 @@ class BenchmarkSubsystem:
 
     name = "benchmark"
 
-    def __init__(self, store: Store, jobs: Jobs, config: Callable[[], Config]) -> None:
+    def __init__(self, store: Store, jobs: Jobs, config: Callable[[], Config], scans: ScanCache | None = None) -> None:
         self.store = store
+        self.scans = scans or ScanCache()  # the app's: a run reads the scan the health checks made
         self.jobs = jobs
         self.config = config
         self._baselines: Baselines | None = None
@@ -110,9 +112,10 @@ class BenchmarkSubsystem:
 
     def _job(self, device: str, pairs: list[tuple[str, str]]) -> Callable[[], None]:
         def run() -> None:
+            failed: list[str] = []
             for model_name, profile_name in pairs:
                 if self._stopping.is_set():
-                    return
+                    break
                 cfg = self.config()
                 try:
                     m = cfg.model(model_name)
@@ -120,7 +123,13 @@ class BenchmarkSubsystem:
                     continue  # removed by a reload since the job was built
                 if profile_name not in m.profiles:
                     continue
-                self.run_one(cfg, m, profile_name)
+                try:
+                    self.run_one(cfg, m, profile_name)
+                except Exception:  # noqa: BLE001 - one model's bug never stops the others on this device
+                    log.exception("benchmark %s/%s raised", model_name, profile_name)
+                    failed.append(f"{model_name}/{profile_name}")
+            if failed:
+                raise RuntimeError(f"benchmark.{device} raised for {', '.join(failed)}")
 
         return run
 
@@ -129,7 +138,8 @@ class BenchmarkSubsystem:
         with self._device_locks[gpuid.device_key(m.device)]:
             snap = self.store.snapshot
             model_dir = resolve_model_dir(m, cfg)
-            reason = skip_reason(model_dir, m) or courtesy_skip(snap, cfg, m.device)
+            scanned = self.scans.get(m.name, model_dir, m.format, cfg.schedules.layout.interval)
+            reason = skip_reason(model_dir, m, scanned) or courtesy_skip(snap, cfg, m.device)
             if reason is not None:
                 log.info("benchmark %s/%s skipped: %s", m.name, profile_name, reason)
                 self._update(m.name, profile_name, lambda a: aggregate.skip(a, reason))
@@ -139,7 +149,7 @@ class BenchmarkSubsystem:
                 out_dir = Path(cfg.benchmark.output_dir) if cfg.benchmark.output_dir else state_dir(cfg) / "outputs"
                 out_path = str(out_dir / f"{m.name}-{profile_name}.mp4")
             result, versions = run_once(cfg, m, profile_name, model_dir, output_path=out_path,
-                                        warm=self._warm_worker(cfg, m))
+                                        warm=self._warm_worker(cfg, m), scanned=scanned)
         if result.success:
             log.info("benchmark %s/%s: %.3fs", m.name, profile_name, result.duration_seconds or 0)
         else:

@@ -70,9 +70,19 @@ THROTTLE_REASONS: tuple[str, ...] = (
 COLLECTOR_ERROR_REASONS: tuple[str, ...] = (
     "library_missing", "no_driver", "gpu_lost", "no_permission", "unknown_error", "timeout", "error",
 )
+# Throttle reasons that mean "slowed by heat or hardware" (gpu_idle, sw_power_cap and the clock
+# settings are normal): WanGpuThrottling's default and the status page's "throttled".
+HARDWARE_THROTTLE_REASONS: tuple[str, ...] = (
+    "hw_slowdown", "hw_thermal_slowdown", "sw_thermal_slowdown", "hw_power_brake_slowdown",
+)
+# GPU collector error reasons that mean "no NVIDIA GPU on this host", not "GPU lost": no libnvidia-ml.
+# no_driver is not one (the library is there, the kernel driver is not loaded). WanCollectorFailing's
+# default ignore list, the status page, and the GPU poller's quiet log.
+NO_GPU_COLLECTOR_REASONS: tuple[str, ...] = ("library_missing",)
 CLOCK_DIRECTIONS: tuple[str, ...] = ("backward", "forward")
 
 for _sub, _whole in ((CRITICAL_KINDS, ISSUE_KINDS), (DEGRADED_KINDS, ISSUE_KINDS), (INFORMATIONAL_KINDS, ISSUE_KINDS),
-                     (CHILD_FAILURE_REASONS, FAILURE_REASONS)):
+                     (CHILD_FAILURE_REASONS, FAILURE_REASONS), (HARDWARE_THROTTLE_REASONS, THROTTLE_REASONS),
+                     (NO_GPU_COLLECTOR_REASONS, COLLECTOR_ERROR_REASONS)):
     assert set(_sub) <= set(_whole), set(_sub) - set(_whole)
 assert not set(CRITICAL_KINDS) & set(DEGRADED_KINDS)

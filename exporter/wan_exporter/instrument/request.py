@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextvars
+import logging
 import sys
 import threading
 import time
@@ -19,6 +20,7 @@ from ..bench import measure
 from ..contract import traffic
 from .metrics import TrafficMetrics
 
+log = logging.getLogger(__name__)
 _CURRENT: contextvars.ContextVar["Request | None"] = contextvars.ContextVar("wan_exporter_request", default=None)
 _CANCELLED = (KeyboardInterrupt, asyncio.CancelledError, concurrent.futures.CancelledError)
 _INPUT_ERRORS = (ValueError, TypeError)
@@ -116,12 +118,13 @@ class Request:
     def _leave_device(self) -> None:
         if self._device is None:
             return
-        alone = self._alone
-        if alone:
-            peak, kind = measure.peak_memory(sys.modules.get("torch"), self._device)
-            self.peak_memory = peak if kind == "cuda" else None
-        with _DEVICE_LOCK:
-            _ON_DEVICE.get(self._device, set()).discard(self)
+        with _DEVICE_LOCK:  # no request may join the device between reading alone and the peak
+            try:
+                if self._alone:
+                    peak, kind = measure.peak_memory(sys.modules.get("torch"), self._device)
+                    self.peak_memory = peak if kind == "cuda" else None
+            finally:
+                _ON_DEVICE.get(self._device, set()).discard(self)
 
     def close(self, exc: BaseException | None = None) -> None:
         if self._closed:
@@ -135,15 +138,17 @@ class Request:
             except Exception:  # noqa: BLE001 - a broken context is the failure already being reported
                 pass
         duration = time.perf_counter() - self._t0
-        self._leave_device()
-        error = exc if exc is not None else self.error
-        outcome = classify(error, self.run)
-        if outcome == "ok" and self.interrupted:
-            outcome = "cancelled"  # the caller set the pipeline's interrupt flag
-        if outcome == "ok" and self.sanity is not None and not self.sanity.get("finite", True):
-            outcome = "nan_output"
-        try:
+        try:  # measuring never fails the request nor replaces the exception it raised
+            self._leave_device()
+            error = exc if exc is not None else self.error
+            outcome = classify(error, self.run)
+            if outcome == "ok" and self.interrupted:
+                outcome = "cancelled"  # the caller set the pipeline's interrupt flag
+            if outcome == "ok" and self.sanity is not None and not self.sanity.get("finite", True):
+                outcome = "nan_output"
             self._record(outcome, duration, error)
+        except Exception:  # noqa: BLE001
+            log.exception("recording a request of %s failed", self.model)
         finally:
             self.metrics.in_flight.labels(self.model).dec()
 

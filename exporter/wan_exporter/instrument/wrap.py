@@ -9,6 +9,7 @@ the benchmark child's (:func:`wan_exporter.bench.measure.install`).
 from __future__ import annotations
 
 import inspect
+import logging
 import re
 import sys
 import threading
@@ -20,6 +21,7 @@ from .efficiency import StepFlops, peak, videos
 from .metrics import TrafficMetrics, for_registry
 from .request import Request, current
 
+log = logging.getLogger(__name__)
 _ATTR = "_wan_exporter_instrument"
 _MODEL = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 _CLASSES: dict[type, type] = {}
@@ -102,11 +104,15 @@ class Instrumentation:
                 a["callback_on_step_end_tensor_inputs"] = list(user_cb.tensor_inputs)
             with run.active():
                 out = base_call(*bound.args, **bound.kwargs)
-            req.interrupted = bool(getattr(pipe, "_interrupt", False))
-            req.frames = _frame_count(out, a.get("num_frames", self.defaults.get("num_frames")), a.get("output_type"))
-            self._efficiency(req, pipe, run.device, a)
-            if self._sample():
-                req.sanity = _output_checks(out)
+            try:  # measuring never fails a call that succeeded
+                req.interrupted = bool(getattr(pipe, "_interrupt", False))
+                req.frames = _frame_count(out, a.get("num_frames", self.defaults.get("num_frames")),
+                                          a.get("output_type"))
+                self._efficiency(req, pipe, run.device, a)
+                if self._sample():
+                    req.sanity = _output_checks(out)
+            except Exception:  # noqa: BLE001
+                log.exception("measuring the output of %s failed", self.model)
             return out
         except BaseException as exc:
             error = exc

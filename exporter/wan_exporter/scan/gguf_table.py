@@ -47,6 +47,15 @@ class _In:
         self.pos += n
         return b
 
+    def skip(self, n: int) -> None:
+        """Pass over ``n`` bytes without keeping them (read in steps, so a short file is still seen)."""
+        while n > 0:
+            b = self.f.read(min(n, 1 << 20))
+            if not b:
+                raise _Short()
+            self.pos += len(b)
+            n -= len(b)
+
     def unpack(self, fmt: str) -> Any:
         return struct.unpack(fmt, self.take(struct.calcsize(fmt)))[0]
 
@@ -65,8 +74,20 @@ class _In:
             itype, count = self.unpack("<I"), self.unpack("<Q")
             if count > MAX_ARRAY:
                 raise TableError(f"array of {count} items at byte {self.pos}: not a GGUF header")
-            items = [self.value(itype, 1) for _ in range(count)]
-            return f"[{count} items]" if count > 8 else items
+            if count <= 8:
+                return [self.value(itype, 1) for _ in range(count)]
+            # Longer arrays (a tokenizer's vocabulary) are summarised: their items are passed over, not kept.
+            if itype in _SCALARS:
+                self.skip(count * struct.calcsize(_SCALARS[itype]))
+            elif itype == _STRING:
+                for _ in range(count):
+                    n = self.unpack("<Q")
+                    if n > MAX_STRING:
+                        raise TableError(f"string of {n} bytes at byte {self.pos}: not a GGUF header")
+                    self.skip(n)
+            else:
+                raise TableError(f"unknown GGUF value type {itype} at byte {self.pos}")
+            return f"[{count} items]"
         raise TableError(f"unknown GGUF value type {vtype} at byte {self.pos}")
 
 

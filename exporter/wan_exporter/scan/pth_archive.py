@@ -27,8 +27,11 @@ def read_pth(path: Path) -> TensorTable:
         head = f.read(4)
         try:
             zf = zipfile.ZipFile(f)
-        except zipfile.BadZipFile as e:
-            if head == _LOCAL:
+        except (zipfile.BadZipFile, UnicodeDecodeError, ValueError, struct.error, EOFError,
+                NotImplementedError) as e:
+            # A damaged directory fails in many ways inside zipfile (a name flagged UTF-8
+            # that is not, a field out of range): each is a finding, never a crash.
+            if head == _LOCAL and isinstance(e, zipfile.BadZipFile):
                 raise TableError(f"the zip directory at the end is missing ({e}): the file was cut short",
                                  truncated=True) from None
             if head[:1] == b"\x80":  # a pickle: torch.save before 1.6 wrote no zip

@@ -128,6 +128,9 @@ class Walk:
         except (UnicodeDecodeError, json.JSONDecodeError) as e:
             self.findings.add("header_invalid", f"not valid JSON: {e}", rel)
             return None
+        except RecursionError:
+            self.findings.add("header_invalid", "JSON nested too deeply to read", rel)
+            return None
         if not isinstance(doc, dict):
             self.findings.add("header_invalid", "not a JSON object", rel)
             return None
@@ -186,6 +189,12 @@ class Walk:
             if m:
                 shards.setdefault((f[: m.start()], int(m.group(2)), len(m.group(2))), set()).add(int(m.group(1)))
         for (stem, total, width), have in sorted(shards.items()):
+            if total > self.limit:  # a damaged or hostile name, not a checkpoint: one finding, no set of that size
+                first = pre + next(f for f in files if f.startswith(stem + "-") and f.endswith(f"-of-{total:0{width}d}"
+                                                                                               ".safetensors"))
+                self.findings.add("header_invalid", f"the name promises {total} shards, more than a scan examines "
+                                  f"({self.limit})", first)
+                continue
             for k in sorted(set(range(1, total + 1)) - have):
                 rel = f"{pre}{stem}-{k:0{width}d}-of-{total:0{width}d}.safetensors"
                 self.missing_weight(rel, component, f"shard {k} of {total} missing (no index file)")
@@ -195,6 +204,6 @@ class Walk:
         try:
             with open(self.root / rel, "rb") as f:
                 doc = json.loads(f.read(MAX_JSON_BYTES).decode("utf-8"))
-        except (OSError, UnicodeDecodeError, ValueError):
+        except (OSError, UnicodeDecodeError, ValueError, RecursionError):
             return None
         return doc if isinstance(doc, dict) else None

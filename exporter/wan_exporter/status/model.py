@@ -12,10 +12,11 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import quote
 
-from .. import __version__, catalog
+from .. import __version__, catalog, gpuid
 from ..bench.collector import PHASES, effective_baseline, memory_total_for
 from ..bench.recommend import recommendation_families
 from ..config import Config, ModelConfig
+from ..contract.labels import HARDWARE_THROTTLE_REASONS, NO_GPU_COLLECTOR_REASONS
 from ..health.collector import reference as integrity_reference
 from ..health.issues import CHECKS
 from ..health.verdict import CRITICAL_KINDS, DEGRADED_KINDS, STATUSES, verdict
@@ -24,10 +25,6 @@ from ..state import BenchmarkAggregate, BenchmarkResult, GpuReading, Snapshot
 SCHEMA_VERSION = 1
 MODEL_DASHBOARD = "wan-model-detail"  # uid of grafana/dashboards/wan-model-detail.json
 TABLE_VIEW_AFTER = 12  # models; past this the page leads with a table and folds healthy cards
-# Clock-throttle reasons that mean "slowed by heat or hardware" (alerting/thresholds.yml, WanGpuThrottling).
-HARDWARE_THROTTLE = ("hw_slowdown", "hw_thermal_slowdown", "sw_thermal_slowdown", "hw_power_brake_slowdown")
-# A failing GPU collector for these reasons means "no GPU here", not "GPU lost" (WanCollectorFailing ignores them).
-NO_GPU_REASONS = ("library_missing", "no_gpu")
 
 
 def runbook(cfg: Config, alert: str) -> dict[str, str]:
@@ -153,7 +150,9 @@ def _checkpoint(snap: Snapshot, model: str, found: Any) -> dict[str, Any]:
             # The same reference label wan_model_integrity_ratio carries ("published" or "recorded").
             "reference": integrity_reference(hf),
             "published_files": (hf.get("hf_cache_files") or 0) + (hf.get("local_dir_files") or 0) or None,
-            "recorded_files": hf.get("files_recorded"),
+            # Files whose reference is the manifest recorded at first sight, whether recorded in
+            # this run or compared with an earlier run's record (files_recorded counts only the former).
+            "recorded_files": hf.get("manifest_files"),
             "checked_at": h.finished_at,
         }
     return {
@@ -275,7 +274,7 @@ def _model_runbooks(cfg: Config, m: dict[str, Any]) -> list[dict[str, str]]:
 
 
 def _gpu(g: GpuReading, cfg: Config) -> dict[str, Any]:
-    throttled = sorted(r for r in HARDWARE_THROTTLE if g.throttle_reasons.get(r))
+    throttled = sorted(r for r in HARDWARE_THROTTLE_REASONS if g.throttle_reasons.get(r))
     ecc = sum(g.ecc_errors.values())
     names = (["WanGpuLost"] if g.lost else []) + (["WanGpuThrottling"] if throttled else []) + \
         (["WanGpuEccErrors"] if ecc else [])
@@ -299,13 +298,15 @@ def _gpus(snap: Snapshot, cfg: Config) -> dict[str, Any]:
         seen = {g.index for g in snap.gpus}
         wanted: dict[int, list[str]] = {}
         for m in cfg.models:
-            if m.device.startswith("cuda"):
-                wanted.setdefault(int(m.device.split(":")[1]) if ":" in m.device else 0, []).append(m.name)
+            # The gpu label wan_model_config_info gives the model (CUDA_VISIBLE_DEVICES and a run's UUID count).
+            label = gpuid.gpu_label(snap.gpus, m.device, gpuid.reported_uuid(snap, m.name))
+            if label.isdigit():
+                wanted.setdefault(int(label), []).append(m.name)
         for idx, users in sorted(wanted.items()):
             if idx not in seen:
                 rows.append({"index": idx, "uuid": None, "name": None, "lost": True, "used_by": users,
                              "runbooks": [runbook(cfg, "WanGpuLost")]})
-    lost = st is not None and not st.success and st.reason not in NO_GPU_REASONS
+    lost = st is not None and not st.success and st.reason not in NO_GPU_COLLECTOR_REASONS
     return {
         "readable": readable,
         "reason": None if st is None or st.success else (st.reason or "error"),
@@ -327,7 +328,7 @@ def _collectors(snap: Snapshot, cfg: Config) -> list[dict[str, Any]]:
     out = []
     for name, st in sorted(snap.collectors.items()):
         job = snap.jobs.get(f"collector.{name}")
-        failing = not st.success and not (name == "gpu" and st.reason in NO_GPU_REASONS)
+        failing = not st.success and not (name == "gpu" and st.reason in NO_GPU_COLLECTOR_REASONS)
         out.append({"collector": name, "success": st.success, "reason": st.reason or None,
                     "duration_seconds": st.duration_seconds,
                     "last_success_at": job.last_success_at if job is not None else None,
