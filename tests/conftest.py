@@ -21,3 +21,11 @@ def pytest_runtest_makereport(item, call):
 def pytest_make_collect_report(collector):
     outcome = yield
     fail_setup_skips(outcome.get_result())
+
+
+@pytest.fixture(scope="session")
+def tiny_dir(tmp_path_factory):
+    """Tiny Wan pipelines of every kind, built once per session for the tests that run the demo stack."""
+    from support.deploy_procs import build_tiny_models
+
+    return build_tiny_models(tmp_path_factory.getbasetemp() / "tiny-models-shared")

@@ -15,7 +15,7 @@ import psutil
 import pytest
 import yaml
 
-from support.deploy_procs import PROMTOOL, active_targets, api, build_tiny_models, needs_prometheus
+from support.deploy_procs import PROMTOOL, active_targets, api, needs_prometheus
 from support.procs import REPO, free_port, wait_for
 from wan_exporter import stack
 
@@ -121,11 +121,6 @@ def test_rewritten_repo_configs_are_valid(tmp_path):
 
 
 # --------------------------------------------------------------------------- the whole stack
-
-
-@pytest.fixture(scope="module")
-def tiny_dir(tmp_path_factory):
-    return build_tiny_models(tmp_path_factory.getbasetemp() / "tiny-models-shared")
 
 
 @pytest.mark.e2e

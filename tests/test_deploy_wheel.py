@@ -18,7 +18,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from support.deploy_procs import active_targets, api, build_tiny_models, needs_prometheus
+from support.deploy_procs import active_targets, api, needs_prometheus
 from support.procs import REPO, free_port, wait_for
 from wan_exporter import shipped
 
@@ -82,11 +82,6 @@ def test_an_installed_package_finds_its_files_from_any_directory(venv, tmp_path)
     assert sorted(shipped.files(tmp_path / "out")) == sorted(shipped.files(REPO))
     r = run("stack", "--help")
     assert r.returncode == 0 and "--demo" in r.stdout, r.stdout + r.stderr
-
-
-@pytest.fixture(scope="module")
-def tiny_dir(tmp_path_factory):
-    return build_tiny_models(tmp_path_factory.getbasetemp() / "tiny-models-shared")
 
 
 @pytest.mark.e2e
