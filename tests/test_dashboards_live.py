@@ -69,6 +69,9 @@ ALLOWED_EMPTY: dict[tuple[str, str, str], str] = {
     ("wan-model-detail", "Model FLOPs utilisation", "C"): _NO_PEAK,
     ("wan-comparison", "Model FLOPs utilisation: A and B", "A"): _NO_PEAK,
     ("wan-comparison", "Model FLOPs utilisation: A and B", "B"): _NO_PEAK,
+    ("wan-traffic", "Model FLOPs utilisation", "A"):
+        "the example service runs on the CPU here; traffic utilisation needs a GPU with a datasheet peak "
+        "(instrument/efficiency.py)",
     ("wan-model-detail", "Real-time factor", "B"):
         "benchmarks run on the CPU here; joules per video second need the GPU's NVML energy counter",
     ("wan-overview", "Collector errors", "A"):
