@@ -254,7 +254,7 @@ def _assemble(
         weight_bytes=sum(t.offsets[1] - t.offsets[0] for w in weights.values() for t in w.tensors.values()),
         vae_compression=_compression(vcfg, tcfg),
         diffusers_version=_str(index.get("_diffusers_version")),
-        image_tokens=_image_tokens(configs.get("image_encoder", _EMPTY)),
+        image_tokens=image_tokens_of(configs.get("image_encoder", _EMPTY)),
     )
 
 
@@ -402,7 +402,7 @@ def _compression(vae: Mapping[str, Any], transformer: Mapping[str, Any]) -> tupl
     return (st * patch[0], ss * patch[1], ss * patch[2])
 
 
-def _image_tokens(encoder: Mapping[str, Any]) -> int | None:
+def image_tokens_of(encoder: Mapping[str, Any]) -> int | None:
     """A CLIP vision encoder's output tokens: (image_size / patch_size)^2 patches plus the class token."""
     size, patch = _int(encoder.get("image_size")), _int(encoder.get("patch_size"))
     return (size // patch) ** 2 + 1 if size and patch and size >= patch else None

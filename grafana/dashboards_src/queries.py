@@ -441,7 +441,7 @@ def parameter_figures(models: str) -> str:
 
 
 def vram_figures(models: str) -> str:
-    """Published minimum VRAM per offload mode. (wan_model_vram_recommended_bytes: no catalog entry sets it yet.)"""
+    """Published minimum VRAM per offload mode."""
     vram = _sel("wan_model_vram_min_bytes", models)
     return f'max by (model, figure) (label_replace({vram}, "figure", "min VRAM, offload $1", "offload", "(.*)"))'
 

@@ -14,7 +14,7 @@ import threading
 from typing import Any, Mapping
 
 from .. import flops, gpu_peaks
-from ..checkpoint import _image_tokens
+from ..checkpoint import image_tokens_of
 
 # Distinct (config, shape) pairs remembered per pipeline; a service serves a handful of sizes.
 _CACHE_LIMIT = 256
@@ -61,7 +61,7 @@ class StepFlops:
             return None
         pt, ph, pw = shape.patch_size
         compression = (st * pt, ss * ph, ss * pw)
-        image_tokens = _image_tokens(_config(getattr(pipe, "image_encoder", None))) or 0
+        image_tokens = image_tokens_of(_config(getattr(pipe, "image_encoder", None))) or 0
         if shape.image_dim and not image_tokens and not tcfg.get("pos_embed_seq_len"):
             return None  # the model attends to image tokens nobody can count here
         per_token = bool(_config(pipe).get("expand_timesteps", False))  # TI2V-5B: a timestep per token
