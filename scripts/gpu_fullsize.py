@@ -11,7 +11,7 @@ the speed of a matrix product does not depend on the values in it. Each run then
 through the exporter's benchmark child (``bench.child.run_benchmark``: phase timers, CUDA
 peak memory, NVML energy, output sanity) with only its loader swapped for the builder, the
 request made by ``bench.runner.build_request`` from an exporter config, the result read by
-``bench.runner.to_result`` and the efficiency figures computed by ``bench.efficiency``, as
+``bench.runner.to_result`` and the efficiency figures computed by ``measure.efficiency``, as
 the exporter publishes them. Profiles use the real frame counts (81 at 480p/720p, 121 for
 TI2V-5B) and only a few steps (2 by default); seconds per step do not depend on the count.
 
@@ -35,7 +35,7 @@ from typing import Any
 
 from wan_exporter import catalog
 from wan_exporter.bench import child, runner
-from wan_exporter.bench.efficiency import compute
+from wan_exporter.measure.efficiency import compute
 from wan_exporter.childproc import ChildOutcome
 from wan_exporter.config import parse_config
 

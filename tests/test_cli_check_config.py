@@ -9,7 +9,7 @@ import sys
 
 from support.procs import REPO, exporter_env
 from wan_exporter.config import load_config
-from wan_exporter.pollers import resolve_model_dir
+from wan_exporter.checkpoint.locate import resolve_model_dir
 
 EXAMPLE = REPO / "examples" / "wan-exporter.yaml"
 
@@ -46,7 +46,7 @@ def test_check_config_warns_for_exactly_the_models_the_exporter_reports_missing(
 
 
 def test_the_hub_cache_follows_huggingface_hub_variables(tmp_path):
-    code = "from wan_exporter import hfcache; print(hfcache.cache_root())"
+    code = "from wan_exporter.checkpoint import hfcache; print(hfcache.cache_root())"
     clean = {k: "" for k in ("HF_HUB_CACHE", "HF_HOME")}
     for extra, expected in (({"HUGGINGFACE_HUB_CACHE": str(tmp_path / "old")}, tmp_path / "old"),
                             ({"XDG_CACHE_HOME": str(tmp_path / "xdg")}, tmp_path / "xdg" / "huggingface" / "hub")):

@@ -60,7 +60,7 @@ MODEL_B = "tiny-ti2v"
 MISSING = "wan2.2-ti2v-5b"
 MODELS = (MODEL_A, MODEL_B, MISSING)
 
-_NO_PEAK = "benchmarks run on the CPU here; utilisation needs a GPU with a datasheet peak (bench/efficiency.py)"
+_NO_PEAK = "benchmarks run on the CPU here; utilisation needs a GPU with a datasheet peak (measure/efficiency.py)"
 # (dashboard uid, panel title, refId) -> why it may be empty in this stack.
 ALLOWED_EMPTY: dict[tuple[str, str, str], str] = {
     ("wan-model-detail", "Energy per generation", "A"):

@@ -20,8 +20,11 @@ from . import __version__
 from .clockwatch import ClockWatch
 from .bench.subsystem import BenchmarkSubsystem
 from .collectors import COLLECTORS, Part, SnapshotCollector
+from .collectors.benchmark import BenchmarkFigures, Recommendation
+from .collectors.efficiency import EfficiencyFigures
 from .collectors.exporter import ExporterSelf, build_labels
 from .collectors.gpu import GpuFigures
+from .collectors.health import HealthFigures
 from .collectors.host import HostFigures
 from .collectors.models import ModelCapabilities
 from .config import Config, ConfigError, load_config
@@ -38,8 +41,6 @@ log = logging.getLogger(__name__)
 
 class Subsystem(Protocol):
     name: str
-
-    def parts(self) -> list[Part]: ...
 
     def register_jobs(self, cfg: Config) -> None: ...
 
@@ -106,10 +107,12 @@ class App:
             self.subsystems.append(HealthSubsystem(self.store, self.jobs, self.config, self.scans))
         if BenchmarkSubsystem.name in on:
             self.subsystems.append(BenchmarkSubsystem(self.store, self.jobs, self.config, self.scans))
-        parts: list[Part] = [part for part in (ExporterSelf(build_labels(__version__)), ModelCapabilities(),
-                                               GpuFigures(), HostFigures()) if part.name in on]
-        for s in self.subsystems:
-            parts.extend(s.parts())
+        # The parts that turn a snapshot into families, under the collector whose flag switches them.
+        by_collector: dict[str, list[Part]] = {
+            "exporter": [ExporterSelf(build_labels(__version__))], "models": [ModelCapabilities()],
+            "gpu": [GpuFigures()], "host": [HostFigures()], "health": [HealthFigures()],
+            "benchmark": [BenchmarkFigures(), Recommendation(), EfficiencyFigures()]}
+        parts = [part for name in COLLECTORS if name in on for part in by_collector[name]]
         self.registry = CollectorRegistry(auto_describe=True)
         self.snapshot_collector = SnapshotCollector(self.store, self.config, parts)
         self.registry.register(self.snapshot_collector)

@@ -13,7 +13,7 @@ import textwrap
 from pathlib import Path
 
 from . import DEFAULT_PORT, __version__
-from .config import Config, ConfigError, load_config
+from .config import ConfigError, load_config
 
 log = logging.getLogger("wan_exporter")
 
@@ -170,11 +170,11 @@ def cmd_check_config(path: str) -> int:
 def location_warnings(path: str) -> list[str]:
     """Models whose files are not on disk now: at run time a health state (missing), never a config error.
 
-    Found by the exporter's own lookup (``pollers.resolve_model_dir``) on the file as typed, even
+    Found by the exporter's own lookup (``checkpoint.locate.resolve_model_dir``) on the file as typed, even
     when other parts of it are invalid."""
     from .checkpoint import hfcache
     from .config import Config, load_typed, load_yaml_mapping
-    from .pollers import resolve_model_dir
+    from .checkpoint.locate import resolve_model_dir
 
     try:
         cfg, _ = load_typed(Config, load_yaml_mapping(Path(path).read_text(encoding="utf-8"), path))
@@ -224,18 +224,6 @@ def cmd_assets(dest: str | None) -> int:
     return 0
 
 
-def ensure_tiny_models(verbose: bool = True) -> Path:
-    """Build the demo's tiny models once, in a child process (the exporter never imports torch)."""
-    from .tiny import MARKER, TINY_KINDS, default_cache_dir
-
-    root = default_cache_dir()
-    if all((root / k / MARKER).exists() for k in TINY_KINDS):
-        return root
-    if verbose:
-        print(f"building tiny demo models into {root} (first run only) ...", file=sys.stderr, flush=True)
-    subprocess.run([sys.executable, "-m", "wan_exporter", "tiny-models", str(root)], check=True, timeout=600)
-    return root
-
 
 def cmd_tiny_models(dest: Path, forms: bool = False) -> int:
     from .tiny import build_all
@@ -253,15 +241,6 @@ def cmd_tiny_models(dest: Path, forms: bool = False) -> int:
     return 0
 
 
-def resolve_config(config_file: str | None, demo: bool) -> tuple[Config, str | None]:
-    from .defaults import default_config, demo_config
-
-    if config_file:
-        return load_config(config_file), config_file
-    if demo:
-        return demo_config(ensure_tiny_models()), None
-    return default_config(), None
-
 
 def enabled_collectors(args: argparse.Namespace) -> list[str]:
     """Every collector unless switched off with --no-collector.NAME (the last flag given wins)."""
@@ -274,6 +253,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     from .app import App
 
     try:
+        from .defaults import resolve_config
+
         cfg, path = resolve_config(args.config_file, args.demo)
     except ConfigError as e:
         log.error("%s", e)

@@ -10,42 +10,21 @@ import logging
 import os
 import time
 from dataclasses import replace
-from pathlib import Path
 from typing import Callable
 
 import psutil
 
 from .checkpoint import facts as checkpoint
-from .checkpoint import locate
+from .checkpoint.locate import model_folder, resolve_model_dir
 from . import scan as scanning
 from .scan.cache import ScanCache
-from .config import Config, ModelConfig
+from .config import Config
 from .contract.labels import NO_GPU_COLLECTOR_REASONS
 from .nvml import NvmlReader, NvmlUnavailable
 from .state import CollectorStatus, HostReading, Snapshot, Store, frozen_map
 
 log = logging.getLogger(__name__)
 
-
-def resolve_model_dir(m: ModelConfig, cfg: Config) -> "Path | tuple[Path, ...] | None":
-    """Where the model's files are: its path (a directory, a file, or a list of files), or the
-    first of its hub ids found in the HF cache or ModelScope's cache. None: not there."""
-    if isinstance(m.path, tuple):
-        return tuple(Path(os.path.expanduser(p)) for p in m.path)
-    if m.path is not None:
-        p = Path(os.path.expanduser(m.path))
-        return p if p.is_dir() or p.is_file() else None
-    hubs = m.hub_id if isinstance(m.hub_id, tuple) else (m.hub_id or "",)
-    return locate.resolve(hubs, m.revision, cfg.exporter.hf_cache_dir)
-
-
-def model_folder(target: "Path | tuple[Path, ...] | None") -> Path | None:
-    """The folder a model's files live in (for disk usage)."""
-    if target is None:
-        return None
-    if isinstance(target, tuple):
-        return target[0].parent if target else None
-    return target if target.is_dir() else target.parent
 
 
 def _status(s: Snapshot, status: CollectorStatus) -> dict:

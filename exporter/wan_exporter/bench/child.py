@@ -186,8 +186,7 @@ def _judge(result: dict[str, Any]) -> None:
 def child_main(request: dict[str, Any], conn: Any) -> None:
     """Spawn target: run the task, stream ("progress", dict) then one ("result", dict).
 
-    ``request["task"]`` is "benchmark" (default) or "load_check". Whatever happens in
-    here, the parent gets a result message unless the process itself dies (crash
+    Whatever happens in here, the parent gets a result message unless the process itself dies (crash
     fault, SIGKILL, OOM killer), which the parent sees as a missing result.
     """
     offline_env()
@@ -197,12 +196,7 @@ def child_main(request: dict[str, Any], conn: Any) -> None:
             conn.send((kind, payload))
 
     try:
-        if request.get("task", "benchmark") == "load_check":
-            from ..health.loadcheck import load_check
-
-            result = load_check(request)
-        else:
-            result = run_benchmark(request, progress=lambda ev: send("progress", ev))
+        result = run_benchmark(request, progress=lambda ev: send("progress", ev))
     except BaseException as exc:  # noqa: BLE001 - normalise_request errors, KeyboardInterrupt
         result = {"success": False, "reason": "crash", "detail": detail(exc),
                   "traceback": traceback.format_exc()[-_DETAIL_MAX:]}

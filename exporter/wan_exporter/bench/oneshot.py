@@ -9,8 +9,8 @@ from dataclasses import asdict, fields
 from .. import catalog
 from ..checkpoint import facts as checkpoint
 from ..config import ConfigError
-from ..pollers import resolve_model_dir
-from .efficiency import Efficiency, compute
+from ..checkpoint.locate import resolve_model_dir
+from ..measure.efficiency import Efficiency, compute
 from ..load.forms import form_of, skip_reason
 from .runner import run_once
 
@@ -53,7 +53,7 @@ def _efficiency_rows(e: Efficiency) -> list[tuple[str, str]]:
 
 
 def cmd_bench(args) -> int:
-    from ..cli import resolve_config
+    from ..defaults import resolve_config
 
     try:
         cfg, _ = resolve_config(args.config_file, args.demo)

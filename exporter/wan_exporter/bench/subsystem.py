@@ -17,15 +17,13 @@ from typing import Callable
 from .. import gpuid
 from ..childproc import WarmWorker
 from ..config import Config, ModelConfig, state_dir
-from ..pollers import resolve_model_dir
+from ..checkpoint.locate import resolve_model_dir
 from ..load.forms import skip_reason
 from ..scan.cache import ScanCache
 from ..scheduler import Jobs
 from ..state import BenchmarkAggregate, BenchmarkResult, Snapshot, Store, frozen_map
 from . import aggregate
 from .baselines import Baselines
-from ..collectors.benchmark import BenchmarkFigures, Recommendation
-from .efficiency import EfficiencyFigures
 from .runner import CHILD_TARGET, run_once
 
 log = logging.getLogger(__name__)
@@ -64,9 +62,6 @@ class BenchmarkSubsystem:
         self._device_locks: dict[str, threading.Lock] = defaultdict(threading.Lock)
         self._warm: dict[str, WarmWorker] = {}
         self._stopping = threading.Event()
-
-    def parts(self) -> list:
-        return [BenchmarkFigures(), Recommendation(), EfficiencyFigures()]
 
     def shutdown(self) -> None:
         self._stopping.set()

@@ -15,16 +15,16 @@ from __future__ import annotations
 import json
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Iterable, Mapping
 
 from ..catalog import CatalogEntry
+from .model import EMPTY, MAX_PROBLEMS, CheckpointFacts, Problems  # noqa: F401 - MAX_PROBLEMS: public here too
 from ..scan.safetensors_header import Header, HeaderError, TensorInfo, dtype_name, read_header
 
 DENOISERS: tuple[str, ...] = ("transformer", "transformer_2")
-MAX_PROBLEMS = 32
 MAX_MISMATCHES = 16
 
 # Components that hold no weights (their directories carry tokenizer/scheduler/processor files).
@@ -32,57 +32,6 @@ _WEIGHTLESS = re.compile(r"Tokeni[sz]er|TokenizersBackend|Scheduler|Processor|Fe
 _SHARD = re.compile(r"-(\d+)-of-(\d+)\.safetensors$")
 _KNOWN_COMPONENTS = ("transformer", "transformer_2", "vae", "text_encoder", "image_encoder")
 _INDEX_PREFERENCE = ("diffusion_pytorch_model.safetensors.index.json", "model.safetensors.index.json")
-
-_EMPTY: Mapping[str, Any] = MappingProxyType({})
-
-
-@dataclass(frozen=True)
-class CheckpointFacts:
-    pipeline_class: str | None  # model_index.json _class_name
-    experts: int | None  # declared denoisers (transformer, transformer_2); None without a readable layout
-    boundary_ratio: float | None
-    expand_timesteps: bool | None  # None: not recorded in model_index.json
-    parameters_by_component: Mapping[str, int]  # only components whose weights were counted completely
-    denoiser_parameters: int | None  # transformer + transformer_2; None unless every declared one was counted
-    dtypes: tuple[str, ...]  # torch-style names over all components, sorted
-    transformer_config: Mapping[str, Any]
-    vae_z_dim: int | None
-    has_image_encoder: bool
-    problems: tuple[str, ...]
-    # ---- extras ----
-    components: Mapping[str, str] = field(default_factory=lambda: _EMPTY)  # name -> class, as declared
-    dtypes_by_component: Mapping[str, tuple[str, ...]] = field(default_factory=lambda: _EMPTY)
-    weight_bytes: int = 0  # tensor data bytes the headers describe, all components
-    vae_compression: tuple[int, int, int] | None = None  # (t, h, w): VAE scale factors x transformer patch
-    diffusers_version: str | None = None
-    image_tokens: int | None = None  # tokens the CLIP image encoder hands the transformer (patches + class)
-    form: str | None = "diffusers"  # how the checkpoint lies on disk (wan_exporter.scan.FORMS)
-    model_type: str | None = None  # t2v | i2v | ti2v where the checkpoint says so
-
-    def as_dict(self) -> dict[str, Any]:
-        """Plain JSON-ready dict (for reports and the state snapshot)."""
-        return {
-            "pipeline_class": self.pipeline_class,
-            "experts": self.experts,
-            "boundary_ratio": self.boundary_ratio,
-            "expand_timesteps": self.expand_timesteps,
-            "parameters_by_component": dict(self.parameters_by_component),
-            "denoiser_parameters": self.denoiser_parameters,
-            "dtypes": list(self.dtypes),
-            "transformer_config": dict(self.transformer_config),
-            "vae_z_dim": self.vae_z_dim,
-            "has_image_encoder": self.has_image_encoder,
-            "problems": list(self.problems),
-            "components": dict(self.components),
-            "dtypes_by_component": {k: list(v) for k, v in self.dtypes_by_component.items()},
-            "weight_bytes": self.weight_bytes,
-            "vae_compression": list(self.vae_compression) if self.vae_compression else None,
-            "diffusers_version": self.diffusers_version,
-            "image_tokens": self.image_tokens,
-            "form": self.form,
-            "model_type": self.model_type,
-        }
-
 
 def read_safetensors_header(path: str | os.PathLike[str]) -> dict[str, Any]:
     """The raw header of one safetensors file as a dict, checked against the file's size.
@@ -107,26 +56,6 @@ def read_safetensors_header(path: str | os.PathLike[str]) -> dict[str, Any]:
 # ---------------------------------------------------------------- derivation
 
 
-class _Problems:
-    """A bounded list of problem lines, so a directory of 10,000 broken shards stays readable."""
-
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        self.items: list[str] = []
-        self.dropped = 0
-
-    def add(self, msg: str) -> None:
-        msg = msg.replace(f"{self.root}{os.sep}", "")
-        if len(self.items) < MAX_PROBLEMS:
-            self.items.append(msg)
-        else:
-            self.dropped += 1
-
-    def result(self) -> tuple[str, ...]:
-        more = (f"... and {self.dropped} more problems",) if self.dropped else ()
-        return tuple(self.items) + more
-
-
 @dataclass
 class _Weights:
     tensors: dict[str, TensorInfo]
@@ -143,7 +72,7 @@ def derive_facts(model_dir: Any, headers: Mapping[Path, Header] | None = None, f
     own), so no header is parsed twice.
     """
     from .. import scan as scanning
-    from . import forms as checkpoint_forms
+    from . import forms as checkpoint_forms  # forms imports only .model, never this module
 
     sc = model_dir if isinstance(model_dir, scanning.Scan) else scanning.scan(model_dir, fmt)
     if sc.form not in (None, "diffusers"):
@@ -152,7 +81,7 @@ def derive_facts(model_dir: Any, headers: Mapping[Path, Header] | None = None, f
         return _from_scan(sc, headers or {})
     # No readable model_index.json: guess the components from the usual folders.
     root = Path(sc.root)
-    problems = _Problems(root)
+    problems = Problems(root)
     if not root.is_dir():
         problems.add(f"{root}: not a directory")
         return _facts(problems=problems)
@@ -179,7 +108,7 @@ def derive_facts(model_dir: Any, headers: Mapping[Path, Header] | None = None, f
 def _from_scan(sc: Any, known: Mapping[Path, Header]) -> CheckpointFacts:
     """A diffusers directory from its scan: the files the layout check found, read once each."""
     root = Path(sc.root)
-    problems = _Problems(root)
+    problems = Problems(root)
     for i in sc.issues:
         problems.add(f"{i.path}: {i.detail}" if i.path else i.detail)
     index = _read_json(root / "model_index.json", problems)
@@ -225,7 +154,7 @@ def _assemble(
     components: Mapping[str, str],
     configs: Mapping[str, Mapping[str, Any]],
     weights: Mapping[str, _Weights],
-    problems: _Problems,
+    problems: Problems,
 ) -> CheckpointFacts:
     params = {n: sum(t.numel for t in w.tensors.values()) for n, w in weights.items() if w.complete}
     declared_denoisers = [n for n in DENOISERS if n in components]
@@ -235,8 +164,8 @@ def _assemble(
         else None
     )
     by_comp = {n: tuple(sorted({dtype_name(t.dtype) for t in w.tensors.values()})) for n, w in weights.items()}
-    tcfg = configs.get("transformer", _EMPTY)
-    vcfg = configs.get("vae", _EMPTY)
+    tcfg = configs.get("transformer", EMPTY)
+    vcfg = configs.get("vae", EMPTY)
     index = index or {}
     return _facts(
         pipeline_class=_str(index.get("_class_name")),
@@ -255,21 +184,21 @@ def _assemble(
         weight_bytes=sum(t.offsets[1] - t.offsets[0] for w in weights.values() for t in w.tensors.values()),
         vae_compression=_compression(vcfg, tcfg),
         diffusers_version=_str(index.get("_diffusers_version")),
-        image_tokens=image_tokens_of(configs.get("image_encoder", _EMPTY)),
+        image_tokens=image_tokens_of(configs.get("image_encoder", EMPTY)),
     )
 
 
-def _facts(problems: _Problems, **kw: Any) -> CheckpointFacts:
+def _facts(problems: Problems, **kw: Any) -> CheckpointFacts:
     base: dict[str, Any] = dict(
         pipeline_class=None, experts=None, boundary_ratio=None, expand_timesteps=None,
-        parameters_by_component=_EMPTY, denoiser_parameters=None, dtypes=(), transformer_config=_EMPTY,
+        parameters_by_component=EMPTY, denoiser_parameters=None, dtypes=(), transformer_config=EMPTY,
         vae_z_dim=None, has_image_encoder=False,
     )
     base.update(kw)
     return CheckpointFacts(problems=problems.result(), **base)
 
 
-def _declared_components(index: Mapping[str, Any] | None, root: Path, problems: _Problems) -> dict[str, str]:
+def _declared_components(index: Mapping[str, Any] | None, root: Path, problems: Problems) -> dict[str, str]:
     """name -> class of each component model_index.json declares (``[null, null]`` = absent).
 
     Without a readable model_index.json, fall back to the well-known subdirectories that
@@ -296,7 +225,7 @@ def _declared_components(index: Mapping[str, Any] | None, root: Path, problems: 
     return out
 
 
-def _read_weights(d: Path, name: str, problems: _Problems, known: Mapping[Path, Header]) -> _Weights | None:
+def _read_weights(d: Path, name: str, problems: Problems, known: Mapping[Path, Header]) -> _Weights | None:
     """Tensors of one component from its safetensors headers (sharded or not)."""
     files, expected_names, complete = _weight_files(d, name, problems)
     if files is None:
@@ -322,7 +251,7 @@ def _read_weights(d: Path, name: str, problems: _Problems, known: Mapping[Path, 
     return _Weights(tensors, complete)
 
 
-def _weight_files(d: Path, name: str, problems: _Problems) -> tuple[list[Path] | None, set[str] | None, bool]:
+def _weight_files(d: Path, name: str, problems: Problems) -> tuple[list[Path] | None, set[str] | None, bool]:
     """(files, tensor names the index promises, complete) for a component directory."""
     index = _pick_index(d)
     if index is not None:
@@ -357,7 +286,7 @@ def _pick_index(d: Path) -> Path | None:
     return found[0] if found else None
 
 
-def _shards_complete(files: Iterable[Path], name: str, problems: _Problems) -> bool:
+def _shards_complete(files: Iterable[Path], name: str, problems: Problems) -> bool:
     """Without an index, ``-0000k-of-0000N`` names still tell whether a shard is missing."""
     seen: dict[str, set[int]] = {}
     total: dict[str, int] = {}
@@ -379,7 +308,7 @@ def _shards_complete(files: Iterable[Path], name: str, problems: _Problems) -> b
 # ---------------------------------------------------------------- small readers
 
 
-def _read_json(path: Path, problems: _Problems) -> dict[str, Any] | None:
+def _read_json(path: Path, problems: Problems) -> dict[str, Any] | None:
     try:
         doc = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:

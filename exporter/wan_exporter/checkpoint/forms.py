@@ -17,6 +17,7 @@ from types import MappingProxyType
 from typing import Any, Mapping
 
 from ..scan.safetensors_header import TensorInfo, dtype_name
+from .model import CheckpointFacts, Problems
 from ..scan import Scan
 from ..scan.tables import TableError, TensorTable, read_table
 
@@ -89,9 +90,7 @@ def official_config(cfg: Mapping[str, Any]) -> dict[str, Any]:
 
 def derive(scan: Scan, tables: Mapping[str, TensorTable] | None = None) -> Any:
     """CheckpointFacts of a scanned official layout or single-file model; never raises for a bad file."""
-    from .facts import CheckpointFacts, _Problems
-
-    problems = _Problems(scan.root)
+    problems = Problems(scan.root)
     for i in scan.issues:
         problems.add(f"{i.path}: {i.detail}" if i.path else i.detail)
     tables = dict(tables or {})

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from ..config import Config, ModelConfig
 from . import hfcache
 
 
@@ -52,3 +53,23 @@ def resolve(hub_ids: tuple[str, ...], revision: str = "main", hf_cache: str | No
         if d is not None:
             return d
     return None
+
+def resolve_model_dir(m: ModelConfig, cfg: Config) -> "Path | tuple[Path, ...] | None":
+    """Where the model's files are: its path (a directory, a file, or a list of files), or the
+    first of its hub ids found in the HF cache or ModelScope's cache. None: not there."""
+    if isinstance(m.path, tuple):
+        return tuple(Path(os.path.expanduser(p)) for p in m.path)
+    if m.path is not None:
+        p = Path(os.path.expanduser(m.path))
+        return p if p.is_dir() or p.is_file() else None
+    hubs = m.hub_id if isinstance(m.hub_id, tuple) else (m.hub_id or "",)
+    return resolve(hubs, m.revision, cfg.exporter.hf_cache_dir)
+
+
+def model_folder(target: "Path | tuple[Path, ...] | None") -> Path | None:
+    """The folder a model's files live in (for disk usage)."""
+    if target is None:
+        return None
+    if isinstance(target, tuple):
+        return target[0].parent if target else None
+    return target if target.is_dir() else target.parent

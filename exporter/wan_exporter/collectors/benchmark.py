@@ -62,7 +62,6 @@ class BenchmarkFigures:
     reads = ("benchmarks", "baselines", ("gpus", _gpu_memory_totals), ("host", _host_memory_total))
 
     def families(self, snap: Snapshot, cfg: Config) -> Iterable[Metric]:
-        L = ["model", "profile"]
         hist = new(benchmark.GENERATION_DURATION_SECONDS)
         last_dur = new(benchmark.GENERATION_LAST_DURATION_SECONDS)
         prof_info = new(benchmark.BENCHMARK_PROFILE_INFO)

@@ -26,7 +26,7 @@ from prometheus_client.core import Metric
 from .. import catalog, gpuid
 from .families import bool_value, new
 from ..contract import benchmark
-from ..contract.labels import PRIORITIES, USE_CASES as USE_CASE_NAMES
+from ..contract.labels import USE_CASES as USE_CASE_NAMES
 from ..config import Config
 from ..state import Snapshot
 

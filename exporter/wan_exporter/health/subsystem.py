@@ -23,7 +23,6 @@ from ..state import CheckResult, Snapshot, Store, frozen_map
 from ..scan import Scan
 from ..scan.cache import ScanCache
 from . import hashing, headers, layout, loadcheck
-from ..collectors.health import HealthFigures
 from ..findings import CHECKS
 
 log = logging.getLogger(__name__)
@@ -58,9 +57,6 @@ class HealthSubsystem:
         self.config = config
         self._stop = threading.Event()
         self.scans = scans or ScanCache()  # shared with the checkpoint facts: one walk per cycle
-
-    def parts(self) -> list:
-        return [HealthFigures()]
 
     def register_jobs(self, cfg: Config) -> None:
         self._prune(cfg)
@@ -111,7 +107,7 @@ class HealthSubsystem:
         self._each("load", one)
 
     def _each(self, check: str, fn: Check) -> None:
-        from ..pollers import resolve_model_dir
+        from ..checkpoint.locate import resolve_model_dir
 
         cfg = self.config()
         failed: list[str] = []

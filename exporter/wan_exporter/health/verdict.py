@@ -29,7 +29,7 @@ from typing import Mapping
 from ..config import Thresholds
 from ..state import Snapshot
 from ..contract import labels
-from ..contract.labels import CHECKS, ISSUE_KINDS, STATUSES
+from ..contract.labels import CHECKS, ISSUE_KINDS
 
 CRITICAL_KINDS: frozenset[str] = frozenset(labels.CRITICAL_KINDS)
 DEGRADED_KINDS: frozenset[str] = frozenset(labels.DEGRADED_KINDS)

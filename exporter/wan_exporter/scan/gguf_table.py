@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from .safetensors_header import TensorInfo
-from .tables import TableError, TensorTable
+from .model import TableError, TensorTable
 
 MAGIC = b"GGUF"
 MAX_STRING = 1 << 20

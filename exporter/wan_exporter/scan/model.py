@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Mapping
 
 from ..state import HealthIssue
+from .safetensors_header import TensorInfo
 
 # How a Wan checkpoint lies on disk; the ``format`` key of a model's config names one of them.
 from ..contract.labels import FORMS  # noqa: E402 - one list for the config, the scan and the metrics
@@ -76,4 +77,44 @@ class Scan:
         return self.found and self.form is not None
 
 
-__all__ = ["DENOISERS", "FILE_FORMATS", "FORMATS", "FORMS", "Reference", "Scan", "ShardIndex", "WeightFile"]
+__all__ = ["DENOISERS", "FILE_FORMATS", "FORMATS", "FORMS", "Reference", "Scan", "ShardIndex", "TableError", "TensorTable", "WeightFile"]
+
+
+# ---------------------------------------------------------------- tensor tables
+# What every weight-file reader (scan.tables, gguf_table, pth_archive) returns.
+
+
+class TableError(ValueError):
+    """The file does not parse as its format; ``truncated`` says whether it ends too early."""
+
+    def __init__(self, msg: str, truncated: bool = False) -> None:
+        super().__init__(msg)
+        self.truncated = truncated
+
+
+@dataclass(frozen=True)
+class TensorTable:
+    path: str
+    format: str  # safetensors | gguf | pth
+    tensors: Mapping[str, TensorInfo]  # dtype codes: safetensors codes, GGML type names for GGUF
+    metadata: Mapping[str, str]
+    data_start: int  # where tensor data begins
+    size_expected: int  # the file size the structure implies (exact for safetensors)
+    slack: int = 0  # bytes the file may exceed size_expected by (GGUF alignment padding)
+    entries: int = 0  # archive members (.pth)
+    notes: tuple[str, ...] = field(default=())
+
+    @property
+    def data_bytes(self) -> int:
+        return self.size_expected - self.data_start
+
+    def parameter_count(self) -> int:
+        return sum(t.numel for t in self.tensors.values())
+
+    def size_problem(self, size: int) -> tuple[str, str] | None:
+        """(kind, detail) when a file of ``size`` bytes does not fit the table."""
+        if size < self.size_expected:
+            return "truncated", f"tensor data ends at byte {self.size_expected}, the file has {size} bytes"
+        if size > self.size_expected + self.slack:
+            return "header_invalid", f"{size - self.size_expected} unexpected bytes after the tensor data"
+        return None

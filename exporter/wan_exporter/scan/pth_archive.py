@@ -15,7 +15,7 @@ import struct
 import zipfile
 from pathlib import Path
 
-from .tables import TableError, TensorTable
+from .model import TableError, TensorTable
 
 _LOCAL = b"PK\x03\x04"
 MAX_MEMBERS = 1 << 20

@@ -10,47 +10,10 @@ Each table knows the file size its own structure implies, so truncation is found
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping
 
-from .safetensors_header import Header, TensorInfo
-
-
-class TableError(ValueError):
-    """The file does not parse as its format; ``truncated`` says whether it ends too early."""
-
-    def __init__(self, msg: str, truncated: bool = False) -> None:
-        super().__init__(msg)
-        self.truncated = truncated
-
-
-@dataclass(frozen=True)
-class TensorTable:
-    path: str
-    format: str  # safetensors | gguf | pth
-    tensors: Mapping[str, TensorInfo]  # dtype codes: safetensors codes, GGML type names for GGUF
-    metadata: Mapping[str, str]
-    data_start: int  # where tensor data begins
-    size_expected: int  # the file size the structure implies (exact for safetensors)
-    slack: int = 0  # bytes the file may exceed size_expected by (GGUF alignment padding)
-    entries: int = 0  # archive members (.pth)
-    notes: tuple[str, ...] = field(default=())
-
-    @property
-    def data_bytes(self) -> int:
-        return self.size_expected - self.data_start
-
-    def parameter_count(self) -> int:
-        return sum(t.numel for t in self.tensors.values())
-
-    def size_problem(self, size: int) -> tuple[str, str] | None:
-        """(kind, detail) when a file of ``size`` bytes does not fit the table."""
-        if size < self.size_expected:
-            return "truncated", f"tensor data ends at byte {self.size_expected}, the file has {size} bytes"
-        if size > self.size_expected + self.slack:
-            return "header_invalid", f"{size - self.size_expected} unexpected bytes after the tensor data"
-        return None
+from .model import TableError, TensorTable
+from .safetensors_header import Header
 
 
 def from_safetensors(h: Header) -> TensorTable:

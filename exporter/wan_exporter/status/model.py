@@ -19,7 +19,8 @@ from ..config import Config, ModelConfig
 from ..contract.labels import HARDWARE_THROTTLE_REASONS, NO_GPU_COLLECTOR_REASONS
 from ..collectors.health import reference as integrity_reference
 from ..findings import CHECKS
-from ..health.verdict import CRITICAL_KINDS, DEGRADED_KINDS, STATUSES, verdict
+from ..contract.labels import STATUSES
+from ..health.verdict import CRITICAL_KINDS, DEGRADED_KINDS, verdict
 from ..state import BenchmarkAggregate, BenchmarkResult, GpuReading, Snapshot
 
 SCHEMA_VERSION = 1
