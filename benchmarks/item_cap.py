@@ -15,10 +15,9 @@ the GPU part (and the exporter's own), not the 64 models' figures.
 
 from __future__ import annotations
 
-from . import procs, scrape
+from . import scrape
 from .common import Context, ItemResult, Row, Table
-from .item_scrape import settle
-from .scrape import MODES, Target
+from .item_scrape import exporter_beside_floor
 
 FLOOR_GOAL = 2.0
 
@@ -28,29 +27,15 @@ def run(ctx: Context) -> ItemResult:
     n_models, gpus = ctx.n(64, 8), 8
     interval, ticks, idle_s = 1.3, ctx.n(150, 8), ctx.n(40, 4)
     work = ctx.scratch("cap")
-    cfg = procs.write_config(work / "config.yaml", procs.models_config(
-        ctx.tiny_dir, n_models, extra={"schedules": {"gpu": {"interval": "1s"}}}))
-    exp = procs.Exporter(work, f"exporter-{n_models}m", config=cfg, gpus=gpus).start()
-    floor = None
-    try:
-        settle(exp, timeout=90)
-        resp = work / "prometheus.response"
-        raw = scrape.capture(exp.port, MODES["prometheus"], resp)
+    with exporter_beside_floor(ctx, work, "cap", n_models, gpus, settle_s=90,
+                               extra={"schedules": {"gpu": {"interval": "1s"}}}) as (exp, targets, raw):
         body = scrape.decoded_body(raw)
-        floor = procs.Floor(work, "floor-cap", resp).start()
-        procs.wait_http(floor.port, timeout=20, proc=floor.proc)
-        targets = [Target("exporter", exp.port, exp.pid, MODES["prometheus"]),
-                   Target("floor", floor.port, floor.pid, MODES["prometheus"])]
         ctx.log(f"  {n_models} models, {gpus} GPUs: {scrape.count_series(body)} series; idle {idle_s} s")
         idle = scrape.idle_rate(exp.pid, idle_s)
         ctx.log(f"  periodic: {ticks} scrapes every {interval:g} s")
         per = scrape.periodic(targets, ticks, interval)
         idle_after = scrape.idle_rate(exp.pid, idle_s)
         rss = exp.ps().memory_info().rss / 2**20
-    finally:
-        if floor is not None:
-            floor.stop()
-        exp.stop()
     e, f = per["exporter"], per["floor"]
     changes = max(1, round(e["changed_share"] * (ticks - 1)))
     idle_rate = (idle + idle_after) / 2

@@ -9,37 +9,23 @@ the same bytes. RSS is the exporter's after the scrapes.
 
 from __future__ import annotations
 
-from . import procs, scrape
+from . import scrape
 from .common import Context, ItemResult, Row, Table
-from .item_scrape import settle
-from .scrape import MODES, Target
+from .item_scrape import exporter_beside_floor
+from .scrape import MODES
 
 MB = 1024 * 1024
 
 
 def point(ctx: Context, n_models: int, gpus: int) -> dict:
     work = ctx.scratch(f"scale-{n_models}-{gpus}")
-    cfg = procs.write_config(work / "config.yaml", procs.models_config(ctx.tiny_dir, n_models))
-    exp = procs.Exporter(work, f"exporter-{n_models}m-{gpus}g", config=cfg, gpus=gpus).start()
-    floor = None
-    try:
-        settle(exp, timeout=60)
-        resp = work / "prometheus.response"
-        raw = scrape.capture(exp.port, MODES["prometheus"], resp)
+    with exporter_beside_floor(ctx, work, f"{n_models}m-{gpus}g", n_models, gpus, settle_s=60) as (exp, targets, raw):
         raw_plain = scrape.capture(exp.port, MODES["plain"], work / "plain.response")
         body = scrape.decoded_body(raw_plain)
-        floor = procs.Floor(work, "floor", resp).start()
-        procs.wait_http(floor.port, timeout=20, proc=floor.proc)
-        targets = [Target("exporter", exp.port, exp.pid, MODES["prometheus"]),
-                   Target("floor", floor.port, floor.pid, MODES["prometheus"])]
         rounds, per_round = (ctx.n(10, 2), ctx.n(30 if n_models < 50 else 15, 5)) if n_models <= 50 else (ctx.n(8, 2), ctx.n(8, 3))
         scrape.interleaved(targets, rounds, per_round, warmup=ctx.n(5, 2))
         rss = exp.ps().memory_info().rss / MB
         e, f = targets[0].summary(), targets[1].summary()
-    finally:
-        if floor is not None:
-            floor.stop()
-        exp.stop()
     return {"models": n_models, "gpus": gpus, "series": scrape.count_series(body), "text_bytes": len(body),
             "gzip_bytes": len(raw), "p50": e["p50_ms"], "p99": e["p99_ms"], "cpu": e["cpu_ms_per_scrape"],
             "floor_p50": f["p50_ms"], "floor_p99": f["p99_ms"], "rss": rss, "scrapes": e["scrapes"]}

@@ -12,8 +12,10 @@ Three set-ups, each measured with its references interleaved in the same rounds:
 
 from __future__ import annotations
 
+import contextlib
 import time
 from pathlib import Path
+from typing import Iterator
 
 import psutil
 
@@ -35,6 +37,29 @@ def settle(exp: procs.Exporter, timeout: float = 30.0, tasks: tuple[str, ...] = 
         if all(f'wan_exporter_job_runs_total{{task="{t}"}}' in text for t in tasks):
             return
         time.sleep(0.2)
+
+
+@contextlib.contextmanager
+def exporter_beside_floor(ctx: Context, work: Path, name: str, n_models: int, gpus: int, settle_s: float,
+                          extra: dict | None = None) -> Iterator[tuple[procs.Exporter, list[Target], bytes]]:
+    """An exporter on ``n_models`` tiny models and ``gpus`` fake GPUs, settled, beside a floor server
+    answering with the very bytes it served (OpenMetrics, gzip): (exporter, [exporter, floor] targets,
+    that response). Both are stopped on leaving."""
+    cfg = procs.write_config(work / "config.yaml", procs.models_config(ctx.tiny_dir, n_models, extra=extra))
+    exp = procs.Exporter(work, f"exporter-{name}", config=cfg, gpus=gpus).start()
+    floor = None
+    try:
+        settle(exp, timeout=settle_s)
+        resp = work / "prometheus.response"
+        raw = scrape.capture(exp.port, MODES["prometheus"], resp)
+        floor = procs.Floor(work, f"floor-{name}", resp).start()
+        procs.wait_http(floor.port, timeout=20, proc=floor.proc)
+        yield exp, [Target("exporter", exp.port, exp.pid, MODES["prometheus"]),
+                    Target("floor", floor.port, floor.pid, MODES["prometheus"])], raw
+    finally:
+        if floor is not None:
+            floor.stop()
+        exp.stop()
 
 
 def measure_setup(ctx: Context, label: str, exp: procs.Exporter, node: procs.NodeExporter | None,

@@ -15,7 +15,7 @@ from safetensors.numpy import save_file
 
 from wan_exporter import catalog
 from wan_exporter.checkpoint import facts as checkpoint
-from wan_exporter.checkpoint.facts import HeaderError, compare_with_catalog, derive_facts, read_safetensors_header
+from wan_exporter.checkpoint.facts import HeaderError, compare_with_catalog, derive_facts
 from wan_exporter.scan.safetensors_header import dtype_name, read_header
 
 EXPORTER_DIR = Path(__file__).resolve().parents[1] / "exporter"
@@ -122,6 +122,19 @@ def test_single_expert_without_boundary(tmp_path: Path) -> None:
     f = derive_facts(tmp_path)
     assert f.experts == 1 and f.boundary_ratio is None and f.problems == ()
     assert f.denoiser_parameters == f.parameters_by_component["transformer"]
+
+
+def read_safetensors_header(path: Path) -> dict:
+    """The header as the header check reads it: parsed, then checked against the file's size;
+    a problem of either step raised as the HeaderError the check turns into a finding."""
+    header = read_header(path)
+    issues = header.validate(path.stat().st_size)
+    if issues:
+        raise HeaderError("; ".join(issues))
+    out = {"__metadata__": dict(header.metadata)} if header.metadata else {}
+    out.update({n: {"dtype": t.dtype, "shape": list(t.shape), "data_offsets": list(t.offsets)}
+                for n, t in header.tensors.items()})
+    return out
 
 
 def test_read_safetensors_header_returns_the_raw_header(tmp_path: Path) -> None:

@@ -87,16 +87,6 @@ def vram_min_bytes(entry: CatalogEntry, offload: str) -> int | None:
     return entry.vram_min_bytes.get(offload)
 
 
-def native_precision(entry: CatalogEntry) -> str:
-    """The precision the weights were trained and published in."""
-    return entry.precisions[0]
-
-
-def frames_ok(frames: int) -> bool:
-    """Wan generates 4n+1 frames (Wan2.1 generate.py ``--frame_num`` help)."""
-    return frames >= 1 and (frames - 1) % 4 == 0
-
-
 def _gb(x: float) -> int:
     return round(x * GB)
 

@@ -45,10 +45,3 @@ def parse_size(value: object) -> int:
             unit = (m.group(2) or "B").lower()
             return int(float(m.group(1)) * _SIZE_UNITS[unit])
     raise ValueError("expected a size like 8GiB")
-
-
-def format_duration(seconds: float) -> str:
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
-        if seconds >= size and seconds % size == 0:
-            return f"{int(seconds // size)}{unit}"
-    return f"{seconds:g}s"

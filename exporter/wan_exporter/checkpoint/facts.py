@@ -33,24 +33,6 @@ _SHARD = re.compile(r"-(\d+)-of-(\d+)\.safetensors$")
 _KNOWN_COMPONENTS = ("transformer", "transformer_2", "vae", "text_encoder", "image_encoder")
 _INDEX_PREFERENCE = ("diffusion_pytorch_model.safetensors.index.json", "model.safetensors.index.json")
 
-def read_safetensors_header(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """The raw header of one safetensors file as a dict, checked against the file's size.
-
-    Raises :class:`HeaderError` when the file is too short, the header length exceeds the
-    file, the JSON is invalid, or the tensor offsets run past the end (truncation).
-    """
-    header = read_header(path)
-    try:
-        size = os.stat(path).st_size
-    except OSError as e:
-        raise HeaderError(f"{path}: cannot stat: {e.strerror or e}") from e
-    issues = header.validate(size)
-    if issues:
-        raise HeaderError("; ".join(issues))
-    out: dict[str, Any] = {"__metadata__": dict(header.metadata)} if header.metadata else {}
-    for name, t in header.tensors.items():
-        out[name] = {"dtype": t.dtype, "shape": list(t.shape), "data_offsets": list(t.offsets)}
-    return out
 
 
 # ---------------------------------------------------------------- derivation
@@ -404,5 +386,4 @@ def _same_ratio(a: float | None, b: float | None) -> bool:
     return abs(a - b) < 1e-6
 
 
-__all__ = ["CheckpointFacts", "Header", "HeaderError", "compare_with_catalog", "derive_facts",
-           "read_safetensors_header"]
+__all__ = ["CheckpointFacts", "Header", "HeaderError", "compare_with_catalog", "derive_facts"]

@@ -49,22 +49,26 @@ def secs(v: float | None) -> str:
     return f"{v:.3g} s" if v >= 0.01 else f"{v * 1000:.3g} ms"
 
 
-def size(v: float | None) -> str:
+_BYTES = ((" TiB", 1 << 40), (" GiB", 1 << 30), (" MiB", 1 << 20), (" KiB", 1 << 10))
+_COUNTS = (("B", 1e9), ("M", 1e6), ("k", 1e3))
+
+
+def _scaled(v: float | None, units: tuple[tuple[str, float], ...], plain: str) -> str:
+    """``v`` in the largest of ``units`` it reaches, to three significant digits; else ``plain``."""
     if v is None:
         return "—"
-    for unit, n in (("TiB", 1 << 40), ("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+    for unit, n in units:
         if v >= n:
-            return f"{v / n:.3g} {unit}"
-    return f"{v:.0f} B"
+            return f"{v / n:.3g}{unit}"
+    return plain.format(v)
+
+
+def size(v: float | None) -> str:
+    return _scaled(v, _BYTES, "{:.0f} B")
 
 
 def count(v: float | None) -> str:
-    if v is None:
-        return "—"
-    for unit, n in (("B", 1e9), ("M", 1e6), ("k", 1e3)):
-        if v >= n:
-            return f"{v / n:.3g}{unit}"
-    return f"{v:g}"
+    return _scaled(v, _COUNTS, "{:g}")
 
 
 def pct(v: float | None) -> str:
