@@ -20,8 +20,8 @@ UID = c.UID_TRAFFIC
 def variables() -> list:
     return [
         c.datasource_variable(),
-        c.query_variable("instance", "Exporter", "label_values(wan_exporter_build_info, instance)"),
-        c.query_variable("gpu", "GPU", "label_values(wan_gpu_info, gpu)"),
+        c.query_variable("instance", "Exporter", tq.var_exporter()),
+        c.query_variable("gpu", "GPU", tq.var_exporter_gpu()),
         c.query_variable("model", "Model", tq.var_model()),
         c.query_variable("job", "Service", tq.var_job()),
         c.query_variable("gpu_model", "GPU model (probes)", tq.var_gpu_model()),
