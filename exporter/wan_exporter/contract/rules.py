@@ -82,15 +82,17 @@ HEALTH_STATUS = name("status", health.MODEL_HEALTH_STATUS.name, "sum")
 HEALTH_ISSUES_BY_KIND = name("issue", health.MODEL_HEALTH_ISSUES.name, "sum")
 
 
-def _all() -> tuple[str, ...]:
-    out: list[str] = []
-    for v in globals().values():
-        if isinstance(v, dict) and v and all(isinstance(x, str) and ":" in x for x in v.values()):
-            out.extend(v.values())
-        elif isinstance(v, str) and v.count(":") == 2 and not v.startswith(" "):
-            out.append(v)
-    return tuple(dict.fromkeys(out))
-
-
 # Every rule alerting/generate.py records: these and the traffic rules (SLO names at the committed windows).
-ALL: tuple[str, ...] = _all() + traffic_rules.ALL
+# Listed, not found: a new rule name above is recorded only once it is added here (a test checks the files).
+ALL: tuple[str, ...] = tuple(dict.fromkeys((
+    *GENERATION_QUANTILE.values(), *GENERATION_MEAN.values(), *VIDEOS_PER_HOUR.values(),
+    *FLEET_GENERATION_QUANTILE_24H.values(), FLEET_GENERATION_MEAN_24H, FLEET_VIDEOS_PER_HOUR_24H,
+    BASELINE, MEAN_1H_OVER_BASELINE, P95_24H_OVER_BASELINE, LAST_OVER_BASELINE, FLEET_PERFORMANCE_MIN,
+    FLEET_SPREAD_MAX, STEP_CV_24H,
+    *RUNS.values(), *FAILURES.values(), *SUCCESS_RATIO.values(), *ALL_RUNS.values(), *ALL_FAILURES.values(),
+    *ALL_SUCCESS_RATIO.values(), FAILURES_BY_REASON_1H, SANITY_FAILURES_1H, LAST_SUCCESS_AGE,
+    *GPU_PER_INSTANCE.values(), GPU_MEMORY_USED_RATIO, FLEET_GPU_DEVICES, FLEET_GPU_MEMORY_USED,
+    FLEET_GPU_MEMORY_TOTAL, FLEET_GPU_MEMORY_USED_RATIO, FLEET_GPU_UTILIZATION, GPU_DEVICES_MAX_24H, XID_ERRORS_15M,
+    INTEGRITY_ISSUES, HEALTH_STATUS_BY_INSTANCE, HEALTH_STATUS, HEALTH_ISSUES_BY_KIND,
+    *traffic_rules.ALL,
+)))
