@@ -27,10 +27,13 @@ HERE = Path(__file__).resolve().parent
 if str(HERE.parent / "exporter") not in sys.path:  # the contract, without installing the package
     sys.path.insert(0, str(HERE.parent / "exporter"))
 
+from wan_exporter.contract import alerts as A  # noqa: E402
 from wan_exporter.contract import benchmark as B  # noqa: E402
+from wan_exporter.contract import exporter as X  # noqa: E402
 from wan_exporter.contract import gpu as G  # noqa: E402
 from wan_exporter.contract import health as H  # noqa: E402
 from wan_exporter.contract import labels  # noqa: E402
+from wan_exporter.contract import models as MD  # noqa: E402
 from wan_exporter.contract import rules as R  # noqa: E402
 
 import traffic_rules  # noqa: E402 - alerting/traffic_rules.py, after the contract is importable
@@ -50,6 +53,23 @@ HEADER = """\
 # (the exporter's health verdict calls them "critical" integrity findings).
 INTEGRITY_ISSUES = labels.CRITICAL_KINDS
 OUTPUT_INVALID_REASONS = ("nan_output", "invalid_output")
+
+# Metric names the alerts select, from the contract (exposed names: _total/_info as PromQL sees them).
+HEALTH_STATUS = H.MODEL_HEALTH_STATUS.exposed_name
+HEALTH_ISSUES = H.MODEL_HEALTH_ISSUES.exposed_name
+MODEL_PRESENT = MD.PRESENT.exposed_name
+LAST_SUCCESS = B.BENCHMARK_LAST_SUCCESS_TIMESTAMP_SECONDS.exposed_name
+BENCHMARK_RUNS = B.BENCHMARK_RUNS.exposed_name
+PEAK_MEMORY_RATIO = B.GENERATION_PEAK_MEMORY_RATIO.exposed_name
+GPU_INFO = G.INFO.exposed_name
+GPU_TEMPERATURE = G.TEMPERATURE_CELSIUS.exposed_name
+GPU_THROTTLE = G.THROTTLE_REASON_ACTIVE.exposed_name
+GPU_ECC = G.ECC_ERRORS.exposed_name
+GPU_DEVICES = G.DEVICES.exposed_name
+GPU_LOST = G.LOST.exposed_name
+COLLECTOR_SUCCESS = X.COLLECTOR_SUCCESS.exposed_name
+COLLECTOR_ERROR = X.COLLECTOR_ERROR_INFO.exposed_name
+RELOAD_SUCCESSFUL = X.CONFIG_LAST_RELOAD_SUCCESSFUL.exposed_name
 
 # Label sets of the aggregation levels (the level part of level:metric:operations).
 IMP = R.LEVEL_LABELS["instance_model_profile"]
@@ -287,14 +307,19 @@ def alert_groups(s: dict) -> list[dict]:
     grafana = s["grafana_url"].rstrip("/")
     runbooks = s["runbook_base"]
 
-    def alert(name: str, expr: str, severity: str, summary: str, description: str, dashboard: str,
-              value: str | None = None) -> dict:
-        annotations = {"summary": summary, "description": description}
+    def alert(row: A.Alert, expr: str, description: str, dashboard: str, value: str | None = None,
+              severity: str | None = None) -> dict:
+        """Name, summary, severity and runbook anchor from the contract's row; a tiered alert names its tier."""
+        if severity is None and len(row.severities) == 1:
+            severity = row.severities[0]
+        if severity not in row.severities:
+            raise ValueError(f"{row.name}: severity {severity!r} is not one of its {row.severities}")
+        annotations = {"summary": row.summary, "description": description}
         if value is not None:
             annotations["value"] = value
-        annotations["runbook_url"] = f"{runbooks}#{name.lower()}"
+        annotations["runbook_url"] = f"{runbooks}#{row.anchor}"
         annotations["dashboard_url"] = grafana + DASHBOARDS[dashboard]
-        return {"alert": name, "expr": _expr(expr), "for": fors[name], "labels": {"severity": severity},
+        return {"alert": row.name, "expr": _expr(expr), "for": fors[row.name], "labels": {"severity": severity},
                 "annotations": annotations}
 
     M, P, I, G = "{{ $labels.model }}", "{{ $labels.profile }}", "{{ $labels.instance }}", "{{ $labels.gpu }}"
@@ -304,112 +329,104 @@ def alert_groups(s: dict) -> list[dict]:
     stale_s = t["benchmark_interval_seconds"] * t["benchmark_stale_intervals"]
 
     models = [
-        alert("WanModelMissing", f"""
-            max without (status) (wan_model_health_status{{{sel}, status="missing"}}) == 1
+        alert(A.MODEL_MISSING, f"""
+            max without (status) ({HEALTH_STATUS}{{{sel}, status="missing"}}) == 1
             or
-            wan_model_present{{{sel}}} == 0
-        """, "warning",
-              "A configured Wan model's files are missing.",
+            {MODEL_PRESENT}{{{sel}}} == 0
+        """,
               f"Model {M} is configured on {I}, but its directory (or its model_index.json) was not found: "
               "it can be neither health-checked nor benchmarked.", "model"),
-        alert("WanModelIntegrityFailure", f"{R.INTEGRITY_ISSUES} > 0", "critical",
-              "A Wan model's files are missing, truncated, corrupt or unreadable.",
+        alert(A.MODEL_INTEGRITY_FAILURE, f"{R.INTEGRITY_ISSUES} > 0",
               f"Model {M} on {I} has {count} integrity finding(s): missing, truncated, corrupt or unreadable "
               "files. Generations with it will fail or be wrong.", "model", value=count),
-        alert("WanModelHealthDegraded", f'wan_model_health_status{{{sel}, status="degraded"}} == 1', "warning",
-              "A Wan model is degraded.",
+        alert(A.MODEL_HEALTH_DEGRADED, f'{HEALTH_STATUS}{{{sel}, status="degraded"}} == 1',
               f"Model {M} on {I} is degraded: a benchmark failed, ran slow or produced invalid output, or the "
-              f'checkpoint disagrees with its catalog entry. wan_model_health_issues{{model="{M}"}} > 0 '
+              f'checkpoint disagrees with its catalog entry. {HEALTH_ISSUES}{{model="{M}"}} > 0 '
               "lists the findings.", "model"),
-        alert("WanModelHealthCritical", f'wan_model_health_status{{{sel}, status="critical"}} == 1', "critical",
-              "A Wan model is critical.",
+        alert(A.MODEL_HEALTH_CRITICAL, f'{HEALTH_STATUS}{{{sel}, status="critical"}} == 1',
               f"Model {M} on {I} is critical: its files failed an integrity check or its last benchmark runs "
-              f'all failed. wan_model_health_issues{{model="{M}"}} > 0 lists the findings.', "model"),
+              f'all failed. {HEALTH_ISSUES}{{model="{M}"}} > 0 lists the findings.', "model"),
     ]
 
     ratio = R.SUCCESS_RATIO["24h"]
     runs = R.RUNS["24h"]
     benchmarks = []
     for severity, key in (("warning", "benchmark_success_ratio_warning"), ("critical", "benchmark_success_ratio_critical")):
-        benchmarks.append(alert("WanBenchmarkFailing", f"""
+        benchmarks.append(alert(A.BENCHMARK_FAILING, f"""
             {ratio} < {t[key]}
             and on ({IMP})
             {runs} >= {t["benchmark_min_runs"]}
-        """, severity, "Wan benchmark runs are failing.",
+        """,
             f"Only {percent} of the benchmark runs of {M}/{P} on {I} succeeded over the last 24 hours "
-            f"(threshold {pct(t[key])}).", "model", value=percent))
+            f"(threshold {pct(t[key])}).", "model", value=percent, severity=severity))
     benchmarks += [
         # The value is the last success's timestamp, not its age: it does not change between
         # evaluations, and reads right in a notification read hours later.
-        alert("WanBenchmarkStale", f"""
-            max by ({IMP}) (wan_benchmark_last_success_timestamp_seconds{{{sel}}}) < time() - {stale_s}
+        alert(A.BENCHMARK_STALE, f"""
+            max by ({IMP}) ({LAST_SUCCESS}{{{sel}}}) < time() - {stale_s}
             and on ({IMP})
-            wan_benchmark_runs_total{{{sel}}}
-        """, "warning", "No Wan benchmark has succeeded recently.",
+            {BENCHMARK_RUNS}{{{sel}}}
+        """,
               f"No benchmark of {M}/{P} on {I} has succeeded since {{{{ $value | humanizeTimestamp }}}}, "
               f"more than {t['benchmark_stale_intervals']} benchmark intervals ({seconds_text(stale_s)}) ago.", "model",
               value="{{ $value | humanizeTimestamp }}"),
-        alert("WanGenerationSlow",
+        alert(A.GENERATION_SLOW,
               f"{R.LAST_OVER_BASELINE} > {t['generation_slowdown_ratio']}",
-              "warning", "Wan generation is slower than its baseline.",
               f'The last successful benchmark of {M}/{P} on {I} took {{{{ printf "%.2f" $value }}}} times its '
               f"baseline duration (threshold {t['generation_slowdown_ratio']}).", "model",
               value='{{ printf "%.2f" $value }}'),
-        alert("WanOutputInvalid", f"""
+        alert(A.OUTPUT_INVALID, f"""
             sum without (reason) (
               {R.FAILURES_BY_REASON_1H}{{reason=~"{"|".join(OUTPUT_INVALID_REASONS)}"}}
             ) > 0
             or
             {R.SANITY_FAILURES_1H} > 0
-        """, "critical", "A Wan model produced invalid video (NaN, black or frozen frames).",
+        """,
               f"{count} benchmark run(s) of {M}/{P} on {I} produced invalid output (non-finite, black or frozen "
               "frames, or the wrong shape) in the last hour.", "model", value=count),
-        alert("WanBenchmarkOOM",
-              f'{R.FAILURES_BY_REASON_1H}{{reason="oom"}} > 0', "warning",
-              "A Wan benchmark ran out of memory.",
+        alert(A.BENCHMARK_OOM,
+              f'{R.FAILURES_BY_REASON_1H}{{reason="oom"}} > 0',
               f"{count} benchmark run(s) of {M}/{P} on {I} ran out of memory in the last hour.", "model", value=count),
-        alert("WanGpuMemoryHeadroomLow", f"wan_generation_peak_memory_ratio{{{sel}}} > {t['memory_headroom_ratio']}",
-              "warning", "A Wan generation peaks close to the device's memory.",
+        alert(A.GPU_MEMORY_HEADROOM_LOW, f"{PEAK_MEMORY_RATIO}{{{sel}}} > {t['memory_headroom_ratio']}",
               f"The last benchmark of {M}/{P} on {I} peaked at {percent} of the device's memory "
               f"(threshold {pct(t['memory_headroom_ratio'])}): a longer or larger generation will run out of memory.",
               "model", value=percent),
     ]
 
-    join = f"* on ({INST}, gpu) group_left (name, uuid) wan_gpu_info{{{sel}}}"
+    join = f"* on ({INST}, gpu) group_left (name, uuid) {GPU_INFO}{{{sel}}}"
     reasons = "|".join(t["gpu_throttle_reasons"])
     gpus = [
-        alert("WanGpuHot", f"""
-            (wan_gpu_temperature_celsius{{{sel}}} > {t['gpu_temperature_celsius']})
+        alert(A.GPU_HOT, f"""
+            ({GPU_TEMPERATURE}{{{sel}}} > {t['gpu_temperature_celsius']})
             {join}
-        """, "warning", "A GPU is running hot.",
+        """,
               f"{GPU} is at {count}°C (threshold {t['gpu_temperature_celsius']}°C).", "overview", value=count),
-        alert("WanGpuThrottling", f"""
-            (wan_gpu_throttle_reason_active{{{sel}, reason=~"{reasons}"}} == 1)
+        alert(A.GPU_THROTTLING, f"""
+            ({GPU_THROTTLE}{{{sel}, reason=~"{reasons}"}} == 1)
             {join}
-        """, "warning", "A GPU's clocks are throttled by heat or hardware.",
+        """,
               f"{GPU} is throttled: {{{{ $labels.reason }}}} is active, so generations run slower than they should.",
               "overview"),
-        alert("WanGpuXidErrors", f"{R.XID_ERRORS_15M} > 0", "warning",
-              "A GPU reported XID errors.",
+        alert(A.GPU_XID_ERRORS, f"{R.XID_ERRORS_15M} > 0",
               f"GPU {G} on {I} reported XID {{{{ $labels.xid }}}} {count} time(s) in the last 15 minutes.",
               "overview", value=count),
-        alert("WanGpuEccErrors", f"""
-            (wan_gpu_ecc_errors_total{{{sel}, error_type="uncorrected"}} > 0)
+        alert(A.GPU_ECC_ERRORS, f"""
+            ({GPU_ECC}{{{sel}, error_type="uncorrected"}} > 0)
             {join}
-        """, "critical", "A GPU has uncorrected ECC memory errors.",
+        """,
               f"{GPU} has counted {count} uncorrected ECC error(s) since the driver was loaded.", "overview",
               value=count),
-        alert("WanGpuLost", f"""
-            max by ({INST}) (wan_gpu_devices{{{sel}}}) < {R.GPU_DEVICES_MAX_24H}
+        alert(A.GPU_LOST, f"""
+            max by ({INST}) ({GPU_DEVICES}{{{sel}}}) < {R.GPU_DEVICES_MAX_24H}
             or
             (
               0 * {R.GPU_DEVICES_MAX_24H}
-              unless on ({INST}) wan_gpu_devices{{{sel}}}
+              unless on ({INST}) {GPU_DEVICES}{{{sel}}}
               and on ({INST}) up{{{sel}}} == 1
             )
             or
-            wan_gpu_lost{{{sel}}} == 1
-        """, "critical", "A GPU is no longer visible.",
+            {GPU_LOST}{{{sel}}} == 1
+        """,
               # One GPU reported lost is named alone; a drop in the count (or NVML gone) is the instance's.
               f"{{{{ if $labels.gpu }}}}NVML on {I} reports GPU {G} lost (fallen off the bus); the other GPUs "
               f"are still read.{{{{ else }}}}NVML on {I} sees {count} GPU(s), fewer than it saw during the last "
@@ -418,27 +435,26 @@ def alert_groups(s: dict) -> list[dict]:
 
     ignored = "|".join(t["collector_ignored_reasons"])
     exporter = [
-        alert("WanExporterDown", f"up{{{sel}}} == 0", "critical", "The Wan exporter cannot be scraped.",
+        alert(A.EXPORTER_DOWN, f"up{{{sel}}} == 0",
               f"Prometheus cannot scrape the Wan exporter at {I}: the model, benchmark and GPU alerts of that "
               "instance are blind (and inhibited).", "overview"),
-        alert("WanExporterAbsent", f"absent(up{{{sel}}})", "critical", "No Wan exporter target is known to Prometheus.",
+        alert(A.EXPORTER_ABSENT, f"absent(up{{{sel}}})",
               "Prometheus has no scrape target for job {{ $labels.job }}: the exporter vanished from service "
               "discovery or the scrape config, and nothing about the Wan models is monitored.", "fleet"),
-        alert("WanCollectorFailing", f"""
-            (wan_exporter_collector_success{{{sel}}} == 0)
+        alert(A.COLLECTOR_FAILING, f"""
+            ({COLLECTOR_SUCCESS}{{{sel}}} == 0)
             * on ({INST}, collector) group_left (reason)
-            wan_exporter_collector_error_info{{{sel}, reason!~"{ignored}"}}
-        """, "warning", "A Wan exporter collector is failing.",
+            {COLLECTOR_ERROR}{{{sel}, reason!~"{ignored}"}}
+        """,
               f"The {{{{ $labels.collector }}}} collector of the Wan exporter on {I} fails with reason "
               "{{ $labels.reason }}: its figures are absent.", "overview"),
-        alert("WanConfigReloadFailed", f"wan_exporter_config_last_reload_successful{{{sel}}} == 0", "warning",
-              "The Wan exporter's config failed to reload.",
+        alert(A.CONFIG_RELOAD_FAILED, f"{RELOAD_SUCCESSFUL}{{{sel}}} == 0",
               f"The last config reload of the Wan exporter on {I} failed; it keeps running on the previous "
               "config. wan-exporter check-config names every error in the file.", "overview"),
     ]
 
     meta = [
-        alert("Watchdog", "vector(1)", "none", "The alerting pipeline works.",
+        alert(A.WATCHDOG, "vector(1)",
               "This alert always fires, to prove that Prometheus, Alertmanager and the receivers work. A dead "
               "man's switch outside this stack should page when it stops arriving.", "fleet"),
     ]
