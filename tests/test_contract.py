@@ -8,6 +8,7 @@ contract's rule names; the thresholds shared with the alerts hold the same figur
 
 from __future__ import annotations
 
+import importlib.util
 import re
 from dataclasses import replace
 from pathlib import Path
@@ -149,3 +150,18 @@ def test_a_malformed_family_fails_when_it_is_declared():
         Family("wan_x", "gauge", "x", labels=("model",), bounded={"reason": ("a",)})
     with pytest.raises(ValueError, match="base units|lower-case"):
         Family("wan_X", "gauge", "x")
+
+
+def test_contract_thresholds_copy_is_checked_for_drift(tmp_path, monkeypatch):
+    """thresholds.yml is the one source; generate.py --check fails while the contract's copy differs."""
+    monkeypatch.syspath_prepend(str(ROOT / "alerting"))  # generate.py imports traffic_rules from there
+    spec = importlib.util.spec_from_file_location("alerting_generate", ROOT / "alerting" / "generate.py")
+    generate = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(generate)
+    copy = tmp_path / "alert_thresholds.py"
+    copy.write_text(generate.CONTRACT_THRESHOLDS.read_text().replace('"generation_slowdown_ratio": 1.5',
+                                                                     '"generation_slowdown_ratio": 1.25'))
+    monkeypatch.setattr(generate, "CONTRACT_THRESHOLDS", copy)
+    assert generate.main(["--check"]) == 1
+    assert thresholds.DEFAULTS["degraded_slowdown_ratio"] == \
+        yaml.safe_load((ROOT / "alerting" / "thresholds.yml").read_text())["thresholds"]["generation_slowdown_ratio"]
