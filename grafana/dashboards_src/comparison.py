@@ -10,6 +10,8 @@ from grafana_foundation_sdk.models import common as cm
 from grafana_foundation_sdk.models import units
 from wan_exporter.contract import benchmark as bench
 from wan_exporter.contract import efficiency as eff
+from wan_exporter.contract import exporter as X
+from wan_exporter.contract import models as M
 from wan_exporter.contract.family import Family
 from grafana_foundation_sdk.models.dashboard import VariableSort
 
@@ -19,17 +21,20 @@ from . import queries as q
 A = {"model": "model_a", "instance": "instance_a"}
 B = {"model": "model_b", "instance": "instance_b"}
 BOTH = q.models_pair()
+INSTANCES = q.label_values(X.BUILD_INFO, "instance", "instance")  # within the dashboard's instance filter
 TIMES = "suffix:×"
 
 
 def variables() -> list:
     return [
         *c.standard_variables(),
-        c.query_variable("instance_a", "Instance A", q.var_instance_of(), multi=False, include_all=False),
-        c.query_variable("model_a", "Model A", q.var_model("instance_a"), multi=False, include_all=False),
-        c.query_variable("instance_b", "Instance B", q.var_instance_of(), multi=False, include_all=False),
+        c.query_variable("instance_a", "Instance A", INSTANCES, multi=False, include_all=False),
+        c.query_variable("model_a", "Model A", q.label_values(M.INFO, "model", "instance_a"),
+                         multi=False, include_all=False),
+        c.query_variable("instance_b", "Instance B", INSTANCES, multi=False, include_all=False),
         # Sorted the other way, so B starts as a different model than A.
-        c.query_variable("model_b", "Model B", q.var_model("instance_b"), multi=False, include_all=False)
+        c.query_variable("model_b", "Model B", q.label_values(M.INFO, "model", "instance_b"),
+                         multi=False, include_all=False)
         .sort(VariableSort.ALPHABETICAL_DESC),
     ]
 

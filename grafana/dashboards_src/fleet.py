@@ -9,6 +9,7 @@ from wan_exporter.contract import benchmark as B
 from wan_exporter.contract import exporter as X
 from wan_exporter.contract import gpu as G
 from wan_exporter.contract import host
+from wan_exporter.contract import models as M
 
 from . import common as c
 from . import queries as q
@@ -36,9 +37,11 @@ def rollups() -> list:
         rollup("Instances up", "Exporter instances Prometheus scrapes successfully.", units.NoUnit,
                q.fleet_instances_up(), "up"),
         rollup("Exporter instances", "Instances publishing wan_exporter_build_info.", units.NoUnit,
-               q.fleet_instances(), "instances"),
-        rollup("GPUs", "GPUs NVML reports on the selected instances.", units.NoUnit, q.fleet_gpus(), "GPUs"),
-        rollup("Models", "Configured models on the selected instances.", units.NoUnit, q.fleet_models(), "models"),
+               q.rollup("count", X.BUILD_INFO), "instances"),
+        rollup("GPUs", "GPUs NVML reports on the selected instances.", units.NoUnit,
+               q.rollup("sum", G.DEVICES, or_zero=True), "GPUs"),
+        rollup("Models", "Configured models on the selected instances.", units.NoUnit,
+               q.rollup("count", M.INFO), "models"),
         rollup("GPU memory in use", "All GPU memory in use over all GPU memory (recording rules).", units.PercentUnit,
                q.fleet_gpu_memory_used_ratio(), "used"),
         rollup("Benchmark success, 24 h", "Runs that succeeded over runs, all models (recording rules).",
@@ -66,7 +69,7 @@ def instances() -> object:
         .height(8)
         .span(24)
         .with_target(c.table_query(q.figure(X.BUILD_INFO), "A"))
-        .with_target(c.table_query(q.up(), "B"))
+        .with_target(c.table_query(q.target("up"), "B"))
         .with_target(c.table_query(q.figure(X.MODELS_CONFIGURED), "C"))
         .with_target(c.table_query(q.gpu_count(), "D"))
         .with_target(c.table_query(q.instance_figure(q.R_GPU_UTILIZATION), "E"))

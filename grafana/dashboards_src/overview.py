@@ -172,7 +172,7 @@ def exporter_up() -> object:
         .text_mode(cm.BigValueTextMode.VALUE_AND_NAME)
         .color_mode(cm.BigValueColorMode.BACKGROUND)
         .mappings(c.yes_no_mappings("up", "down"))
-        .with_target(c.prom_query(q.up(), "{{instance}}", instant=True))
+        .with_target(c.prom_query(q.target("up"), "{{instance}}", instant=True))
     )
 
 
@@ -260,7 +260,7 @@ def scrape_duration() -> object:
         .unit(units.Seconds)
         .height(6)
         .span(6)
-        .with_target(c.prom_query(q.scrape_duration(), "{{instance}}"))
+        .with_target(c.prom_query(q.target("scrape_duration_seconds"), "{{instance}}"))
     )
 
 

@@ -44,16 +44,9 @@ def _sel(metric: str, *matchers: str) -> str:
     return f"{metric}{{{', '.join(parts)}}}" if parts else metric
 
 
-def _inst(var: str = "instance") -> str:
-    return f'instance=~"{_v(var)}"'
-
-
-def _model(var: str = "model") -> str:
-    return f'model=~"{_v(var)}"'
-
-
-def _gpu(var: str = "gpu") -> str:
-    return f'gpu=~"{_v(var)}"'
+def _is(label: str, var: str | None = None) -> str:
+    """``label`` matches the dashboard variable ``var`` (by default the variable of the label's name)."""
+    return f'{label}=~"{_v(var or label)}"'
 
 
 def _pair(var_a: str, var_b: str, label: str) -> str:
@@ -64,9 +57,9 @@ def _pair(var_a: str, var_b: str, label: str) -> str:
 def select(family: Family, model: str = "model", instance: str = "instance", gpu: str = "gpu",
            suffix: str = "") -> str:
     """The family's series on the chosen instances, and models and GPUs where it has those labels."""
-    return _sel(family.exposed_name + suffix, _inst(instance),
-                _model(model) if "model" in family.labels else "",
-                _gpu(gpu) if "gpu" in family.labels else "")
+    return _sel(family.exposed_name + suffix, _is("instance", instance),
+                _is("model", model) if "model" in family.labels else "",
+                _is("gpu", gpu) if "gpu" in family.labels else "")
 
 
 RATE = "$__rate_interval"
@@ -106,4 +99,4 @@ R_HEALTH_STATUS_COUNT = R.HEALTH_STATUS_BY_INSTANCE
 
 def rule(name: str, model: str | None = "model", instance: str = "instance") -> str:
     """A recording rule filtered by the instance (and model) variables."""
-    return _sel(name, _inst(instance), _model(model) if model else "")
+    return _sel(name, _is("instance", instance), _is("model", model) if model else "")

@@ -7,7 +7,7 @@ from wan_exporter.contract import checkpoint as C
 from wan_exporter.contract import models as M
 from wan_exporter.contract.family import Family
 
-from .base import _inst, _model, _pair, _sel
+from .base import _is, _pair, _sel
 
 # A capability as a row label ``capability``: sets (value 1 = supported) and yes/no flags.
 _CAPABILITY_SETS = (
@@ -69,7 +69,7 @@ def vram_figures(models: str) -> str:
 
 
 def models_single(model: str = "model", instance: str = "instance") -> str:
-    return f"{_inst(instance)}, {_model(model)}"
+    return f"{_is('instance', instance)}, {_is('model', model)}"
 
 
 def models_pair(a: str = "model_a", b: str = "model_b", ia: str = "instance_a", ib: str = "instance_b") -> str:
@@ -82,5 +82,5 @@ def capability_differences(models: str) -> str:
 
 
 def recommendation_scores(instance: str = "instance") -> str:
-    s = _sel(B.MODEL_RECOMMENDATION_SCORE.exposed_name, _inst(instance))
+    s = _sel(B.MODEL_RECOMMENDATION_SCORE.exposed_name, _is("instance", instance))
     return f'max by (use, model) (label_join({s}, "use", " / ", "use_case", "priority"))'

@@ -2,46 +2,31 @@
 
 from __future__ import annotations
 
-from wan_exporter.contract import exporter as X
 from wan_exporter.contract import gpu as G
 from wan_exporter.contract import host
-from wan_exporter.contract import models as M
+from wan_exporter.contract.family import Family
 
-from .base import (R_FAILURES_24H, R_GPU_MEMORY_TOTAL, R_GPU_MEMORY_USED, R_RUNS_24H, _inst, _sel, exporter_selector,
+from .base import (R_FAILURES_24H, R_GPU_MEMORY_TOTAL, R_GPU_MEMORY_USED, R_RUNS_24H, _is, _sel, exporter_selector,
                    rule)
 
 # -- variables -----------------------------------------------------------------------------------
 
 
-def var_instance() -> str:
-    return f"label_values({X.BUILD_INFO.exposed_name}, instance)"
-
-
-def var_instance_of(parent: str = "instance") -> str:
-    return f"label_values({_sel(X.BUILD_INFO.exposed_name, _inst(parent))}, instance)"
-
-
-def var_gpu() -> str:
-    return f"label_values({_sel(G.INFO.exposed_name, _inst())}, gpu)"
-
-
-def var_model(instance: str = "instance") -> str:
-    return f"label_values({_sel(M.INFO.exposed_name, _inst(instance))}, model)"
+def label_values(family: Family, label: str, instance: str | None = None) -> str:
+    """A variable's query: the values of ``label`` on the family's series (on the chosen instances)."""
+    return f"label_values({_sel(family.exposed_name, _is('instance', instance) if instance else '')}, {label})"
 
 
 # -- scrape health (Prometheus' own per-target series) and the host ----------------------------------
 
-def up(instance: str = "instance") -> str:
-    return f"max by (instance) ({_sel('up', exporter_selector(), _inst(instance))})"
-
-
-def scrape_duration(instance: str = "instance") -> str:
-    return f"max by (instance) ({_sel('scrape_duration_seconds', exporter_selector(), _inst(instance))})"
+def target(series: str = "up", instance: str = "instance") -> str:
+    """A series Prometheus records of each exporter target (``up``, ``scrape_duration_seconds``)."""
+    return f"max by (instance) ({_sel(series, exporter_selector(), _is('instance', instance))})"
 
 
 def host_memory_available_ratio(instance: str = "instance") -> str:
-    a = _sel(host.MEMORY_AVAILABLE_BYTES.exposed_name, _inst(instance))
-    t = _sel(host.MEMORY_TOTAL_BYTES.exposed_name, _inst(instance))
+    a = _sel(host.MEMORY_AVAILABLE_BYTES.exposed_name, _is("instance", instance))
+    t = _sel(host.MEMORY_TOTAL_BYTES.exposed_name, _is("instance", instance))
     return f"max by (instance) ({a} / {t})"
 
 
@@ -62,20 +47,13 @@ def alertmanager_alerts(state: str) -> str:
 
 # -- fleet rollups -----------------------------------------------------------------------------------
 
-def fleet_instances(instance: str = "instance") -> str:
-    return f"count({_sel(X.BUILD_INFO.exposed_name, _inst(instance))})"
+def rollup(agg: str, family: Family, instance: str = "instance", or_zero: bool = False) -> str:
+    """One number over the selected instances: ``count`` of series, ``sum`` of values (0 where none)."""
+    return f"{agg}({_sel(family.exposed_name, _is('instance', instance))})" + (" or vector(0)" if or_zero else "")
 
 
 def fleet_instances_up(instance: str = "instance") -> str:
-    return f"count({_sel('up', exporter_selector(), _inst(instance))} == 1) or vector(0)"
-
-
-def fleet_gpus(instance: str = "instance") -> str:
-    return f"sum({_sel(G.DEVICES.exposed_name, _inst(instance))}) or vector(0)"
-
-
-def fleet_models(instance: str = "instance") -> str:
-    return f"count({_sel(M.INFO.exposed_name, _inst(instance))})"
+    return f"count({_sel('up', exporter_selector(), _is('instance', instance))} == 1) or vector(0)"
 
 
 def fleet_gpu_memory_used_ratio(instance: str = "instance") -> str:
@@ -93,4 +71,4 @@ def fleet_success_ratio_24h(instance: str = "instance") -> str:
 
 
 def fleet_energy(window: str = "24h", instance: str = "instance") -> str:
-    return f"sum(increase({_sel(G.ENERGY_JOULES.exposed_name, _inst(instance))}[{window}]))"
+    return f"sum(increase({_sel(G.ENERGY_JOULES.exposed_name, _is('instance', instance))}[{window}]))"

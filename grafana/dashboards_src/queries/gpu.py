@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from wan_exporter.contract import gpu as G
 
-from .base import RATE, _inst, _sel, rule, select
+from .base import RATE, _is, _sel, rule, select
 
 
 def gpu_memory_used_ratio() -> str:
@@ -19,7 +19,7 @@ def gpu_errors(window: str = RATE) -> str:
 
 
 def gpu_count(instance: str = "instance") -> str:
-    return f"count by (instance) ({_sel(G.INFO.exposed_name, _inst(instance))})"
+    return f"count by (instance) ({_sel(G.INFO.exposed_name, _is('instance', instance))})"
 
 
 def instance_figure(name: str, instance: str = "instance") -> str:

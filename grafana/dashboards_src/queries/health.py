@@ -5,7 +5,7 @@ from __future__ import annotations
 from wan_exporter.contract import health as H
 from wan_exporter.contract import host, labels
 
-from .base import R_HEALTH_STATUS_COUNT, R_INTEGRITY_ISSUES, _inst, _model, _sel, rule, select
+from .base import R_HEALTH_STATUS_COUNT, R_INTEGRITY_ISSUES, _is, _sel, rule, select
 from .figures import figure
 
 HEALTH_CODES = tuple((status, code) for code, status in enumerate(labels.STATUSES))
@@ -14,7 +14,8 @@ HEALTH_CODES = tuple((status, code) for code, status in enumerate(labels.STATUSE
 def health_state_code(model: str = "model", instance: str = "instance", by: str = "model") -> str:
     """wan_model_health_status (a state set) as one number per model: 0 healthy .. 3 missing (worst wins)."""
     def arm(status: str, code: int) -> str:
-        series = _sel(H.MODEL_HEALTH_STATUS.exposed_name, _inst(instance), _model(model), f'status="{status}"')
+        series = _sel(H.MODEL_HEALTH_STATUS.exposed_name, _is("instance", instance), _is("model", model),
+                      f'status="{status}"')
         return f"({series} == 1) * {code}"
 
     arms = "\n  or ".join(arm(s, c) for s, c in HEALTH_CODES)
