@@ -27,6 +27,7 @@ def name(level: str, metric: str, operations: str) -> str:
 
 
 _GEN = benchmark.GENERATION_DURATION_SECONDS.name
+_RUNS, _FAILS = benchmark.BENCHMARK_RUNS.name, benchmark.BENCHMARK_FAILURES.name
 _IMP, _MP = "instance_model_profile", "model_profile"
 
 # -- generation times (benchmark histogram) ----------------------------------------------------------
@@ -45,14 +46,14 @@ FLEET_SPREAD_MAX = name(_MP, benchmark.BENCHMARK_DURATION_SPREAD_RATIO.name, "ma
 STEP_CV_24H = name(_IMP, benchmark.GENERATION_SECONDS_PER_STEP.name, "coefficient_of_variation24h")
 
 # -- benchmark runs -----------------------------------------------------------------------------------
-RUNS = {w: name(_IMP, "wan_benchmark_runs", f"increase{w}") for w in WINDOWS}
-FAILURES = {w: name(_IMP, "wan_benchmark_failures", f"increase{w}") for w in WINDOWS}
+RUNS = {w: name(_IMP, _RUNS, f"increase{w}") for w in WINDOWS}
+FAILURES = {w: name(_IMP, _FAILS, f"increase{w}") for w in WINDOWS}
 SUCCESS_RATIO = {w: name(_IMP, "wan_benchmark_success", f"ratio_rate{w}") for w in WINDOWS}
-ALL_RUNS = {w: name("", "wan_benchmark_runs", f"increase{w}") for w in WINDOWS}
-ALL_FAILURES = {w: name("", "wan_benchmark_failures", f"increase{w}") for w in WINDOWS}
+ALL_RUNS = {w: name("", _RUNS, f"increase{w}") for w in WINDOWS}
+ALL_FAILURES = {w: name("", _FAILS, f"increase{w}") for w in WINDOWS}
 ALL_SUCCESS_RATIO = {w: name("", "wan_benchmark_success", f"ratio_rate{w}") for w in WINDOWS}
-FAILURES_BY_REASON_1H = name("instance_model_profile_reason", "wan_benchmark_failures", "increase1h")
-SANITY_FAILURES_1H = name(_IMP, "wan_benchmark_output_sanity_failures", "increase1h")
+FAILURES_BY_REASON_1H = name("instance_model_profile_reason", _FAILS, "increase1h")
+SANITY_FAILURES_1H = name(_IMP, benchmark.BENCHMARK_OUTPUT_SANITY_FAILURES.name, "increase1h")
 LAST_SUCCESS_AGE = name(_IMP, "wan_benchmark_last_success", "age_seconds")
 
 # -- GPUs -----------------------------------------------------------------------------------------------
