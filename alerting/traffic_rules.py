@@ -23,7 +23,8 @@ _EXPORTER = str(Path(__file__).resolve().parents[1] / "exporter")
 if _EXPORTER not in sys.path:  # the contract, without installing the package
     sys.path.insert(0, _EXPORTER)
 
-from wan_exporter.contract import traffic as F  # noqa: E402 - after the path set-up
+from wan_exporter.contract import alerts as A  # noqa: E402 - after the path set-up
+from wan_exporter.contract import traffic as F  # noqa: E402
 from wan_exporter.contract import traffic_rules as names  # noqa: E402
 
 JM = names.LEVEL_LABELS[names.JOB_MODEL]
@@ -175,17 +176,18 @@ def alert_groups(s: dict, alert) -> list[dict]:
         if not tiers:
             continue
         what = "pages" if severity == "critical" else "tickets"
-        out.append(alert("WanTrafficErrorBudgetBurn", f"""
+        out.append(alert(A.TRAFFIC_ERROR_BUDGET_BURN, f"""
             {_burn(names.availability, 1 - avail, tiers)}
-        """, severity, "A Wan service is failing requests fast enough to spend its error budget.",
+        """,
             f"Model {M} served by job {J} fails requests at {burn} times the rate its availability "
             f"objective ({avail * 100:g}% of requests succeed, bad input and cancellations not counted) can "
-            f"sustain ({what} at {_tiers_text(tiers)}).", "traffic", value=burn))
-        out.append(alert("WanTrafficLatencyBudgetBurn", f"""
+            f"sustain ({what} at {_tiers_text(tiers)}).", "traffic", value=burn, severity=severity))
+        out.append(alert(A.TRAFFIC_LATENCY_BUDGET_BURN, f"""
             {_burn(names.latency, 1 - lat, tiers)}
-        """, severity, "A Wan service's requests are too slow often enough to spend its latency budget.",
+        """,
             f"Model {M} served by job {J} finishes too few requests within {threshold:g}s: slow requests come "
             f"at {burn} times the rate its latency objective ({lat * 100:g}% of successful requests within "
-            f"{threshold:g}s) can sustain ({what} at {_tiers_text(tiers)}).", "traffic", value=burn))
+            f"{threshold:g}s) can sustain ({what} at {_tiers_text(tiers)}).", "traffic", value=burn,
+            severity=severity))
     out.sort(key=lambda r: r["alert"])
     return [{"name": "wan-traffic-slo", "rules": out}]

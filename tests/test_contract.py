@@ -8,6 +8,8 @@ contract's rule names; the thresholds shared with the alerts hold the same figur
 
 from __future__ import annotations
 
+import importlib.util
+import json
 import re
 from dataclasses import replace
 from pathlib import Path
@@ -21,7 +23,7 @@ from wan_exporter import contract
 from wan_exporter.app import App
 from wan_exporter.checkpoint.facts import CheckpointFacts
 from wan_exporter.config import Thresholds, parse_config
-from wan_exporter.contract import Family, rules, thresholds
+from wan_exporter.contract import Family, alerts, rules, thresholds
 from wan_exporter.state import BenchmarkResult, CheckResult, HealthIssue, frozen_map
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -149,3 +151,98 @@ def test_a_malformed_family_fails_when_it_is_declared():
         Family("wan_x", "gauge", "x", labels=("model",), bounded={"reason": ("a",)})
     with pytest.raises(ValueError, match="base units|lower-case"):
         Family("wan_X", "gauge", "x")
+
+
+def test_contract_thresholds_copy_is_checked_for_drift(tmp_path, monkeypatch):
+    """thresholds.yml is the one source; generate.py --check fails while the contract's copy differs."""
+    monkeypatch.syspath_prepend(str(ROOT / "alerting"))  # generate.py imports traffic_rules from there
+    spec = importlib.util.spec_from_file_location("alerting_generate", ROOT / "alerting" / "generate.py")
+    generate = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(generate)
+    copy = tmp_path / "alert_thresholds.py"
+    copy.write_text(generate.CONTRACT_THRESHOLDS.read_text().replace('"generation_slowdown_ratio": 1.5',
+                                                                     '"generation_slowdown_ratio": 1.25'))
+    monkeypatch.setattr(generate, "CONTRACT_THRESHOLDS", copy)
+    assert generate.main(["--check"]) == 1
+    assert thresholds.DEFAULTS["degraded_slowdown_ratio"] == \
+        yaml.safe_load((ROOT / "alerting" / "thresholds.yml").read_text())["thresholds"]["generation_slowdown_ratio"]
+
+
+# -- every public name in the generated artefacts is the contract's ------------------------------------
+
+# A metric name, or a recording rule's level:metric:operations; not a path (wan_exporter/...), a module
+# (wan_exporter.contract) or a glob (wan_request*).
+_METRIC = re.compile(r"(?<![A-Za-z0-9_:./])(?:[a-z_]+:)?wan_[a-z0-9_]*[a-z0-9](?::[a-z0-9_]+)?"
+                     r"(?![A-Za-z0-9_*/]|\.[a-z])")
+# An alert name (diffusers' WanPipeline, WanTransformer3DModel ... are classes, not alerts).
+_ALERT = re.compile(r"\bWan(?:Model|Benchmark|Generation|Output|Gpu|Exporter|Collector|Config|Traffic)[A-Z]\w*|"
+                    r"\bWatchdog\b")
+
+
+def _declared_names() -> set[str]:
+    out = set(rules.ALL)
+    for f in contract.families():
+        out.add(f.exposed_name)
+        if f.type == "histogram":
+            out |= {f.name + s for s in ("_bucket", "_sum", "_count")}
+    return out
+
+
+def _status_pages() -> dict[str, str]:
+    """The status page (HTML and JSON) of two fixed snapshots: one with gaps, one with everything measured."""
+    from wan_exporter.status import html, model
+
+    cfg = parse_config(CONFIG)
+    out = {}
+    for name, snap in (("fixed", fixed_snapshot()), ("full", full_snapshot())):
+        view = model.build(snap, cfg)
+        out[f"status page ({name}, html)"] = html.render(view)
+        out[f"status page ({name}, json)"] = json.dumps(view)
+    return out
+
+
+def test_every_public_name_in_rules_dashboards_readme_and_status_page_is_declared():
+    generated = (*sorted((ROOT / "alerting" / "rules").glob("*.yml")),
+                 *sorted((ROOT / "grafana" / "dashboards").glob("*.json")), ROOT / "README.md")
+    texts = {str(p.relative_to(ROOT)): p.read_text() for p in generated}
+    texts.update(_status_pages())
+    declared = _declared_names()
+    problems = []
+    for where, text in texts.items():
+        for line in text.splitlines():
+            for name in set(_METRIC.findall(line)) - declared:
+                # The changelog names families it removed; nowhere else may an undeclared name stand.
+                if not (where == "README.md" and re.search(r"\b(Removed|no longer)\b", line)):
+                    problems.append(f"{where}: {name}")
+            problems += [f"{where}: alert {a}" for a in set(_ALERT.findall(line)) - set(alerts.BY_NAME)]
+    assert not problems, "names not declared in wan_exporter.contract:\n" + "\n".join(sorted(set(problems)))
+    assert _METRIC.findall(texts["alerting/rules/wan-recording.rules.yml"]), "the name pattern finds nothing"
+
+
+def test_alert_rules_are_the_contract_rows():
+    """Name, severity, summary and runbook anchor of every generated alert come from its row; each row has a
+    rule, a ``for:`` in thresholds.yml and a runbook section."""
+    rows = [r for path in sorted((ROOT / "alerting" / "rules").glob("*.yml"))
+            for g in yaml.safe_load(path.read_text())["groups"] for r in g["rules"] if "alert" in r]
+    assert {r["alert"] for r in rows} == set(alerts.BY_NAME)
+    for r in rows:
+        row = alerts.BY_NAME[r["alert"]]
+        assert r["labels"]["severity"] in row.severities, r["alert"]
+        assert r["annotations"]["summary"] == row.summary, r["alert"]
+        assert r["annotations"]["runbook_url"].endswith("#" + row.anchor), r["alert"]
+    assert {(r["alert"], r["labels"]["severity"]) for r in rows} == \
+        {(a.name, s) for a in alerts.ALL for s in a.severities}
+    settings = yaml.safe_load((ROOT / "alerting" / "thresholds.yml").read_text())
+    assert set(settings["for"]) == set(alerts.BY_NAME)
+    sections = re.findall(r"^## (\w+)\s*$", (ROOT / "alerting" / "runbooks.md").read_text(), re.M)
+    assert {s.lower() for s in sections} >= {a.anchor for a in alerts.ALL}
+    assert set(alerts.ALL) == {v for v in vars(alerts).values() if isinstance(v, alerts.Alert)}
+
+
+def test_a_malformed_alert_fails_when_it_is_declared():
+    with pytest.raises(ValueError, match="CamelCase"):
+        alerts.Alert("wan_model_missing", ("warning",), "x")
+    with pytest.raises(ValueError, match="severities"):
+        alerts.Alert("WanX", ("page",), "x")
+    with pytest.raises(ValueError, match="static"):
+        alerts.Alert("WanX", ("warning",), "{{ $labels.model }} is down")

@@ -228,6 +228,18 @@ def test_configured_gpu_missing_from_nvml_shows_as_lost():
     assert "not reported by NVML" in html.render(v)
 
 
+def test_gpu_nvml_reports_lost_renders_with_its_runbook():
+    """A GPU NVML lists as lost (fallen off the bus) has no figures and no ``used_by``; the page still renders."""
+    cfg = config("m")
+    snap = snapshot(cfg)
+    snap = replace(snap, gpus=(*snap.gpus, GpuReading(index=5, uuid="GPU-lost", name="", lost=True)))
+    v = model.build(snap, cfg)
+    jsonschema.validate(json.loads(json.dumps(v)), SCHEMA)
+    page = html.render(v)
+    assert "NVML reports it fallen off the bus" in page and "GPU-lost" in page
+    assert "#wangpulost" in page
+
+
 def test_configured_gpu_missing_from_nvml_is_named_by_its_nvml_index_not_its_cuda_number(monkeypatch):
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "2,3")
     cfg = Config(models=(ModelConfig(name="m", kind="tiny-wan2.1-t2v", path="/x", device="cuda:1"),))

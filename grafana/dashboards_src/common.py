@@ -38,6 +38,9 @@ from grafana_foundation_sdk.models.dashboard import (
     VariableRefresh,
     VariableSort,
 )
+from wan_exporter.contract import exporter as X
+from wan_exporter.contract import gpu as G
+from wan_exporter.contract import models as M
 
 from . import queries as q
 
@@ -123,10 +126,11 @@ def standard_variables(*, single_instance: bool = False, single_model: bool = Fa
     """datasource, instance, gpu and model: every dashboard has them, in this order."""
     return [
         datasource_variable(),
-        query_variable("instance", "Instance", q.var_instance(),
+        query_variable("instance", "Instance", q.label_values(X.BUILD_INFO, "instance"),
                        multi=not single_instance, include_all=not single_instance),
-        query_variable("gpu", "GPU", q.var_gpu()),
-        query_variable("model", "Model", q.var_model(), multi=not single_model, include_all=not single_model),
+        query_variable("gpu", "GPU", q.label_values(G.INFO, "gpu", "instance")),
+        query_variable("model", "Model", q.label_values(M.INFO, "model", "instance"),
+                       multi=not single_model, include_all=not single_model),
     ]
 
 

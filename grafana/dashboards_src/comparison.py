@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
+import functools
+from typing import Callable
+
 from grafana_foundation_sdk.builders import dashboard
 from grafana_foundation_sdk.models import common as cm
 from grafana_foundation_sdk.models import units
+from wan_exporter.contract import benchmark as bench
+from wan_exporter.contract import efficiency as eff
+from wan_exporter.contract import exporter as X
+from wan_exporter.contract import models as M
+from wan_exporter.contract.family import Family
 from grafana_foundation_sdk.models.dashboard import VariableSort
 
 from . import common as c
@@ -13,23 +21,28 @@ from . import queries as q
 A = {"model": "model_a", "instance": "instance_a"}
 B = {"model": "model_b", "instance": "instance_b"}
 BOTH = q.models_pair()
+INSTANCES = q.label_values(X.BUILD_INFO, "instance", "instance")  # within the dashboard's instance filter
 TIMES = "suffix:×"
 
 
 def variables() -> list:
     return [
         *c.standard_variables(),
-        c.query_variable("instance_a", "Instance A", q.var_instance_of(), multi=False, include_all=False),
-        c.query_variable("model_a", "Model A", q.var_model("instance_a"), multi=False, include_all=False),
-        c.query_variable("instance_b", "Instance B", q.var_instance_of(), multi=False, include_all=False),
+        c.query_variable("instance_a", "Instance A", INSTANCES, multi=False, include_all=False),
+        c.query_variable("model_a", "Model A", q.label_values(M.INFO, "model", "instance_a"),
+                         multi=False, include_all=False),
+        c.query_variable("instance_b", "Instance B", INSTANCES, multi=False, include_all=False),
         # Sorted the other way, so B starts as a different model than A.
-        c.query_variable("model_b", "Model B", q.var_model("instance_b"), multi=False, include_all=False)
+        c.query_variable("model_b", "Model B", q.label_values(M.INFO, "model", "instance_b"),
+                         multi=False, include_all=False)
         .sort(VariableSort.ALPHABETICAL_DESC),
     ]
 
 
-def _ab(fn, legend: str, ref: str = "A", **kw):
-    """The same figure for A and for B: two targets."""
+def _ab(fn: Callable[..., str] | Family, legend: str, ref: str = "A", **kw):
+    """The same figure for A and for B: two targets (a family is read through ``q.figure``)."""
+    if isinstance(fn, Family):
+        fn = functools.partial(q.figure, fn)
     return [
         c.prom_query(fn(**A, **kw), f"A ${{model_a}} {legend}", ref),
         c.prom_query(fn(**B, **kw), f"B ${{model_b}} {legend}", chr(ord(ref) + 1)),
@@ -81,25 +94,25 @@ def speed_ratio() -> object:
 def pixels_per_second() -> object:
     return side_by_side("Pixels per second: A and B",
                         "Pixels (width x height x frames) per second of generation, last successful run per profile.",
-                        c.PIXELS_PER_SECOND, q.pixels_per_second, by="profile").span(18)
+                        c.PIXELS_PER_SECOND, bench.GENERATION_PIXELS_PER_SECOND, by="profile").span(18)
 
 
 def flops_utilization() -> object:
     return side_by_side("Model FLOPs utilisation: A and B",
                         "Achieved FLOP/s in the denoise phase over the GPU's datasheet peak dense tensor rate, last "
                         "successful run per profile; absent on a CPU and for GPUs without a datasheet row.",
-                        units.PercentUnit, q.flops_utilization, by="profile")
+                        units.PercentUnit, eff.GENERATION_MODEL_FLOPS_UTILIZATION_RATIO, by="profile")
 
 
 def realtime_factor() -> object:
     return side_by_side("Real-time factor: A and B",
                         "Seconds of video per second of generation, last successful run per profile; 1 is real time.",
-                        TIMES, q.realtime_factor, by="profile")
+                        TIMES, eff.GENERATION_REALTIME_FACTOR, by="profile")
 
 
 def peak_memory() -> object:
     return side_by_side("Peak memory: A and B", "Peak memory of the last run per profile.", units.BytesIEC,
-                        q.peak_memory, by="profile").span(18)
+                        bench.GENERATION_PEAK_MEMORY_BYTES, by="profile").span(18)
 
 
 def memory_ratio() -> object:
@@ -128,7 +141,7 @@ def memory_share() -> object:
         .text_mode(cm.BigValueTextMode.VALUE_AND_NAME)
         .thresholds(c.thresholds((None, "green"), (c.MEMORY_HEADROOM_RATIO, "red")))
     )
-    for t in _ab(q.peak_memory_ratio, "{{profile}}", by="profile"):
+    for t in _ab(bench.GENERATION_PEAK_MEMORY_RATIO, "{{profile}}", by="profile"):
         p = p.with_target(t.instant())
     return p
 
@@ -163,7 +176,7 @@ def stability() -> object:
         .text_mode(cm.BigValueTextMode.VALUE_AND_NAME)
         .thresholds(c.thresholds((None, "green"), (0.1, "orange"), (0.25, "red")))
     )
-    for t in _ab(q.spread_ratio, "duration spread {{profile}}", "A", by="profile"):
+    for t in _ab(bench.BENCHMARK_DURATION_SPREAD_RATIO, "duration spread {{profile}}", "A", by="profile"):
         p = p.with_target(t.instant())
     for t in _ab(q.step_time_variation, "step time variation {{profile}}", "C", by="profile"):
         p = p.with_target(t.instant())

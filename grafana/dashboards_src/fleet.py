@@ -5,6 +5,11 @@ from __future__ import annotations
 from grafana_foundation_sdk.builders import dashboard
 from grafana_foundation_sdk.models import common as cm
 from grafana_foundation_sdk.models import units
+from wan_exporter.contract import benchmark as B
+from wan_exporter.contract import exporter as X
+from wan_exporter.contract import gpu as G
+from wan_exporter.contract import host
+from wan_exporter.contract import models as M
 
 from . import common as c
 from . import queries as q
@@ -32,9 +37,11 @@ def rollups() -> list:
         rollup("Instances up", "Exporter instances Prometheus scrapes successfully.", units.NoUnit,
                q.fleet_instances_up(), "up"),
         rollup("Exporter instances", "Instances publishing wan_exporter_build_info.", units.NoUnit,
-               q.fleet_instances(), "instances"),
-        rollup("GPUs", "GPUs NVML reports on the selected instances.", units.NoUnit, q.fleet_gpus(), "GPUs"),
-        rollup("Models", "Configured models on the selected instances.", units.NoUnit, q.fleet_models(), "models"),
+               q.rollup("count", X.BUILD_INFO), "instances"),
+        rollup("GPUs", "GPUs NVML reports on the selected instances.", units.NoUnit,
+               q.rollup("sum", G.DEVICES, or_zero=True), "GPUs"),
+        rollup("Models", "Configured models on the selected instances.", units.NoUnit,
+               q.rollup("count", M.INFO), "models"),
         rollup("GPU memory in use", "All GPU memory in use over all GPU memory (recording rules).", units.PercentUnit,
                q.fleet_gpu_memory_used_ratio(), "used"),
         rollup("Benchmark success, 24 h", "Runs that succeeded over runs, all models (recording rules).",
@@ -61,15 +68,15 @@ def instances() -> object:
         .unit(units.NoUnit)
         .height(8)
         .span(24)
-        .with_target(c.table_query(q.build_info(), "A"))
-        .with_target(c.table_query(q.up(), "B"))
-        .with_target(c.table_query(q.models_configured(), "C"))
+        .with_target(c.table_query(q.figure(X.BUILD_INFO), "A"))
+        .with_target(c.table_query(q.target("up"), "B"))
+        .with_target(c.table_query(q.figure(X.MODELS_CONFIGURED), "C"))
         .with_target(c.table_query(q.gpu_count(), "D"))
         .with_target(c.table_query(q.instance_figure(q.R_GPU_UTILIZATION), "E"))
         .with_target(c.table_query(q.instance_figure(q.R_GPU_MEMORY_USED_RATIO), "F"))
         .with_target(c.table_query(q.instance_figure(q.R_GPU_POWER), "G"))
         .with_target(c.table_query(q.instance_figure(q.R_GPU_TEMPERATURE_MAX), "H"))
-        .with_target(c.table_query(q.host_cpu(), "I"))
+        .with_target(c.table_query(q.figure(host.CPU_UTILIZATION_RATIO), "I"))
         .with_target(c.table_query(q.host_memory_available_ratio(), "J"))
         .with_target(c.table_query(q.health_state_code(by="instance"), "K"))
         .with_transformation(c.merge())
@@ -103,15 +110,15 @@ def gpus() -> object:
         .unit(units.NoUnit)
         .height(8)
         .span(24)
-        .with_target(c.table_query(q.gpu_info(), "A"))
-        .with_target(c.table_query(q.gpu_memory_total(), "B"))
+        .with_target(c.table_query(q.figure(G.INFO), "A"))
+        .with_target(c.table_query(q.figure(G.MEMORY_TOTAL_BYTES), "B"))
         .with_target(c.table_query(q.gpu_memory_used_ratio(), "C"))
-        .with_target(c.table_query(q.gpu_utilization(), "D"))
-        .with_target(c.table_query(q.gpu_temperature(), "E"))
-        .with_target(c.table_query(q.gpu_power(), "F"))
-        .with_target(c.table_query(q.gpu_processes(), "G"))
-        .with_target(c.table_query(q.gpu_sm_clock(), "H"))
-        .with_target(c.table_query(q.gpu_lost(), "I"))
+        .with_target(c.table_query(q.figure(G.UTILIZATION_RATIO), "D"))
+        .with_target(c.table_query(q.figure(G.TEMPERATURE_CELSIUS), "E"))
+        .with_target(c.table_query(q.figure(G.POWER_WATTS), "F"))
+        .with_target(c.table_query(q.figure(G.PROCESSES), "G"))
+        .with_target(c.table_query(q.figure(G.SM_CLOCK_HERTZ), "H"))
+        .with_target(c.table_query(q.figure(G.LOST), "I"))
         .with_transformation(c.merge())
         .with_transformation(c.organize(
             exclude=("Time", "Value #A", "job", "__name__"),
@@ -143,7 +150,7 @@ def throttling() -> object:
         .unit(units.NoUnit)
         .height(8)
         .mappings(c.yes_no_mappings("active", "-", yes_color="orange", no_color="transparent"))
-        .with_target(c.prom_query(q.gpu_throttling(), "{{instance}} GPU {{gpu}} {{reason}}"))
+        .with_target(c.prom_query(q.figure(G.THROTTLE_REASON_ACTIVE), "{{instance}} GPU {{gpu}} {{reason}}"))
     )
 
 
@@ -223,7 +230,7 @@ def performance_ratio() -> object:
         .description("Baseline duration over the last successful duration (1 = as fast as baseline, below 1 slower).")
         .unit(TIMES)
         .span(24)
-        .with_target(c.prom_query(q.performance_ratio(by="instance, model, profile"),
+        .with_target(c.prom_query(q.figure(B.BENCHMARK_PERFORMANCE_RATIO, by="instance, model, profile"),
                                   "{{instance}} {{model}} {{profile}}"))
     )
 

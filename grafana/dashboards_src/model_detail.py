@@ -8,6 +8,13 @@ from __future__ import annotations
 from grafana_foundation_sdk.builders import dashboard
 from grafana_foundation_sdk.models import common as cm
 from grafana_foundation_sdk.models import units
+from wan_exporter.contract import benchmark as B
+from wan_exporter.contract import checkpoint as C
+from wan_exporter.contract import efficiency as E
+from wan_exporter.contract import gpu as G
+from wan_exporter.contract import health as H
+from wan_exporter.contract import host
+from wan_exporter.contract import models as M
 
 from . import common as c
 from . import queries as q
@@ -31,14 +38,14 @@ def published_figures() -> object:
         .span(12)
         .text_mode(cm.BigValueTextMode.VALUE_AND_NAME)
         .color_mode(cm.BigValueColorMode.NONE)
-        .with_target(c.prom_query(q.figure("wan_model_frames_default"), "frames", "A", instant=True))
-        .with_target(c.prom_query(q.figure("wan_model_fps_default"), "fps", "B", instant=True))
-        .with_target(c.prom_query(q.figure("wan_model_steps_default"), "steps", "C", instant=True))
-        .with_target(c.prom_query(q.figure("wan_model_experts"), "experts", "D", instant=True))
-        .with_target(c.prom_query(q.figure("wan_model_parameters"), "parameters", "E", instant=True))
-        .with_target(c.prom_query(q.figure("wan_model_active_parameters"), "active parameters", "F", instant=True))
-        .with_target(c.prom_query(q.figure("wan_model_size_multiple"), "size multiple", "G", instant=True))
-        .with_target(c.prom_query(q.figure("wan_model_boundary_ratio"), "expert boundary", "H", instant=True))
+        .with_target(c.prom_query(q.figure(M.FRAMES_DEFAULT), "frames", "A", instant=True))
+        .with_target(c.prom_query(q.figure(M.FPS_DEFAULT), "fps", "B", instant=True))
+        .with_target(c.prom_query(q.figure(M.STEPS_DEFAULT), "steps", "C", instant=True))
+        .with_target(c.prom_query(q.figure(M.EXPERTS), "experts", "D", instant=True))
+        .with_target(c.prom_query(q.figure(M.PARAMETERS), "parameters", "E", instant=True))
+        .with_target(c.prom_query(q.figure(M.ACTIVE_PARAMETERS), "active parameters", "F", instant=True))
+        .with_target(c.prom_query(q.figure(M.SIZE_MULTIPLE), "size multiple", "G", instant=True))
+        .with_target(c.prom_query(q.figure(M.BOUNDARY_RATIO), "expert boundary", "H", instant=True))
         .override_by_query("E", [c.prop("unit", units.SiShort)])
         .override_by_query("F", [c.prop("unit", units.SiShort)])
         .override_by_query("G", [c.prop("unit", units.Pixels)])
@@ -57,11 +64,11 @@ def checkpoint_figures() -> object:
         .span(12)
         .text_mode(cm.BigValueTextMode.VALUE_AND_NAME)
         .color_mode(cm.BigValueColorMode.NONE)
-        .with_target(c.prom_query(q.figure("wan_model_checkpoint_parameters"), "parameters", "A", instant=True))
-        .with_target(c.prom_query(q.figure("wan_model_checkpoint_experts"), "experts", "B", instant=True))
-        .with_target(c.prom_query(q.figure("wan_model_checkpoint_boundary_ratio"), "expert boundary", "C",
+        .with_target(c.prom_query(q.figure(C.CHECKPOINT_PARAMETERS), "parameters", "A", instant=True))
+        .with_target(c.prom_query(q.figure(C.CHECKPOINT_EXPERTS), "experts", "B", instant=True))
+        .with_target(c.prom_query(q.figure(M.CHECKPOINT_BOUNDARY_RATIO), "expert boundary", "C",
                                   instant=True))
-        .with_target(c.prom_query(q.catalog_mismatches(), "catalog mismatches", "D", instant=True))
+        .with_target(c.prom_query(q.figure(H.MODEL_CATALOG_MISMATCHES), "catalog mismatches", "D", instant=True))
         .override_by_query("A", [c.prop("unit", units.SiShort)])
         .override_by_query("C", [c.prop("unit", units.PercentUnit)])
         .override_by_query("D", [c.prop("color", {"mode": "thresholds"}),
@@ -95,7 +102,7 @@ def vram_needs() -> object:
         .height(10)
         .span(8)
         .min(0)
-        .with_target(c.prom_query(q.vram_min(), "offload {{offload}}", "A", instant=True))
+        .with_target(c.prom_query(q.figure(M.VRAM_MIN_BYTES), "offload {{offload}}", "A", instant=True))
     )
 
 
@@ -109,8 +116,8 @@ def lora_and_fit() -> object:
         .height(10)
         .span(8)
         .mappings(c.yes_no_mappings())
-        .with_target(c.table_query(q.figure("wan_model_lora_supported"), "A"))
-        .with_target(c.table_query(q.fits_gpu(), "B"))
+        .with_target(c.table_query(q.figure(M.LORA_SUPPORTED), "A"))
+        .with_target(c.table_query(q.figure(B.MODEL_FITS_GPU), "B"))
         .with_transformation(c.merge())
         .with_transformation(c.organize(exclude=("Time",), rename={"Value #A": "LoRA", "Value #B": "fits"},
                                         order=("model", "Value #A", "gpu", "offload", "Value #B")))
@@ -137,7 +144,7 @@ def health_checks() -> object:
         .description("Each background check's last result (layout, headers, hash, load).")
         .unit(units.NoUnit)
         .mappings(c.yes_no_mappings("pass", "fail"))
-        .with_target(c.prom_query(q.health_check_success(), "{{check}}"))
+        .with_target(c.prom_query(q.figure(H.HEALTH_CHECK_SUCCESS), "{{check}}"))
     )
 
 
@@ -151,12 +158,12 @@ def integrity() -> object:
         .height(5)
         .span(24)
         .text_mode(cm.BigValueTextMode.VALUE_AND_NAME)
-        .with_target(c.prom_query(q.integrity_ratio(), "verified bytes", "A", instant=True))
-        .with_target(c.prom_query(q.files_present(), "files present", "B", instant=True))
-        .with_target(c.prom_query(q.files_expected(), "files expected", "C", instant=True))
-        .with_target(c.prom_query(q.model_size(), "size", "D", instant=True))
+        .with_target(c.prom_query(q.figure(C.MODEL_INTEGRITY_RATIO), "verified bytes", "A", instant=True))
+        .with_target(c.prom_query(q.figure(H.MODEL_FILES_PRESENT), "files present", "B", instant=True))
+        .with_target(c.prom_query(q.figure(H.MODEL_FILES_EXPECTED), "files expected", "C", instant=True))
+        .with_target(c.prom_query(q.figure(H.MODEL_SIZE_BYTES), "size", "D", instant=True))
         .with_target(c.prom_query(q.integrity_issues(), "integrity findings", "E", instant=True))
-        .with_target(c.prom_query(q.filesystem_free(), "disk free", "F", instant=True))
+        .with_target(c.prom_query(q.figure(host.MODEL_FILESYSTEM_FREE_BYTES), "disk free", "F", instant=True))
         .with_target(c.prom_query(q.filesystem_free_ratio(), "disk free share", "G", instant=True))
         .override_by_query("A", [c.prop("unit", units.PercentUnit), c.prop("decimals", 2),
                                  c.prop("thresholds", c.thresholds((None, "red"), (1, "green")))])
@@ -191,8 +198,8 @@ def check_timing() -> object:
         .unit(units.Seconds)
         .height(8)
         .span(8)
-        .with_target(c.table_query(q.health_check_duration(), "A"))
-        .with_target(c.table_query(q.health_check_last_success_age(), "B"))
+        .with_target(c.table_query(q.figure(H.HEALTH_CHECK_DURATION_SECONDS), "A"))
+        .with_target(c.table_query(q.age(H.HEALTH_CHECK_LAST_SUCCESS_TIMESTAMP_SECONDS), "B"))
         .with_transformation(c.merge())
         .with_transformation(c.organize(exclude=("Time",), rename={"Value #A": "duration", "Value #B": "passed ago"}))
         .override_by_name("passed ago", [c.prop("unit", units.DurationSeconds)])
@@ -207,7 +214,7 @@ def health_check_durations() -> object:
         .unit(units.Seconds)
         .height(8)
         .span(8)
-        .with_target(c.prom_query(q.health_check_duration(), "{{check}}"))
+        .with_target(c.prom_query(q.figure(H.HEALTH_CHECK_DURATION_SECONDS), "{{check}}"))
     )
 
 
@@ -245,7 +252,7 @@ def phases() -> object:
         .description("Load, text encode, image encode, denoise, VAE decode and export of the last successful run, "
                      "stacked.")
         .unit(units.Seconds)
-        .with_target(c.prom_query(q.phase_durations(), "{{profile}} {{phase}}"))
+        .with_target(c.prom_query(q.figure(B.GENERATION_PHASE_DURATION_SECONDS), "{{profile}} {{phase}}"))
     )
 
 
@@ -256,7 +263,7 @@ def step_time() -> object:
         .description("Last successful run; the coefficient of variation over 24 h (recording rule) says how steady.")
         .unit(units.Seconds)
         .min(0)
-        .with_target(c.prom_query(q.seconds_per_step(by="profile"), "{{profile}}", "A"))
+        .with_target(c.prom_query(q.figure(B.GENERATION_SECONDS_PER_STEP, by="profile"), "{{profile}}", "A"))
         .with_target(c.prom_query(q.step_time_variation(by="profile"), "variation 24h {{profile}}", "B"))
         .override_by_query("B", [c.prop("unit", units.PercentUnit), c.prop("custom.axisPlacement", "right")])
     )
@@ -273,8 +280,10 @@ def flops_per_step() -> object:
         .height(8)
         .span(6)
         .text_mode(cm.BigValueTextMode.VALUE_AND_NAME)
-        .with_target(c.prom_query(q.flops_per_step(by="profile"), "FLOPs/step {{profile}}", "A", instant=True))
-        .with_target(c.prom_query(q.latent_tokens(by="profile"), "tokens {{profile}}", "B", instant=True))
+        .with_target(c.prom_query(q.figure(E.GENERATION_FLOPS_PER_STEP, by="profile"),
+                                  "FLOPs/step {{profile}}", "A", instant=True))
+        .with_target(c.prom_query(q.figure(E.GENERATION_LATENT_TOKENS, by="profile"),
+                                  "tokens {{profile}}", "B", instant=True))
         .override_by_query("B", [c.prop("unit", units.Short), c.prop("decimals", 0)])
     )
 
@@ -289,9 +298,11 @@ def utilisation() -> object:
         .unit(units.PercentUnit)
         .min(0)
         .span(9)
-        .with_target(c.prom_query(q.flops_utilization(by="profile"), "MFU {{profile}}", "A"))
-        .with_target(c.prom_query(q.achieved_flops(by="profile"), "achieved {{profile}}", "B"))
-        .with_target(c.prom_query(q.peak_flops(by="profile, gpu_model"), "peak {{gpu_model}}", "C"))
+        .with_target(c.prom_query(q.figure(E.GENERATION_MODEL_FLOPS_UTILIZATION_RATIO, by="profile"),
+                                  "MFU {{profile}}", "A"))
+        .with_target(c.prom_query(q.figure(E.GENERATION_FLOPS_PER_SECOND, by="profile"), "achieved {{profile}}", "B"))
+        .with_target(c.prom_query(q.figure(E.GENERATION_PEAK_FLOPS_PER_SECOND, by="profile, gpu_model"),
+                                  "peak {{gpu_model}}", "C"))
         .override_by_query("B", [c.prop("unit", FLOPS), c.prop("custom.axisPlacement", "right")])
         .override_by_query("C", [c.prop("unit", FLOPS), c.prop("custom.axisPlacement", "right"),
                                  c.prop("custom.lineStyle", {"fill": "dash", "dash": [10, 10]})])
@@ -307,8 +318,10 @@ def realtime() -> object:
         .unit(RATIO_X)
         .min(0)
         .span(9)
-        .with_target(c.prom_query(q.realtime_factor(by="profile"), "real-time factor {{profile}}", "A"))
-        .with_target(c.prom_query(q.joules_per_video_second(by="profile"), "J per video s {{profile}}", "B"))
+        .with_target(c.prom_query(q.figure(E.GENERATION_REALTIME_FACTOR, by="profile"),
+                                  "real-time factor {{profile}}", "A"))
+        .with_target(c.prom_query(q.figure(E.GENERATION_ENERGY_JOULES_PER_VIDEO_SECOND, by="profile"),
+                                  "J per video s {{profile}}", "B"))
         .override_by_query("B", [c.prop("unit", units.Joule), c.prop("custom.axisPlacement", "right")])
     )
 
@@ -321,8 +334,8 @@ def throughput() -> object:
                      "successful run; videos per hour at that pace (recording rule).")
         .unit(c.PIXELS_PER_SECOND)
         .min(0)
-        .with_target(c.prom_query(q.pixels_per_second(by="profile"), "pixels/s {{profile}}", "A"))
-        .with_target(c.prom_query(q.frames_per_second(by="profile"), "frames/s {{profile}}", "B"))
+        .with_target(c.prom_query(q.figure(B.GENERATION_PIXELS_PER_SECOND, by="profile"), "pixels/s {{profile}}", "A"))
+        .with_target(c.prom_query(q.figure(B.GENERATION_FRAMES_PER_SECOND, by="profile"), "frames/s {{profile}}", "B"))
         .with_target(c.prom_query(q.videos_per_hour(by="profile"), "videos/h {{profile}}", "C"))
         .override_by_query("B", [c.prop("unit", FPS), c.prop("custom.axisPlacement", "right")])
         .override_by_query("C", [c.prop("unit", "suffix: /h"), c.prop("custom.axisPlacement", "right")])
@@ -352,9 +365,11 @@ def baselines() -> object:
                      "imports before each run.")
         .unit(units.Seconds)
         .min(0)
-        .with_target(c.prom_query(q.baseline_seconds(by="profile, source"), "baseline {{source}} {{profile}}", "A"))
+        .with_target(c.prom_query(q.figure(B.BENCHMARK_BASELINE_SECONDS, by="profile, source"),
+                                  "baseline {{source}} {{profile}}", "A"))
         .with_target(c.prom_query(q.effective_baseline(by="profile"), "baseline in effect {{profile}}", "B"))
-        .with_target(c.prom_query(q.process_start(by="profile"), "process start {{profile}}", "C"))
+        .with_target(c.prom_query(q.figure(B.BENCHMARK_PROCESS_START_SECONDS, by="profile"),
+                                  "process start {{profile}}", "C"))
     )
 
 
@@ -367,7 +382,7 @@ def energy() -> object:
         .min(0)
         .height(8)
         .span(12)
-        .with_target(c.prom_query(q.generation_energy(by="profile"), "{{profile}}"))
+        .with_target(c.prom_query(q.figure(B.GENERATION_ENERGY_JOULES, by="profile"), "{{profile}}"))
     )
 
 
@@ -382,8 +397,8 @@ def peak_memory() -> object:
         .unit(units.BytesIEC)
         .min(0)
         .span(16)
-        .with_target(c.prom_query(q.peak_memory(by="profile"), "peak {{profile}}", "A"))
-        .with_target(c.prom_query(q.gpu_memory_total(), "GPU {{gpu}} total", "B"))
+        .with_target(c.prom_query(q.figure(B.GENERATION_PEAK_MEMORY_BYTES, by="profile"), "peak {{profile}}", "A"))
+        .with_target(c.prom_query(q.figure(G.MEMORY_TOTAL_BYTES), "GPU {{gpu}} total", "B"))
         .override_by_query("B", [c.prop("custom.lineStyle", {"fill": "dash", "dash": [10, 10]}),
                                  c.prop("custom.fillOpacity", 0)])
     )
@@ -400,7 +415,7 @@ def peak_memory_ratio() -> object:
         .max(1)
         .span(8)
         .thresholds(c.thresholds((None, "green"), (c.MEMORY_HEADROOM_RATIO, "red")))
-        .with_target(c.prom_query(q.peak_memory_ratio(by="profile"), "{{profile}}", instant=True))
+        .with_target(c.prom_query(q.figure(B.GENERATION_PEAK_MEMORY_RATIO, by="profile"), "{{profile}}", instant=True))
     )
 
 
@@ -416,11 +431,14 @@ def outcome_stats() -> object:
         .height(5)
         .span(24)
         .text_mode(cm.BigValueTextMode.VALUE_AND_NAME)
-        .with_target(c.prom_query(q.last_run_success(by="profile"), "last run {{profile}}", "A", instant=True))
-        .with_target(c.prom_query(q.consecutive_failures(by="profile"), "failures in a row {{profile}}", "B",
-                                  instant=True))
-        .with_target(c.prom_query(q.sanity_ratio(by="profile"), "sane output {{profile}}", "C", instant=True))
-        .with_target(c.prom_query(q.reproducible(by="profile"), "reproducible {{profile}}", "D", instant=True))
+        .with_target(c.prom_query(q.figure(B.BENCHMARK_LAST_RUN_SUCCESS, by="profile"),
+                                  "last run {{profile}}", "A", instant=True))
+        .with_target(c.prom_query(q.figure(B.BENCHMARK_CONSECUTIVE_FAILURES, by="profile"),
+                                  "failures in a row {{profile}}", "B", instant=True))
+        .with_target(c.prom_query(q.figure(B.BENCHMARK_OUTPUT_SANITY_RATIO, by="profile"),
+                                  "sane output {{profile}}", "C", instant=True))
+        .with_target(c.prom_query(q.figure(B.BENCHMARK_OUTPUT_REPRODUCIBLE, by="profile"),
+                                  "reproducible {{profile}}", "D", instant=True))
         .with_target(c.prom_query(q.success_ratio("24h", by="profile"), "success 24h {{profile}}", "E", instant=True))
         .override_by_query("A", [c.prop("mappings", c.yes_no_mappings("ok", "failed"))])
         .override_by_query("B", [c.prop("thresholds", c.thresholds((None, "green"), (1, "orange"), (3, "red")))])
@@ -464,7 +482,7 @@ def sanity_failures() -> object:
         .description("Runs whose output failed a sanity check (finite, not black, not frozen, shape), per "
                      "$__rate_interval.")
         .unit(units.Short)
-        .with_target(c.prom_query(q.sanity_failures_by_check(), "{{check}}", "A"))
+        .with_target(c.prom_query(q.events(B.BENCHMARK_OUTPUT_SANITY_FAILURES), "{{check}}", "A"))
         .with_target(c.prom_query(q.sanity_failures_last_hour(), "all checks, last hour {{profile}}", "B"))
     )
 
@@ -476,7 +494,7 @@ def skips() -> object:
         .description("Benchmark runs skipped (GPU busy with someone else's work, model missing, ...), per "
                      "$__rate_interval.")
         .unit(units.Short)
-        .with_target(c.prom_query(q.skips_by_reason(), "{{reason}}"))
+        .with_target(c.prom_query(q.events(B.BENCHMARK_SKIPPED), "{{reason}}"))
     )
 
 

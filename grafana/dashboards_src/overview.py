@@ -5,6 +5,8 @@ from __future__ import annotations
 from grafana_foundation_sdk.builders import dashboard
 from grafana_foundation_sdk.models import common as cm
 from grafana_foundation_sdk.models import units
+from wan_exporter.contract import exporter as X
+from wan_exporter.contract import gpu as G
 
 from . import common as c
 from . import queries as q
@@ -115,7 +117,7 @@ def gpu_utilization() -> object:
         .unit(units.PercentUnit)
         .min(0)
         .max(1)
-        .with_target(c.prom_query(q.gpu_utilization(), GPU_LEGEND))
+        .with_target(c.prom_query(q.figure(G.UTILIZATION_RATIO), GPU_LEGEND))
     )
 
 
@@ -126,8 +128,8 @@ def gpu_memory() -> object:
         .description("Memory in use by every process, against each GPU's total.")
         .unit(units.BytesIEC)
         .min(0)
-        .with_target(c.prom_query(q.gpu_memory_used(), "used " + GPU_LEGEND, "A"))
-        .with_target(c.prom_query(q.gpu_memory_total(), "total " + GPU_LEGEND, "B"))
+        .with_target(c.prom_query(q.figure(G.MEMORY_USED_BYTES), "used " + GPU_LEGEND, "A"))
+        .with_target(c.prom_query(q.figure(G.MEMORY_TOTAL_BYTES), "total " + GPU_LEGEND, "B"))
         .override_by_query("B", [c.prop("custom.lineStyle", {"fill": "dash", "dash": [10, 10]}),
                                  c.prop("custom.fillOpacity", 0)])
     )
@@ -139,7 +141,7 @@ def gpu_temperature() -> object:
         .title("GPU temperature")
         .description(f"Core temperature; the WanGpuHot alert fires above {c.GPU_HOT_CELSIUS:g} °C.")
         .unit(units.Celsius)
-        .with_target(c.prom_query(q.gpu_temperature(), GPU_LEGEND))
+        .with_target(c.prom_query(q.figure(G.TEMPERATURE_CELSIUS), GPU_LEGEND))
         .thresholds(c.thresholds((None, "green"), (c.GPU_HOT_CELSIUS, "red")))
         .thresholds_style(c.common_builder.GraphThresholdsStyleConfig().mode(cm.GraphThresholdsStyleMode.LINE))
     )
@@ -152,8 +154,8 @@ def gpu_power() -> object:
         .description("Power draw against the enforced power limit.")
         .unit(units.Watt)
         .min(0)
-        .with_target(c.prom_query(q.gpu_power(), "draw " + GPU_LEGEND, "A"))
-        .with_target(c.prom_query(q.gpu_power_limit(), "limit " + GPU_LEGEND, "B"))
+        .with_target(c.prom_query(q.figure(G.POWER_WATTS), "draw " + GPU_LEGEND, "A"))
+        .with_target(c.prom_query(q.figure(G.POWER_LIMIT_WATTS), "limit " + GPU_LEGEND, "B"))
         .override_by_query("B", [c.prop("custom.lineStyle", {"fill": "dash", "dash": [10, 10]}),
                                  c.prop("custom.fillOpacity", 0)])
     )
@@ -170,7 +172,7 @@ def exporter_up() -> object:
         .text_mode(cm.BigValueTextMode.VALUE_AND_NAME)
         .color_mode(cm.BigValueColorMode.BACKGROUND)
         .mappings(c.yes_no_mappings("up", "down"))
-        .with_target(c.prom_query(q.up(), "{{instance}}", instant=True))
+        .with_target(c.prom_query(q.target("up"), "{{instance}}", instant=True))
     )
 
 
@@ -183,8 +185,10 @@ def config_reload() -> object:
         .height(6)
         .span(6)
         .text_mode(cm.BigValueTextMode.VALUE_AND_NAME)
-        .with_target(c.prom_query(q.config_reload_success(), "reload ok {{instance}}", "A", instant=True))
-        .with_target(c.prom_query(q.config_reload_age(), "loaded {{instance}}", "B", instant=True))
+        .with_target(c.prom_query(q.figure(X.CONFIG_LAST_RELOAD_SUCCESSFUL),
+                                  "reload ok {{instance}}", "A", instant=True))
+        .with_target(c.prom_query(q.age(X.CONFIG_LAST_RELOAD_SUCCESS_TIMESTAMP_SECONDS),
+                                  "loaded {{instance}}", "B", instant=True))
         .override_by_query("A", [c.prop("mappings", c.yes_no_mappings("ok", "failed"))])
         .override_by_query("B", [c.prop("unit", units.DurationSeconds),
                                  c.prop("color", {"mode": "fixed", "fixedColor": "text"})])
@@ -200,7 +204,7 @@ def collector_success() -> object:
         .height(6)
         .span(12)
         .mappings(c.yes_no_mappings("ok", "failing"))
-        .with_target(c.prom_query(q.collector_success(), "{{collector}}"))
+        .with_target(c.prom_query(q.figure(X.COLLECTOR_SUCCESS), "{{collector}}"))
     )
 
 
@@ -212,7 +216,7 @@ def collector_errors() -> object:
         .unit(units.NoUnit)
         .height(6)
         .span(8)
-        .with_target(c.table_query(q.collector_errors()))
+        .with_target(c.table_query(q.figure(X.COLLECTOR_ERROR_INFO)))
         .with_transformation(c.organize(exclude=("Time", "Value"), order=("instance", "collector", "reason")))
     )
 
@@ -226,8 +230,8 @@ def scheduled_tasks() -> object:
         .unit(units.Seconds)
         .height(6)
         .span(8)
-        .with_target(c.table_query(q.job_duration(), "A"))
-        .with_target(c.table_query(q.job_last_success_age(), "B"))
+        .with_target(c.table_query(q.figure(X.JOB_LAST_DURATION_SECONDS), "A"))
+        .with_target(c.table_query(q.age(X.JOB_LAST_SUCCESS_TIMESTAMP_SECONDS), "B"))
         .with_transformation(c.merge())
         .with_transformation(c.organize(exclude=("Time",), rename={"Value #A": "last duration",
                                                                    "Value #B": "last success"}))
@@ -243,7 +247,7 @@ def job_failures() -> object:
         .unit(units.Short)
         .height(6)
         .span(8)
-        .with_target(c.prom_query(q.job_failures(), "{{task}}"))
+        .with_target(c.prom_query(q.events(X.JOB_FAILURES), "{{task}}"))
     )
 
 
@@ -256,7 +260,7 @@ def scrape_duration() -> object:
         .unit(units.Seconds)
         .height(6)
         .span(6)
-        .with_target(c.prom_query(q.scrape_duration(), "{{instance}}"))
+        .with_target(c.prom_query(q.target("scrape_duration_seconds"), "{{instance}}"))
     )
 
 

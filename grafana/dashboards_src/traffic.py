@@ -9,8 +9,12 @@ from __future__ import annotations
 
 from grafana_foundation_sdk.builders import dashboard
 from grafana_foundation_sdk.models import units
+from wan_exporter.contract import exporter as X
+from wan_exporter.contract import gpu as G
+from wan_exporter.contract import traffic as TR
 
 from . import common as c
+from . import queries as q
 from . import traffic_queries as tq
 from .model_detail import FLOPS
 
@@ -20,11 +24,11 @@ UID = c.UID_TRAFFIC
 def variables() -> list:
     return [
         c.datasource_variable(),
-        c.query_variable("instance", "Exporter", "label_values(wan_exporter_build_info, instance)"),
-        c.query_variable("gpu", "GPU", "label_values(wan_gpu_info, gpu)"),
+        c.query_variable("instance", "Exporter", q.label_values(X.BUILD_INFO, "instance")),
+        c.query_variable("gpu", "GPU", q.label_values(G.INFO, "gpu")),
         c.query_variable("model", "Model", tq.var_model()),
-        c.query_variable("job", "Service", tq.var_job()),
-        c.query_variable("gpu_model", "GPU model (probes)", tq.var_gpu_model()),
+        c.query_variable("job", "Service", q.label_values(TR.REQUESTS, "job")),
+        c.query_variable("gpu_model", "GPU model (probes)", q.label_values(G.INFO, "name")),
     ]
 
 

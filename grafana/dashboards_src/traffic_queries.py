@@ -7,40 +7,28 @@ variables. The probes' own step time comes from the exporter's raw gauge.
 
 from __future__ import annotations
 
+from wan_exporter.contract import benchmark as B
+from wan_exporter.contract import gpu as G
+from wan_exporter.contract import models as M
+from wan_exporter.contract import traffic as TR
 from wan_exporter.contract import traffic_rules as T
 
-from .queries import _sel, _v, alerting_settings
-
-
-def _job(var: str = "job") -> str:
-    return f'job=~"{_v(var)}"'
-
-
-def _model(var: str = "model") -> str:
-    return f'model=~"{_v(var)}"'
+from .queries.base import _is, _sel, _v, alerting_settings
 
 
 def traffic_rule(name: str) -> str:
-    return _sel(name, _job(), _model())
+    return _sel(name, _is("job"), _is("model"))
 
 
 def slo() -> dict:
     return alerting_settings().get("slo", {})
 
 
-# -- variables -----------------------------------------------------------------------------------
-
-def var_job() -> str:
-    return "label_values(wan_requests_total, job)"
-
+# -- variables (the exporter's and the GPU-model variables are queries.label_values) ---------------
 
 def var_model() -> str:
     """Models of the probes and of the traffic alike: the same name on both sides joins them."""
-    return 'label_values({__name__=~"wan_model_info|wan_requests_total"}, model)'
-
-
-def var_gpu_model() -> str:
-    return "label_values(wan_gpu_info, name)"
+    return f'label_values({{__name__=~"{M.INFO.exposed_name}|{TR.REQUESTS.exposed_name}"}}, model)'
 
 
 # -- figures ---------------------------------------------------------------------------------------
@@ -95,10 +83,10 @@ def traffic_seconds_per_step() -> str:
 
 def probe_seconds_per_step() -> str:
     """The scheduled probe's seconds per step of the same models, on exporters whose GPUs are of the chosen model."""
-    probe = _sel("wan_generation_seconds_per_step", _model())
-    gpus = _sel("wan_gpu_info", f'name=~"{_v("gpu_model")}"')
+    probe = _sel(B.GENERATION_SECONDS_PER_STEP.exposed_name, _is("model"))
+    gpus = _sel(G.INFO.exposed_name, f'name=~"{_v("gpu_model")}"')
     return f"max by (model, profile) ({probe} and on (instance) {gpus})"
 
 
 def in_flight() -> str:
-    return f"sum by (job, model) ({_sel('wan_requests_in_flight', _job(), _model())})"
+    return f"sum by (job, model) ({_sel(TR.REQUESTS_IN_FLIGHT.exposed_name, _is('job'), _is('model'))})"

@@ -2,14 +2,15 @@
 
 Standard library only, so ``alerting/generate.py`` and the dashboards import it without the
 exporter's dependencies. A family is a :class:`Family` row in the module of its concern;
-bounded label values live in :mod:`.labels`, recording-rule names in :mod:`.rules`,
-health thresholds in :mod:`.thresholds`. Duplicate names fail at import.
+bounded label values live in :mod:`.labels`, recording-rule names in :mod:`.rules`, alert
+names, severities and runbook anchors in :mod:`.alerts`, health thresholds in
+:mod:`.thresholds`. Duplicate names fail at import.
 """
 
 from __future__ import annotations
 
-from . import (benchmark, checkpoint, efficiency, exporter, gpu, health, host, labels, models, rules, thresholds,
-               traffic)
+from . import (alerts, benchmark, checkpoint, efficiency, exporter, gpu, health, host, labels, models, rules,
+               thresholds, traffic)
 from .family import Family
 
 # One module per concern, in the order the README reference lists them.
@@ -31,4 +32,4 @@ def _index() -> dict[str, Family]:
 
 BY_NAME: dict[str, Family] = _index()
 
-__all__ = ["BY_NAME", "Family", "MODULES", "families", "labels", "rules", "thresholds"]
+__all__ = ["BY_NAME", "alerts", "Family", "MODULES", "families", "labels", "rules", "thresholds"]

@@ -27,6 +27,7 @@ def name(level: str, metric: str, operations: str) -> str:
 
 
 _GEN = benchmark.GENERATION_DURATION_SECONDS.name
+_RUNS, _FAILS = benchmark.BENCHMARK_RUNS.name, benchmark.BENCHMARK_FAILURES.name
 _IMP, _MP = "instance_model_profile", "model_profile"
 
 # -- generation times (benchmark histogram) ----------------------------------------------------------
@@ -45,14 +46,14 @@ FLEET_SPREAD_MAX = name(_MP, benchmark.BENCHMARK_DURATION_SPREAD_RATIO.name, "ma
 STEP_CV_24H = name(_IMP, benchmark.GENERATION_SECONDS_PER_STEP.name, "coefficient_of_variation24h")
 
 # -- benchmark runs -----------------------------------------------------------------------------------
-RUNS = {w: name(_IMP, "wan_benchmark_runs", f"increase{w}") for w in WINDOWS}
-FAILURES = {w: name(_IMP, "wan_benchmark_failures", f"increase{w}") for w in WINDOWS}
+RUNS = {w: name(_IMP, _RUNS, f"increase{w}") for w in WINDOWS}
+FAILURES = {w: name(_IMP, _FAILS, f"increase{w}") for w in WINDOWS}
 SUCCESS_RATIO = {w: name(_IMP, "wan_benchmark_success", f"ratio_rate{w}") for w in WINDOWS}
-ALL_RUNS = {w: name("", "wan_benchmark_runs", f"increase{w}") for w in WINDOWS}
-ALL_FAILURES = {w: name("", "wan_benchmark_failures", f"increase{w}") for w in WINDOWS}
+ALL_RUNS = {w: name("", _RUNS, f"increase{w}") for w in WINDOWS}
+ALL_FAILURES = {w: name("", _FAILS, f"increase{w}") for w in WINDOWS}
 ALL_SUCCESS_RATIO = {w: name("", "wan_benchmark_success", f"ratio_rate{w}") for w in WINDOWS}
-FAILURES_BY_REASON_1H = name("instance_model_profile_reason", "wan_benchmark_failures", "increase1h")
-SANITY_FAILURES_1H = name(_IMP, "wan_benchmark_output_sanity_failures", "increase1h")
+FAILURES_BY_REASON_1H = name("instance_model_profile_reason", _FAILS, "increase1h")
+SANITY_FAILURES_1H = name(_IMP, benchmark.BENCHMARK_OUTPUT_SANITY_FAILURES.name, "increase1h")
 LAST_SUCCESS_AGE = name(_IMP, "wan_benchmark_last_success", "age_seconds")
 
 # -- GPUs -----------------------------------------------------------------------------------------------
@@ -82,15 +83,17 @@ HEALTH_STATUS = name("status", health.MODEL_HEALTH_STATUS.name, "sum")
 HEALTH_ISSUES_BY_KIND = name("issue", health.MODEL_HEALTH_ISSUES.name, "sum")
 
 
-def _all() -> tuple[str, ...]:
-    out: list[str] = []
-    for v in globals().values():
-        if isinstance(v, dict) and v and all(isinstance(x, str) and ":" in x for x in v.values()):
-            out.extend(v.values())
-        elif isinstance(v, str) and v.count(":") == 2 and not v.startswith(" "):
-            out.append(v)
-    return tuple(dict.fromkeys(out))
-
-
 # Every rule alerting/generate.py records: these and the traffic rules (SLO names at the committed windows).
-ALL: tuple[str, ...] = _all() + traffic_rules.ALL
+# Listed, not found: a new rule name above is recorded only once it is added here (a test checks the files).
+ALL: tuple[str, ...] = tuple(dict.fromkeys((
+    *GENERATION_QUANTILE.values(), *GENERATION_MEAN.values(), *VIDEOS_PER_HOUR.values(),
+    *FLEET_GENERATION_QUANTILE_24H.values(), FLEET_GENERATION_MEAN_24H, FLEET_VIDEOS_PER_HOUR_24H,
+    BASELINE, MEAN_1H_OVER_BASELINE, P95_24H_OVER_BASELINE, LAST_OVER_BASELINE, FLEET_PERFORMANCE_MIN,
+    FLEET_SPREAD_MAX, STEP_CV_24H,
+    *RUNS.values(), *FAILURES.values(), *SUCCESS_RATIO.values(), *ALL_RUNS.values(), *ALL_FAILURES.values(),
+    *ALL_SUCCESS_RATIO.values(), FAILURES_BY_REASON_1H, SANITY_FAILURES_1H, LAST_SUCCESS_AGE,
+    *GPU_PER_INSTANCE.values(), GPU_MEMORY_USED_RATIO, FLEET_GPU_DEVICES, FLEET_GPU_MEMORY_USED,
+    FLEET_GPU_MEMORY_TOTAL, FLEET_GPU_MEMORY_USED_RATIO, FLEET_GPU_UTILIZATION, GPU_DEVICES_MAX_24H, XID_ERRORS_15M,
+    INTEGRITY_ISSUES, HEALTH_STATUS_BY_INSTANCE, HEALTH_STATUS, HEALTH_ISSUES_BY_KIND,
+    *traffic_rules.ALL,
+)))

@@ -1,13 +1,16 @@
 """The exporter's health thresholds: default, meaning and where each number comes from.
 
-``config.Thresholds`` takes its defaults from here. The alerting side keeps its own operator
-file (``alerting/thresholds.yml``, the mixin's one config place); where an alert threshold is
-the same figure as one of these, ``alert_key`` names it and a unit test keeps the two equal.
+``config.Thresholds`` takes its defaults from here. Where an alert threshold is the same figure
+as one of these, ``alert_key`` names it and the figure has one source: ``alerting/thresholds.yml``
+(the operators' one config place), read through :mod:`.alert_thresholds`, which
+``alerting/generate.py`` renders from it (``--check`` fails while the two differ).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+from .alert_thresholds import THRESHOLDS as ALERTING
 
 
 @dataclass(frozen=True)
@@ -16,11 +19,11 @@ class Threshold:
     default: float
     meaning: str
     source: str
-    alert_key: str = ""  # the key in alerting/thresholds.yml that must hold the same figure
+    alert_key: str = ""  # the key in alerting/thresholds.yml this figure is read from
 
 
 EXPORTER: tuple[Threshold, ...] = (
-    Threshold("degraded_slowdown_ratio", 1.5,
+    Threshold("degraded_slowdown_ratio", ALERTING["generation_slowdown_ratio"],
               "last successful duration over its baseline above this: the model is degraded",
               "project default: well above the run-to-run spread measured in BENCHMARKS.md (< 10 %)",
               alert_key="generation_slowdown_ratio"),

@@ -342,9 +342,14 @@ def _gpus(g: dict[str, Any], host: dict[str, Any] | None) -> str:
         out.append(f'<p class="{cls}">NVML not readable: {e(g["reason"] or "not polled yet")}.</p>')
     rows = []
     for d in g["devices"]:
-        if d["lost"]:
+        if d["lost"] and "used_by" in d:  # configured, but NVML does not list it
             rows.append([e(d["index"]), '<span class="bad">lost</span>',
                          f'configured for {e(", ".join(d["used_by"]))}, not reported by NVML', "", "", "", ""])
+            continue
+        if d["lost"]:  # NVML lists it and reports it lost (fallen off the bus): no figures to show
+            rows.append([e(d["index"]), f'{e(d["name"] or "")}<br><code class="muted">{e(d["uuid"])}</code>',
+                         '<span class="bad">lost: NVML reports it fallen off the bus</span>', "", "", "",
+                         links(d["runbooks"])])
             continue
         used, total = d["memory_used_bytes"], d["memory_total_bytes"]
         mem = "—" if total is None else (f"{size(used)} of {size(total)} "

@@ -16,6 +16,8 @@ from .. import __version__, catalog, gpuid
 from ..collectors.benchmark import PHASES, effective_baseline, memory_total_for
 from ..collectors.recommendation import recommendation_families
 from ..config import Config, ModelConfig
+from ..contract import alerts
+from ..contract import benchmark as contract_benchmark
 from ..contract.labels import HARDWARE_THROTTLE_REASONS, NO_GPU_COLLECTOR_REASONS
 from ..collectors.health import reference as integrity_reference
 from ..findings import CHECKS
@@ -28,9 +30,10 @@ MODEL_DASHBOARD = "wan-model-detail"  # uid of grafana/dashboards/wan-model-deta
 TABLE_VIEW_AFTER = 12  # models; past this the page leads with a table and folds healthy cards
 
 
-def runbook(cfg: Config, alert: str) -> dict[str, str]:
-    """A link to the runbook section of ``alert``: the anchor alerting/generate.py gives it."""
-    return {"alert": alert, "url": f"{cfg.exporter.links.runbooks}#{alert.lower()}"}
+def runbook(cfg: Config, alert: alerts.Alert | str) -> dict[str, str]:
+    """A link to the runbook section of ``alert`` (a contract row, or its name): the anchor the rules link."""
+    row = alerts.BY_NAME[alert] if isinstance(alert, str) else alert
+    return {"alert": row.name, "url": f"{cfg.exporter.links.runbooks}#{row.anchor}"}
 
 
 def build(snap: Snapshot, cfg: Config) -> dict[str, Any]:
@@ -58,7 +61,7 @@ def build(snap: Snapshot, cfg: Config) -> dict[str, Any]:
             "last_reload_success": snap.config_last_reload_success,
             "last_reload_at": snap.config_last_reload_at,
             "models_configured": len(cfg.models),
-            "runbooks": [] if snap.config_last_reload_success else [runbook(cfg, "WanConfigReloadFailed")],
+            "runbooks": [] if snap.config_last_reload_success else [runbook(cfg, alerts.CONFIG_RELOAD_FAILED)],
         },
         "summary": summary,
         "table_view": len(models) > TABLE_VIEW_AFTER,
@@ -240,7 +243,7 @@ def _scores(snap: Snapshot, cfg: Config) -> dict[str, list[dict]]:
     """Recommendation standing per model, read from the very families /metrics serves."""
     out: dict[str, list[dict]] = {}
     for fam in recommendation_families(snap, cfg):
-        if fam.name != "wan_model_recommendation_score":
+        if fam.name != contract_benchmark.MODEL_RECOMMENDATION_SCORE.name:
             continue
         for s in fam.samples:
             out.setdefault(s.labels["model"], []).append(
@@ -250,24 +253,24 @@ def _scores(snap: Snapshot, cfg: Config) -> dict[str, list[dict]]:
 
 def _model_runbooks(cfg: Config, m: dict[str, Any]) -> list[dict[str, str]]:
     """Runbook sections for the alerts this card's state corresponds to (not a live alert list)."""
-    names: list[str] = []
+    names: list[alerts.Alert] = []
     status = m["status"]
     if status == "missing":
-        names.append("WanModelMissing")
+        names.append(alerts.MODEL_MISSING)
     if any(f["severity"] == "critical" for f in m["findings"]):
-        names.append("WanModelIntegrityFailure")
+        names.append(alerts.MODEL_INTEGRITY_FAILURE)
     if status == "critical":
-        names.append("WanModelHealthCritical")
+        names.append(alerts.MODEL_HEALTH_CRITICAL)
     if status == "degraded":
-        names.append("WanModelHealthDegraded")
+        names.append(alerts.MODEL_HEALTH_DEGRADED)
     for b in m["benchmarks"]:
         last = b["last_run"]
         if last and not last["success"]:
-            names.append("WanBenchmarkOOM" if last["reason"] == "oom" else "WanBenchmarkFailing")
+            names.append(alerts.BENCHMARK_OOM if last["reason"] == "oom" else alerts.BENCHMARK_FAILING)
         if last and last["sanity"] and not all(last["sanity"].values()):
-            names.append("WanOutputInvalid")
+            names.append(alerts.OUTPUT_INVALID)
         if b["performance_ratio"] and 1 / b["performance_ratio"] > cfg.thresholds.degraded_slowdown_ratio:
-            names.append("WanGenerationSlow")
+            names.append(alerts.GENERATION_SLOW)
     return [runbook(cfg, n) for n in dict.fromkeys(names)]
 
 
@@ -277,8 +280,8 @@ def _model_runbooks(cfg: Config, m: dict[str, Any]) -> list[dict[str, str]]:
 def _gpu(g: GpuReading, cfg: Config) -> dict[str, Any]:
     throttled = sorted(r for r in HARDWARE_THROTTLE_REASONS if g.throttle_reasons.get(r))
     ecc = sum(g.ecc_errors.values())
-    names = (["WanGpuLost"] if g.lost else []) + (["WanGpuThrottling"] if throttled else []) + \
-        (["WanGpuEccErrors"] if ecc else [])
+    names = ([alerts.GPU_LOST] if g.lost else []) + ([alerts.GPU_THROTTLING] if throttled else []) + \
+        ([alerts.GPU_ECC_ERRORS] if ecc else [])
     return {
         "index": g.index, "uuid": g.uuid, "name": g.name, "lost": g.lost,
         "utilization_ratio": g.utilization_ratio,
@@ -306,14 +309,14 @@ def _gpus(snap: Snapshot, cfg: Config) -> dict[str, Any]:
         for idx, users in sorted(wanted.items()):
             if idx not in seen:
                 rows.append({"index": idx, "uuid": None, "name": None, "lost": True, "used_by": users,
-                             "runbooks": [runbook(cfg, "WanGpuLost")]})
+                             "runbooks": [runbook(cfg, alerts.GPU_LOST)]})
     lost = st is not None and not st.success and st.reason not in NO_GPU_COLLECTOR_REASONS
     return {
         "readable": readable,
         "reason": None if st is None or st.success else (st.reason or "error"),
         "lost": lost,
         "devices": rows,
-        "runbooks": [runbook(cfg, "WanGpuLost")] if lost else [],
+        "runbooks": [runbook(cfg, alerts.GPU_LOST)] if lost else [],
     }
 
 
@@ -333,7 +336,7 @@ def _collectors(snap: Snapshot, cfg: Config) -> list[dict[str, Any]]:
         out.append({"collector": name, "success": st.success, "reason": st.reason or None,
                     "duration_seconds": st.duration_seconds,
                     "last_success_at": job.last_success_at if job is not None else None,
-                    "runbooks": [runbook(cfg, "WanCollectorFailing")] if failing else []})
+                    "runbooks": [runbook(cfg, alerts.COLLECTOR_FAILING)] if failing else []})
     return out
 
 
