@@ -70,33 +70,24 @@ def latency_within_objective() -> object:
     )
 
 
-def latency() -> object:
-    p = (
-        c.default_timeseries()
-        .title("Generation time p50, p95, p99")
-        .description("Successful requests, pipeline call to return (queue excluded), by model and resolution "
-                     "class, 5 m windows.")
-        .unit(units.Seconds)
-        .min(0)
-        .span(12)
-    )
+def _quantiles(title: str, description: str, query, legend: str) -> object:
+    """p50, p95 and p99 of one traffic histogram (``query(q)`` gives the rule of quantile ``q``)."""
+    p = c.default_timeseries().title(title).description(description).unit(units.Seconds).min(0).span(12)
     for ref, qn in zip("ABC", ("p50", "p95", "p99")):
-        p = p.with_target(c.prom_query(tq.latency(qn), f"{qn} {{{{model}}}} {{{{resolution}}}}", ref))
+        p = p.with_target(c.prom_query(query(qn), f"{qn} {legend}", ref))
     return p
+
+
+def latency() -> object:
+    return _quantiles("Generation time p50, p95, p99",
+                      "Successful requests, pipeline call to return (queue excluded), by model and resolution "
+                      "class, 5 m windows.", tq.latency, "{{model}} {{resolution}}")
 
 
 def queue_wait() -> object:
-    p = (
-        c.default_timeseries()
-        .title("Queue wait p50, p95, p99")
-        .description("From enqueue to generation start, as the service reports it (track.request(enqueued_at=...)).")
-        .unit(units.Seconds)
-        .min(0)
-        .span(12)
-    )
-    for ref, qn in zip("ABC", ("p50", "p95", "p99")):
-        p = p.with_target(c.prom_query(tq.queue_wait(qn), f"{qn} {{{{model}}}}", ref))
-    return p
+    return _quantiles("Queue wait p50, p95, p99",
+                      "From enqueue to generation start, as the service reports it (track.request(enqueued_at=...)).",
+                      tq.queue_wait, "{{model}}")
 
 
 def throughput() -> list:
