@@ -60,7 +60,8 @@ def fixed_snapshot() -> Snapshot:
                          sanity=frozen_map({"finite": True, "not_black": True, "not_frozen": True, "shape": True}),
                          output_digest="ab", device="cuda:0", gpu_uuid="GPU-aaaa", gpu_name="NVIDIA H200")
     failed = BenchmarkResult(model="t2v-a14b", profile="probe", success=False, started_at=T0 + 60, finished_at=T0 + 70,
-                             reason="oom", device="cuda:0")
+                             reason="oom", device="cuda:0", form="single_file",
+                             weight_format="fp8_e4m3fn_scaled", compute_dtype="bfloat16")
     agg = BenchmarkAggregate(runs=3, failures=frozen_map({"oom": 1}), skipped=frozen_map({"gpu_busy": 2}),
                              bucket_counts=(0, 0, 2, 0, 0), duration_sum=25.0, duration_count=2,
                              sanity_checks=2, sanity_passed=2, recent_durations=(12.5, 12.5, 12.0),

@@ -83,6 +83,9 @@ class BenchmarkResult:
     device: str = ""
     gpu_uuid: str = ""
     gpu_name: str = ""
+    form: str = ""  # the checkpoint form loaded (FORMS); "" when not known
+    weight_format: str = ""  # the denoiser's stored weights (WEIGHT_FORMATS); "" when not known
+    compute_dtype: str = ""  # the dtype the run computed in (COMPUTE_DTYPES)
 
 
 @dataclass(frozen=True)

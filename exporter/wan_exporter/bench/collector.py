@@ -69,6 +69,7 @@ class BenchmarkFigures:
         for pname, prof in sorted(cfg.profiles.items()):
             prof_info.add_metric([pname, str(prof.width), str(prof.height), str(prof.frames), str(prof.steps),
                                   str(prof.image).lower()], {})
+        run_info = new(benchmark.BENCHMARK_RUN_INFO)
         phase = new(benchmark.GENERATION_PHASE_DURATION_SECONDS)
         per_step = new(benchmark.GENERATION_SECONDS_PER_STEP)
         peak = new(benchmark.GENERATION_PEAK_MEMORY_BYTES)
@@ -120,6 +121,8 @@ class BenchmarkFigures:
                     repro.add_metric(lv, bool_value(agg.reproducible))
                 if agg.last is not None:
                     last_run.add_metric(lv, agg.last.finished_at)
+                    if agg.last.form and agg.last.weight_format:
+                        run_info.add_metric(lv + [agg.last.form, agg.last.weight_format, agg.last.compute_dtype], {})
                     last_result.add_metric(lv, bool_value(agg.last.success))
                     if agg.last.peak_memory_bytes is not None:
                         peak.add_metric(lv, agg.last.peak_memory_bytes)
@@ -164,7 +167,7 @@ class BenchmarkFigures:
         for (model, reason), n in sorted(skips.items()):
             if model in seen_models:
                 skipped.add_metric([model, reason], n)
-        return [hist, last_dur, prof_info, phase, per_step, peak, peak_ratio, frames, fps, pps, energy, start, runs, fails,
+        return [hist, last_dur, prof_info, run_info, phase, per_step, peak, peak_ratio, frames, fps, pps, energy, start, runs, fails,
                 skipped, last_ok, last_run, last_result, consecutive, sanity_ratio, sanity_fail, repro, baseline, perf,
                 spread]
 

@@ -74,9 +74,9 @@ def cmd_bench(args) -> int:
         print(f"model {m.name!r}: files not found (path or local Hugging Face cache)", file=sys.stderr)
         return 1
     if skip_reason(model_dir, m) == "unsupported_format":
-        from .single_file import why_not
+        from .forms import why_not
 
-        why = why_not(m, model_dir, form_of(model_dir, m.format) or "") if m.format != "official" else None
+        why = why_not(m, model_dir, form_of(model_dir, m.format) or "")
         print(f"model {m.name!r}: its checkpoint form cannot be benchmarked here (unsupported_format)"
               + (f": {why}" if why else "; see the README's checkpoint forms"), file=sys.stderr)
         return 1

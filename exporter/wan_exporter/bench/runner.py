@@ -14,6 +14,7 @@ from typing import Any, Callable
 from .. import catalog
 from . import faults, single_file
 from .forms import form_of
+from .weights import weight_format
 from ..childproc import ChildOutcome, WarmWorker, run_in_child
 from ..config import Config, ModelConfig, Profile
 from ..contract.labels import FAILURE_REASONS
@@ -25,6 +26,7 @@ def build_request(m: ModelConfig, profile: Profile, model_dir: Path, output_path
                   scanned: Any = None) -> dict:
     entry = catalog.CATALOG[m.kind]
     image = profile.image or entry.task == "i2v"
+    form = form_of(model_dir, m.format, scanned) if m.format != "diffusers" else "diffusers"
     return {
         "model_dir": str(model_dir),
         "kind": m.kind,
@@ -50,8 +52,10 @@ def build_request(m: ModelConfig, profile: Profile, model_dir: Path, output_path
         "fps": entry.fps_default,
         "repeat_for_reproducibility": False,
         # single-file and GGUF denoisers around a diffusers base (replaces model_dir)
-        **single_file.request_fields(m, model_dir, form_of(model_dir, m.format, scanned)
-                                   if m.format != "diffusers" else None),
+        **single_file.request_fields(m, model_dir, form),
+        # labels of the run, decided here from the file headers (the child only loads)
+        "form": form or "",
+        "weight_format": weight_format(form, model_dir),
     }
 
 
@@ -68,8 +72,10 @@ def classify(outcome: ChildOutcome) -> tuple[str, str]:
     return "crash", f"child exited with code {outcome.exitcode} without a result"
 
 
-def to_result(m: ModelConfig, profile_name: str, outcome: ChildOutcome, started_at: float) -> BenchmarkResult:
+def to_result(m: ModelConfig, profile_name: str, outcome: ChildOutcome, started_at: float,
+              request: dict | None = None) -> BenchmarkResult:
     r = outcome.result or {}
+    req = request or {}
     ok = bool(r.get("success")) and not outcome.timed_out
     reason, detail = ("", "") if ok else classify(outcome)
 
@@ -106,6 +112,9 @@ def to_result(m: ModelConfig, profile_name: str, outcome: ChildOutcome, started_
         device=str(r.get("device") or m.device),
         gpu_uuid=str(r.get("gpu_uuid") or ""),
         gpu_name=str(r.get("gpu_name") or ""),
+        form=str(req.get("form") or ""),
+        weight_format=str(req.get("weight_format") or ""),
+        compute_dtype=str(req.get("dtype") or m.dtype),
     )
 
 
@@ -127,4 +136,4 @@ def run_once(cfg: Config, m: ModelConfig, profile_name: str, model_dir: Path, ou
         outcome = run_in_child(CHILD_TARGET, request, timeout=profile.timeout, kill_grace=cfg.benchmark.kill_grace,
                                on_progress=on_progress)
     versions = dict((outcome.result or {}).get("versions") or {})
-    return to_result(m, profile_name, outcome, started), versions
+    return to_result(m, profile_name, outcome, started, request), versions

@@ -19,6 +19,12 @@ BENCHMARK_PROFILE_INFO = Family(
     "wan_benchmark_profile", "info",
     "Each configured benchmark profile, with its inputs.",
     labels=("profile", "width", "height", "frames", "steps", "image"), source=SOURCE)
+BENCHMARK_RUN_INFO = Family(
+    "wan_benchmark_run", "info",
+    "The last run of each model and profile: the checkpoint form it loaded, how its denoiser weights are "
+    "stored and the dtype it computed in (fp8-scaled weights are dequantised to it at load).",
+    labels=("model", "profile", "form", "weight_format", "compute_dtype"), source=SOURCE,
+    bounded={"form": labels.FORMS, "weight_format": labels.WEIGHT_FORMATS, "compute_dtype": labels.COMPUTE_DTYPES})
 GENERATION_PHASE_DURATION_SECONDS = Family(
     "wan_generation_phase_duration_seconds", "gauge",
     "Duration of each phase of the last successful run.",
@@ -126,6 +132,7 @@ FAMILIES: tuple[Family, ...] = (
     GENERATION_DURATION_SECONDS,
     GENERATION_LAST_DURATION_SECONDS,
     BENCHMARK_PROFILE_INFO,
+    BENCHMARK_RUN_INFO,
     GENERATION_PHASE_DURATION_SECONDS,
     GENERATION_SECONDS_PER_STEP,
     GENERATION_PEAK_MEMORY_BYTES,
