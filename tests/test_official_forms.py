@@ -119,34 +119,44 @@ def test_fp8_scaled_weights_are_dequantised_never_run_unscaled(layouts: dict[str
         dequantised_state(str(tmp_path / "bad.safetensors"), torch.float32)
 
 
-def test_official_layout_and_fp8_scaled_files_benchmark_with_their_labels(layouts: dict[str, Path],
-                                                                          tmp_path: Path) -> None:
-    """Both forms run the real pipeline in the benchmark child; /metrics has their figures and labels."""
+def test_official_fp8_and_gguf_forms_benchmark_side_by_side(layouts: dict[str, Path], tmp_path: Path) -> None:
+    """The official layout (the bf16 run), fp8-scaled and GGUF Q8_0 files of the same DiT weights run the
+    real pipeline in the benchmark child; /metrics has their figures, their labels and each one's output
+    difference from the bf16 run, computed at run time from the decoded frames of the same seed."""
     from prometheus_client import generate_latest
 
     from wan_exporter.app import App
     from wan_exporter.config import parse_config
 
     fp8 = json.dumps([str(p) for p in sorted(layouts["fp8"].glob("*.safetensors"))])
+    gguf = json.dumps([str(p) for p in tiny_forms.gguf_files(tmp_path / "gguf")])
     app = App(parse_config(f"""
 models:
-  - {{name: official, kind: {KIND}, path: '{layouts["a14b"]}', device: cpu, dtype: float32, profiles: [tiny]}}
-  - {{name: fp8, kind: {KIND}, path: {fp8}, base: '{layouts["base"]}', device: cpu, dtype: bfloat16, profiles: [tiny]}}
+  - {{name: official, kind: {KIND}, path: '{layouts["a14b"]}', device: cpu, profiles: [tiny]}}
+  - {{name: fp8, kind: {KIND}, path: {fp8}, base: '{layouts["base"]}', device: cpu, profiles: [tiny],
+     compare_to: official}}
+  - {{name: q8, kind: {KIND}, path: {gguf}, base: '{layouts["base"]}', device: cpu, profiles: [tiny],
+     compare_to: official}}
 profiles:
   tiny: {{width: 32, height: 32, frames: 5, steps: 2, timeout: 3m}}
 exporter: {{state_dir: '{tmp_path / "state"}'}}
 """))
     bench = next(s for s in app.subsystems if type(s).__name__ == "BenchmarkSubsystem")
     cfg = app.config()
-    for name in ("official", "fp8"):
+    for name in ("official", "fp8", "q8"):
         r = bench.run_one(cfg, cfg.model(name), "tiny")
         assert r is not None and r.success, (name, r)
     s = parse_metrics(generate_latest(app.registry).decode())
-    labels = {"official": ("official", "fp32", "float32"),
-              "fp8": ("single_file", "fp8_e4m3fn_scaled", "bfloat16")}
-    for name, (form, fmt, dtype) in labels.items():
+    labels = {"official": ("official", "fp32"), "fp8": ("single_file", "fp8_e4m3fn_scaled"), "q8": ("gguf", "gguf_q8_0")}
+    for name, (form, fmt) in labels.items():
         assert sample(s, "wan_benchmark_run_info", model=name, profile="tiny", form=form, weight_format=fmt,
-                      compute_dtype=dtype) == 1, name
+                      compute_dtype="bfloat16") == 1, name
         assert sample(s, "wan_generation_seconds_per_step", model=name, profile="tiny") > 0
         assert sample(s, "wan_generation_peak_memory_bytes", model=name, profile="tiny") > 0
         assert sample(s, "wan_benchmark_skipped_total", model=name, reason="unsupported_format") is None
+    for name in ("fp8", "q8"):
+        assert sample(s, "wan_benchmark_comparison_info", model=name, reference="official") == 1
+        mad = sample(s, "wan_benchmark_output_max_abs_difference_ratio", model=name, profile="tiny", reference="official")
+        psnr = sample(s, "wan_benchmark_output_psnr_decibels", model=name, profile="tiny", reference="official")
+        assert mad is not None and 0 <= mad <= 1 and psnr is not None and psnr > 0, (name, mad, psnr)
+    assert sample(s, "wan_benchmark_output_psnr_decibels", model="official", profile="tiny", reference="official") is None

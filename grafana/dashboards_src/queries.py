@@ -23,6 +23,7 @@ _ROOT = Path(__file__).resolve().parents[2]
 if str(_ROOT / "exporter") not in sys.path:  # the contract, without installing the package
     sys.path.insert(0, str(_ROOT / "exporter"))
 
+from wan_exporter.contract import benchmark  # noqa: E402
 from wan_exporter.contract import efficiency as E  # noqa: E402
 from wan_exporter.contract import labels  # noqa: E402
 from wan_exporter.contract import rules as R  # noqa: E402
@@ -105,6 +106,8 @@ R_GPU_TEMPERATURE_MAX = R.GPU_TEMPERATURE_MAX
 R_GPU_MEMORY_USED_RATIO = R.GPU_MEMORY_USED_RATIO
 R_INTEGRITY_ISSUES = R.INTEGRITY_ISSUES
 R_HEALTH_STATUS_COUNT = R.HEALTH_STATUS_BY_INSTANCE
+R_STEP_TIME_OVER_REFERENCE = R.STEP_TIME_OVER_REFERENCE
+R_PEAK_MEMORY_OVER_REFERENCE = R.PEAK_MEMORY_OVER_REFERENCE
 
 def rule(name: str, model: str | None = "model", instance: str = "instance") -> str:
     """A recording rule filtered by the instance (and model) variables."""
@@ -254,6 +257,34 @@ def generation_heatmap(model: str = "model", instance: str = "instance") -> str:
 
 def _last(metric: str, model: str, instance: str, by: str, agg: str = "max") -> str:
     return f"{agg} by ({by}) ({_sel(metric, _inst(instance), _model(model))})"
+
+
+# -- formats side by side: models compared with a reference (models[].compare_to) ------------------
+
+def _compared(metric: str, reference: str, instance: str, by: str = "model, profile") -> str:
+    return f'max by ({by}) ({_sel(metric, _inst(instance), f"reference={chr(34)}{_v(reference)}{chr(34)}")})'
+
+
+def step_time_over_reference(reference: str = "model", instance: str = "instance") -> str:
+    return _compared(R_STEP_TIME_OVER_REFERENCE, reference, instance)
+
+
+def peak_memory_over_reference(reference: str = "model", instance: str = "instance") -> str:
+    return _compared(R_PEAK_MEMORY_OVER_REFERENCE, reference, instance)
+
+
+def output_max_abs_difference(reference: str = "model", instance: str = "instance") -> str:
+    return _compared(benchmark.BENCHMARK_OUTPUT_MAX_ABS_DIFFERENCE_RATIO.name, reference, instance)
+
+
+def output_psnr(reference: str = "model", instance: str = "instance") -> str:
+    return _compared(benchmark.BENCHMARK_OUTPUT_PSNR_DECIBELS.name, reference, instance)
+
+
+def run_formats(instance: str = "instance") -> str:
+    """Every model's last run on the instance: form, stored weights, compute dtype."""
+    return (f"max by (model, profile, form, weight_format, compute_dtype) "
+            f"({_sel(benchmark.BENCHMARK_RUN_INFO.exposed_name, _inst(instance))})")
 
 
 def phase_durations(model: str = "model", instance: str = "instance") -> str:

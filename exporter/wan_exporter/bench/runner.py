@@ -7,18 +7,22 @@ does the generation and sends back plain figures; this module turns the child's 
 
 from __future__ import annotations
 
+import logging
 import time
 from pathlib import Path
 from typing import Any, Callable
 
 from .. import catalog
 from . import faults, single_file
+from .compare import request_fields as comparison_fields
 from .forms import form_of
 from .weights import weight_format
 from ..childproc import ChildOutcome, WarmWorker, run_in_child
-from ..config import Config, ModelConfig, Profile
+from ..config import Config, ModelConfig, Profile, state_dir
 from ..contract.labels import FAILURE_REASONS
 from ..state import BenchmarkResult, frozen_map
+
+log = logging.getLogger(__name__)
 
 CHILD_TARGET = "wan_exporter.bench.child:run_benchmark"
 
@@ -115,6 +119,9 @@ def to_result(m: ModelConfig, profile_name: str, outcome: ChildOutcome, started_
         form=str(req.get("form") or ""),
         weight_format=str(req.get("weight_format") or ""),
         compute_dtype=str(req.get("dtype") or m.dtype),
+        compared_with=str(r.get("compared_with") or "") if ok else "",
+        output_max_abs_difference=f("output_max_abs_difference") if ok else None,
+        output_psnr_decibels=f("output_psnr_decibels") if ok else None,
     )
 
 
@@ -128,6 +135,7 @@ def run_once(cfg: Config, m: ModelConfig, profile_name: str, model_dir: Path, ou
     """
     profile = cfg.profiles[profile_name]
     request = build_request(m, profile, model_dir, output_path, scanned)
+    request.update(comparison_fields(cfg, m, profile_name, state_dir(cfg)))
     started = time.time()
     if warm is not None:
         request["keep_loaded"] = True
@@ -135,5 +143,7 @@ def run_once(cfg: Config, m: ModelConfig, profile_name: str, model_dir: Path, ou
     else:
         outcome = run_in_child(CHILD_TARGET, request, timeout=profile.timeout, kill_grace=cfg.benchmark.kill_grace,
                                on_progress=on_progress)
+    if (outcome.result or {}).get("comparison_detail"):
+        log.info("benchmark %s/%s not compared: %s", m.name, profile_name, outcome.result["comparison_detail"])
     versions = dict((outcome.result or {}).get("versions") or {})
     return to_result(m, profile_name, outcome, started, request), versions

@@ -32,6 +32,9 @@ def _denoiser_files(form: str | None, target: Any) -> list[Path]:
 def _label(counts: Counter, scaled: bool, gguf: bool) -> str:
     if not counts:
         return "unknown"
+    if gguf:  # a quantised file keeps small tensors (norms, biases, odd rows) in float: name its quantisation
+        quantised = Counter({k: v for k, v in counts.items() if k not in ("F32", "F16", "BF16")})
+        counts = quantised or counts
     top = counts.most_common(1)[0][0]
     name = ("gguf_" + top.lower()) if gguf else _SAFETENSORS.get(top, "")
     if scaled and name.startswith("fp8"):
@@ -40,8 +43,8 @@ def _label(counts: Counter, scaled: bool, gguf: bool) -> str:
 
 
 def weight_format(form: str | None, target: Any) -> str:
-    """The stored format of most of the denoiser's parameter bytes, from :data:`WEIGHT_FORMATS`;
-    "unknown" when no header could be read."""
+    """The stored format of most of the denoiser's parameters, from :data:`WEIGHT_FORMATS` (for GGUF,
+    of most of its quantised parameters); "unknown" when no header could be read."""
     from ..checkpoint_forms import SCALE_TENSOR
     from ..scan.tables import TableError, read_table
 

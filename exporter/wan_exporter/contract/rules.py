@@ -43,6 +43,9 @@ LAST_OVER_BASELINE = name(_IMP, _GEN, "last_over_baseline")
 FLEET_PERFORMANCE_MIN = name(_MP, benchmark.BENCHMARK_PERFORMANCE_RATIO.name, "min")
 FLEET_SPREAD_MAX = name(_MP, benchmark.BENCHMARK_DURATION_SPREAD_RATIO.name, "max")
 STEP_CV_24H = name(_IMP, benchmark.GENERATION_SECONDS_PER_STEP.name, "coefficient_of_variation24h")
+# Formats side by side (models[].compare_to): the compared model's figure over its reference's, same profile.
+STEP_TIME_OVER_REFERENCE = name(_IMP, benchmark.GENERATION_SECONDS_PER_STEP.name, "ratio_to_reference")
+PEAK_MEMORY_OVER_REFERENCE = name(_IMP, benchmark.GENERATION_PEAK_MEMORY_BYTES.name, "ratio_to_reference")
 
 # -- benchmark runs -----------------------------------------------------------------------------------
 RUNS = {w: name(_IMP, "wan_benchmark_runs", f"increase{w}") for w in WINDOWS}
