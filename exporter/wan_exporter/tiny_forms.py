@@ -1,7 +1,8 @@
 """Tiny Wan checkpoints in every on-disk form, written offline for tests and demos.
 
 Beside :mod:`wan_exporter.tiny` (diffusers directories), these are the forms people keep:
-the official layout with official tensor names and ``torch.save`` ``.pth`` files, ComfyUI
+the official layout with official tensor names, its umt5 and VAE ``.pth`` files (the tiny diffusers
+pipeline's weights under the official names, :mod:`wan_exporter.bench.official`), ComfyUI
 fp16 and fp8-scaled single files (``F8_E4M3`` weights plus ``scale_weight`` tensors), GGUF
 files written with llama.cpp's ``gguf`` package, and the places downloads put them: a
 ``--local-dir`` folder with its download metadata, the Hugging Face cache and ModelScope's
