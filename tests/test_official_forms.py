@@ -93,7 +93,7 @@ def test_fp8_scaled_weights_are_dequantised_never_run_unscaled(layouts: dict[str
     from diffusers import WanTransformer3DModel
     from safetensors.torch import load_file, save_file
 
-    from wan_exporter.bench.single_file import dequantised_state, load_transformers
+    from wan_exporter.load.single_file import dequantised_state, load_transformers
 
     path = str(sorted(layouts["fp8"].glob("*high_noise*"))[0])
     raw = load_file(path)

@@ -13,9 +13,10 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .. import catalog
-from . import faults, single_file
+from . import faults
+from ..load import single_file
 from .compare import request_fields as comparison_fields
-from .forms import form_of
+from ..load.forms import form_of
 from .weights import weight_format
 from ..childproc import ChildOutcome, WarmWorker, run_in_child
 from ..config import Config, ModelConfig, Profile, state_dir

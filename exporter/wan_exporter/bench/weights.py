@@ -45,7 +45,7 @@ def _label(counts: Counter, scaled: bool, gguf: bool) -> str:
 def weight_format(form: str | None, target: Any) -> str:
     """The stored format of most of the denoiser's parameters, from :data:`WEIGHT_FORMATS` (for GGUF,
     of most of its quantised parameters); "unknown" when no header could be read."""
-    from ..checkpoint_forms import SCALE_TENSOR
+    from ..checkpoint.forms import SCALE_TENSOR
     from ..scan.tables import TableError, read_table
 
     counts: Counter = Counter()

@@ -75,7 +75,7 @@ def dequantised_state(path: str, dtype: Any) -> tuple[dict[str, Any], bool]:
     import torch
     from safetensors.torch import load_file
 
-    from ..checkpoint_forms import SCALE_TENSOR
+    from ..checkpoint.forms import SCALE_TENSOR
 
     sd = load_file(path)
     scales = {n for n in sd if SCALE_TENSOR.search(n)}

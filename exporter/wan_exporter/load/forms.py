@@ -51,7 +51,7 @@ def why_not(m: ModelConfig | str, target: Any, form: str, scanned: scanning.Scan
     from pathlib import Path
 
     if form == "official":
-        from .official import why_not as official_why
+        from ..bench.official import why_not as official_why
 
         return official_why(Path(target)) if not isinstance(target, (list, tuple)) else "a list of files is no folder"
     if isinstance(m, str):

@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from .measure import is_cuda
+from ..measure.phases import is_cuda
 
 # Components run in float32 whatever the requested dtype, as the diffusers Wan examples do:
 # the VAE and the CLIP image encoder are small and lose quality (or overflow) in half precision.
@@ -119,7 +119,7 @@ def load_pipeline(req: dict[str, Any], model_dir: Path | None = None) -> Any:
     model_dir = Path(req["model_dir"]) if model_dir is None else model_dir
     dtype = torch_dtype(torch, req["dtype"])
     if req.get("checkpoint_form") == "official":
-        from .official import load_pipeline as load_official
+        from ..bench.official import load_pipeline as load_official
 
         return load_official(model_dir, dtype, req["pipeline"])
     kwargs: dict[str, Any] = {"dtype": _dtype_map(torch, dtype), "local_files_only": True}
