@@ -216,6 +216,17 @@ def recording_groups(s: dict) -> list[dict]:
         /
         (max by ({IMP}) (avg_over_time({step}{{{sel}}}[24h])) > 0)
     """))
+    # Formats side by side: a model's figure over the same figure of the model it is compared with
+    # (wan_benchmark_comparison_info, from models[].compare_to), same instance and profile. The
+    # reference's series gets a "reference" label named after itself to join on.
+    compared = f"max by (job, instance, model, reference) ({B.BENCHMARK_COMPARISON_INFO.exposed_name}{{{sel}}})"
+    for record, fam in ((R.STEP_TIME_OVER_REFERENCE, B.GENERATION_SECONDS_PER_STEP),
+                        (R.PEAK_MEMORY_OVER_REFERENCE, B.GENERATION_PEAK_MEMORY_BYTES)):
+        gen.append(rec(record, f"""
+            (max by ({IMP}) ({fam.name}{{{sel}}}) * on (job, instance, model) group_left (reference) {compared})
+            / on (job, instance, reference, profile) group_left ()
+            (label_replace(max by ({IMP}) ({fam.name}{{{sel}}}), "reference", "$1", "model", "(.+)") > 0)
+        """))
 
     bench: list[dict] = []
     runs, failures = B.BENCHMARK_RUNS.exposed_name, B.BENCHMARK_FAILURES.exposed_name

@@ -190,3 +190,22 @@ def test_base_must_be_a_diffusers_directory(tmp_path):
     errors = errors_of(f"models:\n  - {{name: m, kind: wan2.2-t2v-a14b, path: [{f}], base: {tmp_path}}}\n",
                        check_paths=True)
     assert errors == [f"models[0].base: not a diffusers-format directory (no model_index.json): {tmp_path}"]
+
+
+def test_compare_to_names_another_model_of_the_same_kind_that_shares_a_profile():
+    profiles = "profiles: {p: {}, q: {}}\n"
+    ok = parse_config(profiles + "models:\n  - {name: a, kind: wan2.2-t2v-a14b, hub_id: o/x, profiles: [p]}\n"
+                      "  - {name: b, kind: wan2.2-t2v-a14b, hub_id: o/y, profiles: [p], compare_to: a}\n")
+    assert ok.model("b").compare_to == "a"
+    errs = errors_of(profiles + "models:\n"
+                     "  - {name: a, kind: wan2.2-t2v-a14b, hub_id: o/x, profiles: [p]}\n"
+                     "  - {name: b, kind: wan2.2-ti2v-5b, hub_id: o/y, profiles: [p], compare_to: a}\n"
+                     "  - {name: c, kind: wan2.2-t2v-a14b, hub_id: o/z, profiles: [q], compare_to: a}\n"
+                     "  - {name: d, kind: wan2.2-t2v-a14b, hub_id: o/w, profiles: [p], compare_to: aa}\n"
+                     "  - {name: e, kind: wan2.2-t2v-a14b, hub_id: o/v, profiles: [p], compare_to: e}\n")
+    assert errs == [
+        "models[1].compare_to: 'a' is a wan2.2-t2v-a14b, this model a wan2.2-ti2v-5b; only forms of one model compare",
+        "models[2].compare_to: 'a' runs none of this model's profiles",
+        "models[3].compare_to: no model named 'aa' (did you mean 'a'?)",
+        "models[4].compare_to: a model cannot be compared with itself",
+    ], errs

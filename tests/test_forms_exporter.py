@@ -80,19 +80,22 @@ def test_every_form_gets_its_verdict_facts_and_reference(tmp_path: Path) -> None
 
 @pytest.mark.parametrize("form", ("official", "gguf"))
 def test_a_form_the_benchmark_cannot_load_is_skipped_with_a_bounded_reason(form: str, tmp_path: Path) -> None:
+    """Wan2.1 I2V's official layout (its open-clip encoder has no mapping) and GGUF files without a base."""
     from prometheus_client import generate_latest
 
     from support.procs import parse_metrics
     from wan_exporter.app import App
     from wan_exporter.config import parse_config
 
+    kind = KIND
     if form == "official":
-        path = json.dumps(str(tiny_forms.official_layout(tmp_path / "Wan2.2-T2V-A14B")))
+        kind = "tiny-wan2.1-i2v"
+        path = json.dumps(str(tiny_forms.official_layout(tmp_path / "Wan2.1-I2V-14B", "i2v", experts=False)))
     else:
         path = json.dumps([str(p) for p in tiny_forms.gguf_files(tmp_path / "gguf")])
     app = App(parse_config(f"""
 models:
-  - {{name: m, kind: {KIND}, path: {path}, device: cpu, dtype: float32, profiles: [tiny]}}
+  - {{name: m, kind: {kind}, path: {path}, device: cpu, dtype: float32, profiles: [tiny]}}
 profiles:
   tiny: {{width: 32, height: 32, frames: 9, steps: 2}}
 exporter: {{state_dir: '{tmp_path / "state"}'}}
@@ -135,18 +138,15 @@ def test_single_file_and_gguf_transformers_benchmark_through_diffusers_loaders(
     assert sample(s, "wan_benchmark_runs_total", model="m", profile="tiny") == 1
 
 
-def test_fp8_scaled_files_are_skipped_because_diffusers_drops_their_scales(diffusers_base: Path,
-                                                                             tmp_path: Path) -> None:
+def test_fp8_scaled_files_need_a_base_like_every_single_file(diffusers_base: Path, tmp_path: Path) -> None:
+    """fp8-scaled files are dequantised at load (tests/test_official_forms.py), so only a missing base skips them."""
     from wan_exporter.load.forms import skip_reason
     from wan_exporter.config import ModelConfig
 
     files = tuple(str(p) for p in tiny_forms.single_files(tmp_path / "f", "fp8_scaled"))
     m = ModelConfig(name="m", kind=KIND, path=files, base=str(diffusers_base))
-    assert skip_reason(tuple(map(Path, files)), m) == "unsupported_format"
+    assert skip_reason(tuple(map(Path, files)), m) is None
     assert skip_reason(tuple(map(Path, files)), ModelConfig(name="m", kind=KIND, path=files)) == "unsupported_format"
-    fp16 = tuple(str(p) for p in tiny_forms.single_files(tmp_path / "g", "fp16"))
-    m = ModelConfig(name="m", kind=KIND, path=fp16, base=str(diffusers_base))
-    assert skip_reason(tuple(map(Path, fp16)), m) is None
 
 
 def test_the_benchmark_request_names_the_single_files_around_the_base(tmp_path: Path) -> None:
@@ -188,10 +188,7 @@ def test_a_benchmark_reads_the_scan_the_health_checks_made_instead_of_walking_ag
     from wan_exporter.state import Store
 
     files = tuple(str(p) for p in tiny_forms.single_files(tmp_path / "f", "fp8_scaled"))
-    base = tmp_path / "base"
-    base.mkdir()
-    (base / "model_index.json").write_text("{}")
-    m = ModelConfig(name="m", kind=KIND, path=files, base=str(base), device="cpu", profiles=("p",))
+    m = ModelConfig(name="m", kind=KIND, path=files, device="cpu", profiles=("p",))  # no base: skipped
     cfg = Config(models=(m,), profiles={"p": Profile()})
     scans = ScanCache()
     scans.get("m", tuple(map(Path, files)), m.format, cfg.schedules.layout.interval)  # the layout check's
@@ -205,5 +202,5 @@ def test_a_benchmark_reads_the_scan_the_health_checks_made_instead_of_walking_ag
     monkeypatch.setattr(scanning, "scan", counted)
     monkeypatch.setattr(cache, "scan", counted)
     bench = BenchmarkSubsystem(Store(), None, lambda: cfg, scans)  # type: ignore[arg-type]
-    assert bench.run_one(cfg, m, "p") is None  # fp8-scaled: skipped as unsupported_format
+    assert bench.run_one(cfg, m, "p") is None  # single files without a base: unsupported_format
     assert bench.store.snapshot.benchmarks[("m", "p")].skipped == {"unsupported_format": 1} and walks == []

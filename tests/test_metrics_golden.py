@@ -31,6 +31,8 @@ CONFIG = """
 models:
   - {name: t2v-a14b, kind: wan2.2-t2v-a14b, hub_id: Wan-AI/Wan2.2-T2V-A14B-Diffusers, profiles: [probe]}
   - {name: ti2v-5b, kind: wan2.2-ti2v-5b, hub_id: Wan-AI/Wan2.2-TI2V-5B-Diffusers, device: cuda:1, offload: model}
+  - {name: t2v-a14b-fp8, kind: wan2.2-t2v-a14b, format: single_file, compare_to: t2v-a14b, profiles: [probe],
+     path: [/models/wan2.2_t2v_high_noise_14B_fp8_scaled.safetensors, /models/wan2.2_t2v_low_noise_14B_fp8_scaled.safetensors]}
 profiles:
   probe: {width: 832, height: 480, frames: 17, steps: 4}
 benchmark:
@@ -60,11 +62,19 @@ def fixed_snapshot() -> Snapshot:
                          sanity=frozen_map({"finite": True, "not_black": True, "not_frozen": True, "shape": True}),
                          output_digest="ab", device="cuda:0", gpu_uuid="GPU-aaaa", gpu_name="NVIDIA H200")
     failed = BenchmarkResult(model="t2v-a14b", profile="probe", success=False, started_at=T0 + 60, finished_at=T0 + 70,
-                             reason="oom", device="cuda:0")
+                             reason="oom", device="cuda:0", form="single_file",
+                             weight_format="fp8_e4m3fn_scaled", compute_dtype="bfloat16")
     agg = BenchmarkAggregate(runs=3, failures=frozen_map({"oom": 1}), skipped=frozen_map({"gpu_busy": 2}),
                              bucket_counts=(0, 0, 2, 0, 0), duration_sum=25.0, duration_count=2,
                              sanity_checks=2, sanity_passed=2, recent_durations=(12.5, 12.5, 12.0),
                              last=failed, last_success=ok, reproducible=True, consecutive_failures=1)
+    fp8 = BenchmarkResult(model="t2v-a14b-fp8", profile="probe", success=True, started_at=T0 + 80,
+                          finished_at=T0 + 95, duration_seconds=11.0, seconds_per_step=2.25, steps=4, frames=17,
+                          width=832, height=480, peak_memory_bytes=30 << 30, peak_memory_kind="cuda", device="cuda:0",
+                          form="single_file", weight_format="fp8_e4m3fn_scaled", compute_dtype="bfloat16",
+                          compared_with="t2v-a14b", output_max_abs_difference=0.125, output_psnr_decibels=38.5)
+    fp8_agg = BenchmarkAggregate(runs=1, bucket_counts=(0, 0, 1, 0, 0), duration_sum=11.0, duration_count=1,
+                                 last=fp8, last_success=fp8)
     return Snapshot(
         ready=True,
         gpus=(gpu, gpu1, gpu2),
@@ -79,7 +89,7 @@ def fixed_snapshot() -> Snapshot:
                                                 frozen_map({"files_expected": 0, "files_present": 0})),
         }),
         checkpoint_facts=frozen_map({"t2v-a14b": {"present": False}, "ti2v-5b": {"present": False}}),
-        benchmarks=frozen_map({("t2v-a14b", "probe"): agg}),
+        benchmarks=frozen_map({("t2v-a14b", "probe"): agg, ("t2v-a14b-fp8", "probe"): fp8_agg}),
         baselines=frozen_map({("t2v-a14b", "probe", "recorded"): 12.0}),
         jobs=frozen_map({"health.layout": JobStatus("health.layout", T0, T0, 0.004, 5, 0, 30.0)}),
         config_last_reload_success=True,

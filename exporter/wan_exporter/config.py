@@ -91,6 +91,9 @@ class ModelConfig:
     # Single-file and GGUF models: a diffusers-format directory whose text encoder, tokenizer,
     # VAE, scheduler and transformer configs the benchmark uses around the named files.
     base: str | None = None
+    # Another configured model holding the same weights in another form (the bf16 run): each run
+    # of this one is compared with that model's last output of the same profile and inputs.
+    compare_to: str | None = None
     revision: str = "main"
     device: str = "cuda:0"
     dtype: Literal["bfloat16", "float16", "float32"] = "bfloat16"
@@ -428,6 +431,20 @@ def _validate(cfg: Config, raw: Mapping[str, Any], errors: list[str], check_path
         for prof_name in m.baselines:
             if prof_name not in m.profiles:
                 errors.append(f"{p}.baselines.{prof_name}: not one of this model's profiles")
+    by_name = {m.name: m for m in cfg.models}
+    for i, m in enumerate(cfg.models):
+        if m.compare_to is None:
+            continue
+        ref = by_name.get(m.compare_to)
+        p = f"models[{i}].compare_to"
+        if ref is None:
+            errors.append(f"{p}: no model named '{m.compare_to}'{_did_you_mean(m.compare_to, by_name)}")
+        elif ref is m:
+            errors.append(f"{p}: a model cannot be compared with itself")
+        elif ref.kind != m.kind:
+            errors.append(f"{p}: '{ref.name}' is a {ref.kind}, this model a {m.kind}; only forms of one model compare")
+        elif not set(m.profiles) & set(ref.profiles):
+            errors.append(f"{p}: '{ref.name}' runs none of this model's profiles")
 
 
 # --------------------------------------------------------------------------- entry points

@@ -83,6 +83,14 @@ class BenchmarkResult:
     device: str = ""
     gpu_uuid: str = ""
     gpu_name: str = ""
+    form: str = ""  # the checkpoint form loaded (FORMS); "" when not known
+    weight_format: str = ""  # the denoiser's stored weights (WEIGHT_FORMATS); "" when not known
+    compute_dtype: str = ""  # the dtype the run computed in (COMPUTE_DTYPES)
+    # Output difference against the reference model's last output of the same inputs (compare_to);
+    # None when not compared. On the 8-bit frames scaled 0..1.
+    compared_with: str = ""
+    output_max_abs_difference: float | None = None
+    output_psnr_decibels: float | None = None
 
 
 @dataclass(frozen=True)

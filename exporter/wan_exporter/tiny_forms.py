@@ -1,7 +1,8 @@
 """Tiny Wan checkpoints in every on-disk form, written offline for tests and demos.
 
 Beside :mod:`wan_exporter.tiny` (diffusers directories), these are the forms people keep:
-the official layout with official tensor names and ``torch.save`` ``.pth`` files, ComfyUI
+the official layout with official tensor names, its umt5 and VAE ``.pth`` files (the tiny diffusers
+pipeline's weights under the official names, :mod:`wan_exporter.load.official`), ComfyUI
 fp16 and fp8-scaled single files (``F8_E4M3`` weights plus ``scale_weight`` tensors), GGUF
 files written with llama.cpp's ``gguf`` package, and the places downloads put them: a
 ``--local-dir`` folder with its download metadata, the Hugging Face cache and ModelScope's
@@ -93,15 +94,20 @@ def _fp(sd: dict[str, np.ndarray], dtype: str) -> dict[str, tuple[str, tuple[int
     return {n: (dtype, a.shape, a.astype(np_dtype).tobytes()) for n, a in sd.items()}
 
 
-def _fp8_scaled(sd: dict[str, np.ndarray], seed: int) -> dict[str, tuple[str, tuple[int, ...], bytes]]:
-    """ComfyUI's fp8_scaled layout: 2-D+ weights as F8_E4M3 with a float32 scale_weight each."""
-    rng = np.random.default_rng(seed)
+def _fp8_scaled(sd: dict[str, np.ndarray], seed: int = 0) -> dict[str, tuple[str, tuple[int, ...], bytes]]:
+    """ComfyUI's fp8_scaled layout: 2-D weights quantised to F8_E4M3 with a float32 ``scale_weight``
+    each (absmax / 448, e4m3fn's largest finite value), the rest F16, and the ``scaled_fp8`` marker.
+    The weights are those of ``sd``, so a run of this file is comparable with the bf16 run."""
+    import torch
+
     out: dict[str, tuple[str, tuple[int, ...], bytes]] = {}
     for n, a in sd.items():
         if n.endswith(".weight") and a.ndim == 2:
-            codes = rng.integers(0, 0x7E, size=a.shape, dtype=np.uint8)  # finite e4m3fn codes (0x7f is NaN)
+            w = torch.from_numpy(np.ascontiguousarray(a, np.float32))
+            scale = max(float(w.abs().max()), 1e-12) / 448.0
+            codes = (w / scale).to(torch.float8_e4m3fn).view(torch.uint8).numpy()
             out[n] = ("F8_E4M3", a.shape, codes.tobytes())
-            out[n[: -len("weight")] + "scale_weight"] = ("F32", (1,), np.array([0.01], np.float32).tobytes())
+            out[n[: -len("weight")] + "scale_weight"] = ("F32", (1,), np.array([scale], np.float32).tobytes())
         else:
             out[n] = ("F16", a.shape, a.astype(np.float16).tobytes())
     out["scaled_fp8"] = ("F8_E4M3", (0,), b"")
@@ -114,11 +120,31 @@ def _json(path: Path, doc: dict) -> None:
 
 
 def _pth(path: Path, seed: int, n: int = 3) -> None:
+    """A small bf16 state dict under made-up names (Wan2.1 I2V's CLIP file, which no benchmark reads)."""
     import torch
 
     g = torch.Generator().manual_seed(seed)
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.save({f"layer.{i}.weight": torch.randn(8, 8, generator=g).to(torch.bfloat16) for i in range(n)}, path)
+
+
+# The tiny diffusers pipeline whose text encoder and VAE the official layout of each model type carries.
+_TINY_OF = {"t2v": "tiny-wan2.2-t2v-a14b", "i2v": "tiny-wan2.2-i2v-a14b", "ti2v": "tiny-wan2.2-ti2v-5b"}
+
+
+def official_components(dest: Path, model_type: str = "t2v") -> None:
+    """The umt5 encoder (bf16) and the VAE (float32) ``.pth`` files under the official names, with the
+    weights of the tiny diffusers pipeline of ``model_type`` (so both forms run the same model)."""
+    import torch
+
+    from .load.official import umt5_to_official, vae_to_official
+    from .tiny import make_pipeline
+
+    pipe = make_pipeline(_TINY_OF[model_type])
+    dest.mkdir(parents=True, exist_ok=True)
+    torch.save({k: v.to(torch.bfloat16) for k, v in umt5_to_official(pipe.text_encoder).items()},
+               dest / "models_t5_umt5-xxl-enc-bf16.pth")
+    torch.save(vae_to_official(pipe.vae), dest / ("Wan2.2_VAE.pth" if model_type == "ti2v" else "Wan2.1_VAE.pth"))
 
 
 def _tokenizer(folder: Path) -> None:
@@ -146,8 +172,7 @@ def official_layout(dest: Path, model_type: str = "t2v", experts: bool = True, s
         _json(d / "diffusion_pytorch_model.safetensors.index.json",
               {"metadata": {"total_size": sum(a.nbytes for a in sd.values())}, "weight_map": weight_map})
         _json(d / "config.json", official_config(model_type))
-    _pth(dest / "models_t5_umt5-xxl-enc-bf16.pth", seed=10)
-    _pth(dest / ("Wan2.2_VAE.pth" if model_type == "ti2v" else "Wan2.1_VAE.pth"), seed=11)
+    official_components(dest, model_type if model_type in _TINY_OF else "t2v")
     _json(dest / "configuration.json", {"framework": "Pytorch", "task": f"{model_type}-video"})
     _tokenizer(dest / "google" / "umt5-xxl")
     if model_type == "i2v" and not experts:  # Wan2.1 I2V conditions on CLIP as well

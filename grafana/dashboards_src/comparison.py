@@ -254,12 +254,76 @@ def recommendations() -> object:
     )
 
 
+# -- formats side by side: the forms of model A (models compared with it through models[].compare_to) --
+
+FORMS_DOC = ("Models configured with compare_to: ${model_a} on instance A (the same weights in another form, say "
+             "fp8-scaled or GGUF Q8_0 files of the bf16 model).")
+
+
+def forms_table() -> object:
+    return (
+        c.default_table()
+        .title("Forms on instance A: what each last run loaded")
+        .unit(units.NoUnit)
+        .description("Every model's last run on instance A: checkpoint form, how its denoiser weights are stored "
+                     "(most parameter bytes) and the dtype it computed in; fp8-scaled weights are dequantised to it "
+                     "at load.")
+        .height(8)
+        .span(24)
+        .with_target(c.table_query(q.run_formats("instance_a")))
+        .with_transformation(c.organize(exclude=("Time", "Value"),
+                                        order=("model", "profile", "form", "weight_format", "compute_dtype")))
+    )
+
+
+def form_stat(title: str, description: str, unit: str, expr: str, thresholds: object, decimals: int = 2) -> object:
+    return (
+        c.default_stat()
+        .title(title)
+        .description(description)
+        .unit(unit)
+        .decimals(decimals)
+        .height(8)
+        .span(6)
+        .text_mode(cm.BigValueTextMode.VALUE_AND_NAME)
+        .thresholds(thresholds)
+        .with_target(c.prom_query(expr, "{{model}} {{profile}}", instant=True))
+    )
+
+
+def forms_step_time() -> object:
+    return form_stat("Step time over ${model_a}", FORMS_DOC + " Seconds per denoising step of the last successful "
+                     "run over ${model_a}'s, same profile (recording rule); above 1 is slower.", TIMES,
+                     q.step_time_over_reference("model_a", "instance_a"), c.thresholds((None, "green"), (1.05, "orange")))
+
+
+def forms_memory() -> object:
+    return form_stat("Peak memory over ${model_a}", FORMS_DOC + " Peak memory of the last run over ${model_a}'s, "
+                     "same profile (recording rule); below 1 needs less.", TIMES,
+                     q.peak_memory_over_reference("model_a", "instance_a"), c.thresholds((None, "green"), (1, "orange")))
+
+
+def forms_max_difference() -> object:
+    return form_stat("Max pixel difference from ${model_a}", FORMS_DOC + " Largest absolute difference of any pixel "
+                     "channel of the decoded 8-bit frames (0-1 scale) against ${model_a}'s last output of the same "
+                     "seed and inputs, computed by the benchmark at run time.", units.PercentUnit,
+                     q.output_max_abs_difference("model_a", "instance_a"),
+                     c.thresholds((None, "green"), (0.1, "orange"), (0.5, "red")), decimals=1)
+
+
+def forms_psnr() -> object:
+    return form_stat("PSNR against ${model_a}", FORMS_DOC + " PSNR of the decoded 8-bit frames against ${model_a}'s "
+                     "last output of the same seed and inputs, computed by the benchmark at run time; higher is "
+                     "closer, +Inf identical.", "dB", q.output_psnr("model_a", "instance_a"),
+                     c.thresholds((None, "red"), (20, "orange"), (30, "green")), decimals=1)
+
+
 def build() -> dashboard.Dashboard:
     return (
         dashboard.Dashboard(c.TITLES[c.UID_COMPARISON])
         .uid(c.UID_COMPARISON)
-        .description("Model A against model B: time, speed, memory, success, stability, capabilities and the "
-                     "recommendation per use case.")
+        .description("Model A against model B: time, speed, memory, success, stability, the forms of model A "
+                     "side by side, capabilities and the recommendation per use case.")
         .tags([c.TAG, "comparison"])
         .editable()
         .refresh(c.REFRESH)
@@ -280,6 +344,12 @@ def build() -> dashboard.Dashboard:
         .with_panel(memory_share())
         .with_panel(success())
         .with_panel(stability())
+        .with_row(dashboard.Row("Formats side by side"))
+        .with_panel(forms_step_time())
+        .with_panel(forms_memory())
+        .with_panel(forms_max_difference())
+        .with_panel(forms_psnr())
+        .with_panel(forms_table())
         .with_row(dashboard.Row("Capabilities"))
         .with_panel(capabilities())
         .with_panel(differences())

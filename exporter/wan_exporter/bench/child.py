@@ -69,6 +69,7 @@ def run_benchmark(request: dict[str, Any], progress: Progress | None = None) -> 
         image = conditioning_image(int(req["width"]), int(req["height"]), int(req["seed"])) if image_mode else None
         run = Run(torch, device, progress, generation=1, steps=int(req["steps"]))
         frames = _measured_generation(torch, pipe, req, image, run, result)
+        _compare_phase(frames, req, result)
         if req["output_path"]:
             export_phase(frames, req, result, progress, detail)
         if req["repeat_for_reproducibility"] and result["success"]:
@@ -157,6 +158,28 @@ def _measured_generation(torch: Any, pipe: Any, req: dict[str, Any], image: Any,
         result["frames"] = int(frames.shape[0])  # diffusers rounds to 4n+1; the shape check flags it
     _judge(result)
     return frames
+
+
+def _compare_phase(frames: Any, req: dict[str, Any], result: dict[str, Any]) -> None:
+    """Keep this run's frames for the models compared with it; compare with the reference's.
+
+    After the timed generation, so neither costs the figures anything; a failure here is a
+    detail, never the run's failure."""
+    if not result["success"]:
+        return
+    from . import compare
+
+    if req.get("save_frames"):
+        try:
+            compare.save(str(req["save_frames"]), frames, req)
+        except OSError as exc:
+            result["comparison_detail"] = f"could not keep the output for comparison: {exc}"
+    if req.get("compare_frames"):
+        mad, psnr, why = compare.compare(str(req["compare_frames"]), frames, req)
+        result["output_max_abs_difference"], result["output_psnr_decibels"] = mad, psnr
+        result["compared_with"] = str(req.get("compare_reference") or "") if mad is not None else ""
+        if why:
+            result["comparison_detail"] = why
 
 
 def _repeat(torch: Any, pipe: Any, req: dict[str, Any], image: Any, result: dict[str, Any],

@@ -75,9 +75,9 @@ def cmd_bench(args) -> int:
         print(f"model {m.name!r}: files not found (path or local Hugging Face cache)", file=sys.stderr)
         return 1
     if skip_reason(model_dir, m) == "unsupported_format":
-        from ..load.single_file import why_not
+        from ..load.forms import why_not
 
-        why = why_not(m, model_dir, form_of(model_dir, m.format) or "") if m.format != "official" else None
+        why = why_not(m, model_dir, form_of(model_dir, m.format) or "")
         print(f"model {m.name!r}: its checkpoint form cannot be benchmarked here (unsupported_format)"
               + (f": {why}" if why else "; see the README's checkpoint forms"), file=sys.stderr)
         return 1
@@ -112,6 +112,13 @@ def cmd_bench(args) -> int:
             rows.append((f"peak memory ({result.peak_memory_kind})", f"{result.peak_memory_bytes / 2**20:,.1f} MiB"))
         if result.energy_joules is not None:
             rows.append(("energy", f"{result.energy_joules:.1f} J"))
+        if result.form:
+            rows.append(("weights", f"{result.form}, stored {result.weight_format}, computed in {result.compute_dtype}"))
+        if result.compared_with and result.output_max_abs_difference is not None:
+            psnr = result.output_psnr_decibels
+            rows.append((f"vs {result.compared_with}", f"max abs difference {result.output_max_abs_difference:.4f}, "
+                         f"PSNR {'inf' if psnr is None or psnr == float('inf') else f'{psnr:.1f}'} dB "
+                         "(8-bit frames, same seed and inputs)"))
         rows += _efficiency_rows(eff)
         for k, ok in result.sanity.items():
             rows.append((f"  sanity {k}", "pass" if ok else "FAIL"))

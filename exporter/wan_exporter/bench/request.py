@@ -37,6 +37,8 @@ def empty_result(req: dict[str, Any]) -> dict[str, Any]:
         "peak_memory_kind": "", "energy_joules": None, "sanity": {}, "output_digest": "",
         "reproducible": None, "versions": {}, "device": str(req["device"]), "gpu_name": "", "gpu_uuid": "",
         "output_path": None, "import_seconds": None, "repeat_duration_seconds": None,
+        "output_max_abs_difference": None, "output_psnr_decibels": None, "compared_with": "",
+        "comparison_detail": "",
     }
 
 

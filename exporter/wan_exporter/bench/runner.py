@@ -7,6 +7,7 @@ does the generation and sends back plain figures; this module turns the child's 
 
 from __future__ import annotations
 
+import logging
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -14,11 +15,15 @@ from typing import Any, Callable
 from .. import catalog
 from . import faults
 from ..load import single_file
+from .compare import request_fields as comparison_fields
 from ..load.forms import form_of
+from .weights import weight_format
 from ..childproc import ChildOutcome, WarmWorker, run_in_child
-from ..config import Config, ModelConfig, Profile
+from ..config import Config, ModelConfig, Profile, state_dir
 from ..contract.labels import FAILURE_REASONS
 from ..state import BenchmarkResult, frozen_map
+
+log = logging.getLogger(__name__)
 
 CHILD_TARGET = "wan_exporter.bench.child:run_benchmark"
 
@@ -26,6 +31,7 @@ def build_request(m: ModelConfig, profile: Profile, model_dir: Path, output_path
                   scanned: Any = None) -> dict:
     entry = catalog.CATALOG[m.kind]
     image = profile.image or entry.task == "i2v"
+    form = form_of(model_dir, m.format, scanned) if m.format != "diffusers" else "diffusers"
     return {
         "model_dir": str(model_dir),
         "kind": m.kind,
@@ -51,8 +57,10 @@ def build_request(m: ModelConfig, profile: Profile, model_dir: Path, output_path
         "fps": entry.fps_default,
         "repeat_for_reproducibility": False,
         # single-file and GGUF denoisers around a diffusers base (replaces model_dir)
-        **single_file.request_fields(m, model_dir, form_of(model_dir, m.format, scanned)
-                                   if m.format != "diffusers" else None),
+        **single_file.request_fields(m, model_dir, form),
+        # labels of the run, decided here from the file headers (the child only loads)
+        "form": form or "",
+        "weight_format": weight_format(form, model_dir),
     }
 
 
@@ -69,8 +77,10 @@ def classify(outcome: ChildOutcome) -> tuple[str, str]:
     return "crash", f"child exited with code {outcome.exitcode} without a result"
 
 
-def to_result(m: ModelConfig, profile_name: str, outcome: ChildOutcome, started_at: float) -> BenchmarkResult:
+def to_result(m: ModelConfig, profile_name: str, outcome: ChildOutcome, started_at: float,
+              request: dict | None = None) -> BenchmarkResult:
     r = outcome.result or {}
+    req = request or {}
     ok = bool(r.get("success")) and not outcome.timed_out
     reason, detail = ("", "") if ok else classify(outcome)
 
@@ -107,6 +117,12 @@ def to_result(m: ModelConfig, profile_name: str, outcome: ChildOutcome, started_
         device=str(r.get("device") or m.device),
         gpu_uuid=str(r.get("gpu_uuid") or ""),
         gpu_name=str(r.get("gpu_name") or ""),
+        form=str(req.get("form") or ""),
+        weight_format=str(req.get("weight_format") or ""),
+        compute_dtype=str(req.get("dtype") or m.dtype),
+        compared_with=str(r.get("compared_with") or "") if ok else "",
+        output_max_abs_difference=f("output_max_abs_difference") if ok else None,
+        output_psnr_decibels=f("output_psnr_decibels") if ok else None,
     )
 
 
@@ -120,6 +136,7 @@ def run_once(cfg: Config, m: ModelConfig, profile_name: str, model_dir: Path, ou
     """
     profile = cfg.profiles[profile_name]
     request = build_request(m, profile, model_dir, output_path, scanned)
+    request.update(comparison_fields(cfg, m, profile_name, state_dir(cfg)))
     started = time.time()
     if warm is not None:
         request["keep_loaded"] = True
@@ -127,5 +144,7 @@ def run_once(cfg: Config, m: ModelConfig, profile_name: str, model_dir: Path, ou
     else:
         outcome = run_in_child(CHILD_TARGET, request, timeout=profile.timeout, kill_grace=cfg.benchmark.kill_grace,
                                on_progress=on_progress)
+    if (outcome.result or {}).get("comparison_detail"):
+        log.info("benchmark %s/%s not compared: %s", m.name, profile_name, outcome.result["comparison_detail"])
     versions = dict((outcome.result or {}).get("versions") or {})
-    return to_result(m, profile_name, outcome, started), versions
+    return to_result(m, profile_name, outcome, started, request), versions

@@ -13,7 +13,6 @@ catalog into short, human-readable findings.
 from __future__ import annotations
 
 import json
-import os
 import re
 from dataclasses import dataclass
 from pathlib import Path

@@ -68,6 +68,13 @@ class BenchmarkFigures:
         for pname, prof in sorted(cfg.profiles.items()):
             prof_info.add_metric([pname, str(prof.width), str(prof.height), str(prof.frames), str(prof.steps),
                                   str(prof.image).lower()], {})
+        run_info = new(benchmark.BENCHMARK_RUN_INFO)
+        comparison = new(benchmark.BENCHMARK_COMPARISON_INFO)
+        for m in cfg.models:
+            if m.compare_to is not None:
+                comparison.add_metric([m.name, m.compare_to], {})
+        max_diff = new(benchmark.BENCHMARK_OUTPUT_MAX_ABS_DIFFERENCE_RATIO)
+        psnr = new(benchmark.BENCHMARK_OUTPUT_PSNR_DECIBELS)
         phase = new(benchmark.GENERATION_PHASE_DURATION_SECONDS)
         per_step = new(benchmark.GENERATION_SECONDS_PER_STEP)
         peak = new(benchmark.GENERATION_PEAK_MEMORY_BYTES)
@@ -119,6 +126,8 @@ class BenchmarkFigures:
                     repro.add_metric(lv, bool_value(agg.reproducible))
                 if agg.last is not None:
                     last_run.add_metric(lv, agg.last.finished_at)
+                    if agg.last.form and agg.last.weight_format:
+                        run_info.add_metric(lv + [agg.last.form, agg.last.weight_format, agg.last.compute_dtype], {})
                     last_result.add_metric(lv, bool_value(agg.last.success))
                     if agg.last.peak_memory_bytes is not None:
                         peak.add_metric(lv, agg.last.peak_memory_bytes)
@@ -144,6 +153,10 @@ class BenchmarkFigures:
                             pps.add_metric(lv, s.frames * s.width * s.height / s.duration_seconds)
                     if s.energy_joules is not None:
                         energy.add_metric(lv, s.energy_joules)
+                    if s.compared_with and s.output_max_abs_difference is not None:
+                        max_diff.add_metric(lv + [s.compared_with], s.output_max_abs_difference)
+                        if s.output_psnr_decibels is not None:
+                            psnr.add_metric(lv + [s.compared_with], s.output_psnr_decibels)
                     base = effective_baseline(snap, model, profile)
                     if base and s.duration_seconds:
                         perf.add_metric(lv, base / s.duration_seconds)
@@ -163,7 +176,7 @@ class BenchmarkFigures:
         for (model, reason), n in sorted(skips.items()):
             if model in seen_models:
                 skipped.add_metric([model, reason], n)
-        return [hist, last_dur, prof_info, phase, per_step, peak, peak_ratio, frames, fps, pps, energy, start, runs, fails,
+        return [hist, last_dur, prof_info, run_info, comparison, max_diff, psnr, phase, per_step, peak, peak_ratio, frames, fps, pps, energy, start, runs, fails,
                 skipped, last_ok, last_run, last_result, consecutive, sanity_ratio, sanity_fail, repro, baseline, perf,
                 spread]
 

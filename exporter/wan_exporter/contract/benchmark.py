@@ -19,6 +19,27 @@ BENCHMARK_PROFILE_INFO = Family(
     "wan_benchmark_profile", "info",
     "Each configured benchmark profile, with its inputs.",
     labels=("profile", "width", "height", "frames", "steps", "image"), source=SOURCE)
+BENCHMARK_RUN_INFO = Family(
+    "wan_benchmark_run", "info",
+    "The last run of each model and profile: the checkpoint form it loaded, how its denoiser weights are "
+    "stored and the dtype it computed in (fp8-scaled weights are dequantised to it at load).",
+    labels=("model", "profile", "form", "weight_format", "compute_dtype"), source=SOURCE,
+    bounded={"form": labels.FORMS, "weight_format": labels.WEIGHT_FORMATS, "compute_dtype": labels.COMPUTE_DTYPES})
+BENCHMARK_COMPARISON_INFO = Family(
+    "wan_benchmark_comparison", "info",
+    "Each configured comparison (models[].compare_to): the model and the reference model whose output it is "
+    "compared with.",
+    labels=("model", "reference"), source=SOURCE)
+BENCHMARK_OUTPUT_MAX_ABS_DIFFERENCE_RATIO = Family(
+    "wan_benchmark_output_max_abs_difference_ratio", "gauge",
+    "Largest absolute difference of any pixel channel between the last successful run's 8-bit frames and the "
+    "reference model's last output of the same inputs, on the 0-1 scale, computed at run time.",
+    labels=("model", "profile", "reference"), source=SOURCE)
+BENCHMARK_OUTPUT_PSNR_DECIBELS = Family(
+    "wan_benchmark_output_psnr_decibels", "gauge",
+    "PSNR of the last successful run's 8-bit frames against the reference model's last output of the same "
+    "inputs (+Inf when identical), computed at run time.",
+    labels=("model", "profile", "reference"), source=SOURCE)
 GENERATION_PHASE_DURATION_SECONDS = Family(
     "wan_generation_phase_duration_seconds", "gauge",
     "Duration of each phase of the last successful run.",
@@ -126,6 +147,10 @@ FAMILIES: tuple[Family, ...] = (
     GENERATION_DURATION_SECONDS,
     GENERATION_LAST_DURATION_SECONDS,
     BENCHMARK_PROFILE_INFO,
+    BENCHMARK_RUN_INFO,
+    BENCHMARK_COMPARISON_INFO,
+    BENCHMARK_OUTPUT_MAX_ABS_DIFFERENCE_RATIO,
+    BENCHMARK_OUTPUT_PSNR_DECIBELS,
     GENERATION_PHASE_DURATION_SECONDS,
     GENERATION_SECONDS_PER_STEP,
     GENERATION_PEAK_MEMORY_BYTES,

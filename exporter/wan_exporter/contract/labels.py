@@ -59,6 +59,14 @@ CHILD_FAILURE_REASONS: tuple[str, ...] = (
 SKIP_REASONS: tuple[str, ...] = ("model_missing", "gpu_unavailable", "gpu_busy", "gpu_memory_in_use",
                                   "unsupported_format")
 BASELINE_SOURCES: tuple[str, ...] = ("config", "recorded")
+# How the benchmarked denoiser's weights are stored (wan_exporter.bench.weights): most of its parameter
+# bytes. "_scaled" is an fp8 file with scale tensors, dequantised at load (never run unscaled).
+WEIGHT_FORMATS: tuple[str, ...] = (
+    "fp32", "bf16", "fp16", "fp8_e4m3fn_scaled", "fp8_e5m2_scaled", "fp8_e4m3fn", "fp8_e5m2",
+    "gguf_f32", "gguf_f16", "gguf_bf16", "gguf_q8_0", "gguf_q6_k", "gguf_q5_k", "gguf_q5_0", "gguf_q5_1",
+    "gguf_q4_k", "gguf_q4_0", "gguf_q4_1", "gguf_q3_k", "gguf_q2_k", "other", "unknown",
+)
+COMPUTE_DTYPES: tuple[str, ...] = ("bfloat16", "float16", "float32")
 USE_CASES: tuple[str, ...] = ("text_to_video", "image_to_video", "text_image_to_video")
 PRIORITIES: tuple[str, ...] = ("speed", "quality", "memory")
 

@@ -44,6 +44,9 @@ LAST_OVER_BASELINE = name(_IMP, _GEN, "last_over_baseline")
 FLEET_PERFORMANCE_MIN = name(_MP, benchmark.BENCHMARK_PERFORMANCE_RATIO.name, "min")
 FLEET_SPREAD_MAX = name(_MP, benchmark.BENCHMARK_DURATION_SPREAD_RATIO.name, "max")
 STEP_CV_24H = name(_IMP, benchmark.GENERATION_SECONDS_PER_STEP.name, "coefficient_of_variation24h")
+# Formats side by side (models[].compare_to): the compared model's figure over its reference's, same profile.
+STEP_TIME_OVER_REFERENCE = name(_IMP, benchmark.GENERATION_SECONDS_PER_STEP.name, "ratio_to_reference")
+PEAK_MEMORY_OVER_REFERENCE = name(_IMP, benchmark.GENERATION_PEAK_MEMORY_BYTES.name, "ratio_to_reference")
 
 # -- benchmark runs -----------------------------------------------------------------------------------
 RUNS = {w: name(_IMP, _RUNS, f"increase{w}") for w in WINDOWS}
@@ -89,7 +92,7 @@ ALL: tuple[str, ...] = tuple(dict.fromkeys((
     *GENERATION_QUANTILE.values(), *GENERATION_MEAN.values(), *VIDEOS_PER_HOUR.values(),
     *FLEET_GENERATION_QUANTILE_24H.values(), FLEET_GENERATION_MEAN_24H, FLEET_VIDEOS_PER_HOUR_24H,
     BASELINE, MEAN_1H_OVER_BASELINE, P95_24H_OVER_BASELINE, LAST_OVER_BASELINE, FLEET_PERFORMANCE_MIN,
-    FLEET_SPREAD_MAX, STEP_CV_24H,
+    FLEET_SPREAD_MAX, STEP_CV_24H, STEP_TIME_OVER_REFERENCE, PEAK_MEMORY_OVER_REFERENCE,
     *RUNS.values(), *FAILURES.values(), *SUCCESS_RATIO.values(), *ALL_RUNS.values(), *ALL_FAILURES.values(),
     *ALL_SUCCESS_RATIO.values(), FAILURES_BY_REASON_1H, SANITY_FAILURES_1H, LAST_SUCCESS_AGE,
     *GPU_PER_INSTANCE.values(), GPU_MEMORY_USED_RATIO, FLEET_GPU_DEVICES, FLEET_GPU_MEMORY_USED,

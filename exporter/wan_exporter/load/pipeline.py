@@ -101,7 +101,9 @@ def load_pipeline(req: dict[str, Any], model_dir: Path | None = None) -> Any:
     """Load ``req["model_dir"]`` (or ``model_dir``) with the real ``from_pretrained``, offline.
 
     With ``req["transformer_files"]`` the denoisers come from those single-file or GGUF
-    checkpoints (:mod:`.single_file`) and the rest of the pipeline from ``model_dir``.
+    checkpoints (:mod:`.single_file`) and the rest of the pipeline from ``model_dir``; with
+    ``req["checkpoint_form"] == "official"`` the whole pipeline from the official layout
+    (:mod:`.official`).
     """
     import torch
 
@@ -116,6 +118,10 @@ def load_pipeline(req: dict[str, Any], model_dir: Path | None = None) -> Any:
     cls = pipeline_class(req["pipeline"])
     model_dir = Path(req["model_dir"]) if model_dir is None else model_dir
     dtype = torch_dtype(torch, req["dtype"])
+    if req.get("checkpoint_form") == "official":
+        from .official import load_pipeline as load_official
+
+        return load_official(model_dir, dtype, req["pipeline"])
     kwargs: dict[str, Any] = {"dtype": _dtype_map(torch, dtype), "local_files_only": True}
     given = load_transformers(req, dtype)  # denoisers from single-file or GGUF checkpoints, if any
     if not is_accelerate_available() and (model_dir / "model_index.json").is_file():
