@@ -56,8 +56,11 @@ FAILURE_REASONS: tuple[str, ...] = (
 CHILD_FAILURE_REASONS: tuple[str, ...] = (
     "oom", "cuda_error", "load_failed", "nan_output", "invalid_output", "crash", "unknown",
 )
+# gpu_allocated: the kubelet gave the GPU to a pod; gpu_allocation_unknown: the pod-resources API could
+# not say. unschedulable, preempted, evicted: a Job-mode probe the scheduler did not run to the end.
 SKIP_REASONS: tuple[str, ...] = ("model_missing", "gpu_unavailable", "gpu_busy", "gpu_memory_in_use",
-                                  "unsupported_format")
+                                  "unsupported_format", "gpu_allocated", "gpu_allocation_unknown",
+                                  "unschedulable", "preempted", "evicted")
 BASELINE_SOURCES: tuple[str, ...] = ("config", "recorded")
 USE_CASES: tuple[str, ...] = ("text_to_video", "image_to_video", "text_image_to_video")
 PRIORITIES: tuple[str, ...] = ("speed", "quality", "memory")
