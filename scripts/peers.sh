@@ -44,6 +44,7 @@ prep() {
     alertmanager|amtool) mkdir -p "$2/ui/app/dist" && echo '<!doctype html><title>Alertmanager</title>' >"$2/ui/app/dist/index.html" ;;
     kube-apiserver|kube-controller-manager)
       local v; v=$(peer_line "$1" | awk -F'|' '{print $3}'); v="v0.${v#v1.}"
+      rm -f "$2/go.work" "$2/go.work.sum"  # its workspace names the staging/ modules the zip lacks
       sed -i -E "s#^([[:space:]]*k8s\.io/[^ ]+) => \./staging/src/k8s\.io/[^ ]+\$#\1 => \1 $v#" "$2/go.mod" ;;
   esac
 }

@@ -216,6 +216,7 @@ class ProbeJobs:
     # How long a Job may wait Pending (unschedulable, image pull) before it is given up.
     pending_timeout: Duration = 600.0
     models_volume: dict[str, Any] = field(default_factory=dict)  # the DaemonSet's models volume source
+    resources: dict[str, Any] = field(default_factory=dict)  # the Job container's requests/limits, GPUs added
     extra_env: dict[str, str] = field(default_factory=dict)
     api_server: str | None = None  # default: https://$KUBERNETES_SERVICE_HOST:$KUBERNETES_SERVICE_PORT
 

@@ -163,6 +163,10 @@ def job_manifest(cfg: Config, m: ModelConfig, profile: str, probe_id: str, me: I
         mounts.append({"name": "models", "mountPath": "/models", "readOnly": True})
         volumes.append({"name": "models", **kj.models_volume})
     gpu_res = {cfg.kubernetes.pod_resources.resource: str(gpus)} if m.device != "cpu" else {}
+    resources = {k: dict(v or {}) for k, v in kj.resources.items() if k in ("requests", "limits")}
+    if gpu_res:  # extended resources: requests equal limits
+        for k in ("requests", "limits"):
+            resources.setdefault(k, {}).update(gpu_res)
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
@@ -193,7 +197,7 @@ def job_manifest(cfg: Config, m: ModelConfig, profile: str, probe_id: str, me: I
                         "image": kj.image or me.image,
                         "args": args,
                         "env": env,
-                        "resources": {"requests": gpu_res, "limits": gpu_res} if gpu_res else {},
+                        "resources": resources,
                         "volumeMounts": mounts,
                         "securityContext": {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
                                             "capabilities": {"drop": ["ALL"]}},
