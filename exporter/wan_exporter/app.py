@@ -157,7 +157,7 @@ class App:
             web = getattr(app, "web_security", None)
             scheme = "https" if web is not None and web.tls_enabled else "http"
             report = f"{scheme}://{me.pod_ip or '127.0.0.1'}:{parse_listen_address(listen_address)[1]}"
-        bench.job_probes = kjobs.JobProbes(kjobs.KubeApi.in_cluster(kj.api_server), me, inbox, report,
+        bench.job_probes = kjobs.JobProbes(kjobs.KubeApi.in_cluster(kj.api_server, kj.api_token_file, kj.api_ca_file), me, inbox, report,
                                            bench._stopping)
         return inbox.wsgi(app)
 

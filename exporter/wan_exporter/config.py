@@ -219,6 +219,8 @@ class ProbeJobs:
     resources: dict[str, Any] = field(default_factory=dict)  # the Job container's requests/limits, GPUs added
     extra_env: dict[str, str] = field(default_factory=dict)
     api_server: str | None = None  # default: https://$KUBERNETES_SERVICE_HOST:$KUBERNETES_SERVICE_PORT
+    api_token_file: str = "/var/run/secrets/kubernetes.io/serviceaccount/token"  # re-read: tokens rotate
+    api_ca_file: str = "/var/run/secrets/kubernetes.io/serviceaccount/ca.crt"
 
 
 @dataclass(frozen=True)

@@ -59,21 +59,22 @@ class KubeApi:
         self._ctx = ssl.create_default_context(cafile=ca_file) if server.startswith("https") else None
 
     @classmethod
-    def in_cluster(cls, server: str | None = None) -> "KubeApi":
+    def in_cluster(cls, server: str | None = None, token_file: str = str(SA_DIR / "token"),
+                   ca_file: str = str(SA_DIR / "ca.crt")) -> "KubeApi":
         if server is None:
             host, port = os.environ["KUBERNETES_SERVICE_HOST"], os.environ.get("KUBERNETES_SERVICE_PORT", "443")
             server = f"https://[{host}]:{port}" if ":" in host else f"https://{host}:{port}"
         # Re-read each call: the kubelet rotates projected service-account tokens.
-        return cls(server, lambda: (SA_DIR / "token").read_text().strip(), str(SA_DIR / "ca.crt"))
+        return cls(server, lambda: Path(token_file).read_text().strip(), ca_file)
 
     def token(self) -> str:
         return self._token() if callable(self._token) else self._token
 
-    def request(self, method: str, path: str, body: Any = None) -> dict:
+    def request(self, method: str, path: str, body: Any = None, content_type: str = "application/json") -> dict:
         data = json.dumps(body).encode() if body is not None else None
         req = urllib.request.Request(self.server + path, data=data, method=method, headers={
             "Authorization": f"Bearer {self.token()}", "Accept": "application/json",
-            **({"Content-Type": "application/json"} if data is not None else {})})
+            **({"Content-Type": content_type} if data is not None else {})})
         try:
             with urllib.request.urlopen(req, timeout=self.timeout, context=self._ctx) as resp:
                 return json.loads(resp.read() or b"{}")
