@@ -208,3 +208,38 @@ def test_probes_run_as_jobs_through_a_real_api_server(cluster, tiny_dir, tmp_pat
     assert post(PROBE_TOKEN, "p2").startswith("404")
     assert post(PROBE_TOKEN, "p1").startswith("202")
     assert post(PROBE_TOKEN, "p1").startswith("404"), "one result per probe"
+
+
+def test_job_manifest_is_a_valid_job_and_fate_maps_to_bounded_reasons():
+    """Without the control plane: the Job validates against Kubernetes' schema, and pod fates map
+    to declared skip reasons (the cluster test above drives the same code through a real API server)."""
+    kv = pytest.importorskip("kubernetes_validate", reason="kubernetes-validate not installed")
+    from wan_exporter.contract.labels import SKIP_REASONS
+    from wan_exporter.kube import jobs
+
+    cfg = parse_config(f"models: [{{name: m, kind: {KIND}, path: /m, device: 'cuda:3', profiles: [p]}}]\n"
+                       "profiles: {p: {width: 32, height: 32, frames: 9, steps: 2, timeout: 20m}}\n"
+                       "kubernetes: {jobs: {enabled: true, config_map: cm, report_ca_secret: tls, "
+                       "models_volume: {hostPath: {path: /var/lib/wan-models, type: Directory}}}}\n")
+    me = jobs.Identity(NS, "wan-exporter-abc", "0b6c6f1e-0000-4000-8000-000000000001", NODE, "wan-exporter:0.1.0")
+    job = jobs._strip_none(jobs.job_manifest(cfg, cfg.model("m"), "p", "f" * 32, me, "https://10.0.0.7:9834"))
+    kv.validate(job, "1.34.0", strict=True)
+    assert job["spec"]["activeDeadlineSeconds"] == 1200 and len(job["metadata"]["name"]) <= 63
+    [c] = job["spec"]["template"]["spec"]["containers"]
+    env = {e["name"]: e["value"] for e in c["env"]}
+    assert env["WAN_BENCH_DEVICE"] == "cuda:0", "the pod sees only the GPUs it was given"
+    assert env["WAN_PROBE_REPORT_CA"].endswith("/ca.crt") and env["WAN_PROBE_REPORT_URL"] == "https://10.0.0.7:9834"
+    assert c["args"][:3] == ["bench", "--config.file", "/etc/wan-exporter/config.yml"]
+
+    def pod(*conds, reason=None):
+        return {"status": {"conditions": [dict(c, status=c.get("status", "True")) for c in conds],
+                           **({"reason": reason} if reason else {})}}
+
+    cases = {"PreemptionByScheduler": "preempted", "EvictionByEvictionAPI": "evicted",
+             "TerminationByKubelet": "evicted", "SomethingNew": "evicted"}
+    for why, want in cases.items():
+        assert jobs.pod_outcome([pod({"type": "DisruptionTarget", "reason": why})]) == want
+    assert jobs.pod_outcome([pod(reason="Evicted")]) == "evicted"
+    assert jobs.pod_outcome([pod({"type": "PodScheduled", "status": "False", "reason": "Unschedulable"})]) is None
+    assert jobs.unschedulable([pod({"type": "PodScheduled", "status": "False", "reason": "Unschedulable"})])
+    assert {"preempted", "evicted", "unschedulable"} <= set(SKIP_REASONS)

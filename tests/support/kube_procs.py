@@ -211,6 +211,11 @@ class Kubelet:
             return
         if what == "ignore":
             return
+        # Bound to the node its selector names, as the scheduler would (pods/binding).
+        node = (pod["spec"].get("nodeSelector") or {}).get("kubernetes.io/hostname", "node")
+        self.api.ok("POST", f"/api/v1/namespaces/{self.namespace}/pods/{pod['metadata']['name']}/binding",
+                    {"apiVersion": "v1", "kind": "Binding", "metadata": {"name": pod["metadata"]["name"]},
+                     "target": {"apiVersion": "v1", "kind": "Node", "name": node}})
         running = {"phase": "Running", "startTime": now, "conditions": [
             {"type": "PodScheduled", "status": "True", "lastTransitionTime": now}]}
         self._status(pod, running)
