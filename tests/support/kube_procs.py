@@ -117,7 +117,7 @@ class ApiServer(WorkdirServer):
                 "--service-account-issuer", "https://kubernetes.default.svc",
                 "--service-account-key-file", str(self.workdir / "sa.pub"),
                 "--service-account-signing-key-file", str(self.workdir / "sa.key"),
-                "--allow-privileged", "false", "--profiling=false", "--v=1"]
+                "--allow-privileged=false", "--endpoint-reconciler-type=none", "--profiling=false", "--v=1"]
 
     def ready(self) -> bool:
         try:
