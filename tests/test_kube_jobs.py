@@ -112,7 +112,8 @@ def test_probes_run_as_jobs_through_a_real_api_server(cluster, tiny_dir, tmp_pat
         try:
             jobs_path = f"/apis/batch/v1/namespaces/{NS}/jobs"
             r = bench.run_one(cfg, cfg.model("run"), "tiny")
-            [ran] = kubelet.ran.values()
+            # The result arrives while the pod's process is still exiting.
+            [ran] = wait_for(lambda: list(kubelet.ran.values()), 30, what="the pod's command to exit")
             assert ran.returncode == 0, ran.stderr[-3000:]
             assert r is not None and r.success, (r, ran.stderr[-2000:])
             assert r.duration_seconds > 0 and r.frames == 9

@@ -119,6 +119,16 @@ class ApiServer(WorkdirServer):
                 "--service-account-signing-key-file", str(self.workdir / "sa.key"),
                 "--allow-privileged=false", "--endpoint-reconciler-type=none", "--profiling=false", "--v=1"]
 
+    def start(self, timeout: float = 30.0):
+        """Started; a port taken meanwhile (free_port's race with other processes) is retried on another."""
+        for attempt in range(3):
+            try:
+                return super().start(timeout)
+            except AssertionError as e:
+                if "address already in use" not in str(e) or attempt == 2:
+                    raise
+                self.port = free_port()
+
     def ready(self) -> bool:
         try:
             req = urllib.request.Request(self.url + "/readyz", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})
