@@ -64,6 +64,9 @@ hostPath:
 {{- $kube := dict "pod_resources" (dict "enabled" .Values.podResources.enabled "socket" "/var/lib/kubelet/pod-resources/kubelet.sock" "publish_pods" .Values.podResources.publishPods) }}
 {{- if .Values.jobMode.enabled }}
 {{- $jobs := dict "enabled" true "image" (include "wan-exporter.image" .) "priority_class" .Values.jobMode.priorityClass.name "ttl_seconds_after_finished" .Values.jobMode.ttlSecondsAfterFinished "pending_timeout" .Values.jobMode.pendingTimeout "token_file" "/var/run/secrets/wan-exporter/probe/token" "token_secret" .Values.jobMode.tokenSecret "config_map" (include "wan-exporter.fullname" .) "models_volume" (include "wan-exporter.modelsVolume" . | fromYaml) }}
+{{- with .Values.jobMode.reportUrl }}
+{{- $_ := set $jobs "report_url" . }}
+{{- end }}
 {{- with .Values.jobMode.resources }}
 {{- $_ := set $jobs "resources" . }}
 {{- end }}
