@@ -244,3 +244,53 @@ def test_job_manifest_is_a_valid_job_and_fate_maps_to_bounded_reasons():
     assert jobs.pod_outcome([pod({"type": "PodScheduled", "status": "False", "reason": "Unschedulable"})]) is None
     assert jobs.unschedulable([pod({"type": "PodScheduled", "status": "False", "reason": "Unschedulable"})])
     assert {"preempted", "evicted", "unschedulable"} <= set(SKIP_REASONS)
+
+
+def test_job_results_are_handed_back_over_the_exporters_tls_with_the_token(tmp_path, monkeypatch):
+    """The real exporter HTTP server with TLS and basic auth: a Job pod's result gets in with the
+    probe token over TLS verified by the CA the Job mounts; basic auth still guards /metrics."""
+    import ssl
+    import urllib.error
+    import urllib.request
+
+    import bcrypt
+
+    from support.web_certs import CA
+    from wan_exporter.kube.jobs import post_result
+    from wan_exporter.webconfig import make_wrapper
+
+    ca = CA(tmp_path / "pki")
+    srv = ca.issue("server", "wan-exporter", server=True, ips=("127.0.0.1",))
+    web = tmp_path / "web.yml"
+    web.write_text(yaml.safe_dump({
+        "tls_server_config": {"cert_file": str(srv.cert), "key_file": str(srv.key)},
+        "basic_auth_users": {"prometheus": bcrypt.hashpw(b"scrape", bcrypt.gensalt(4)).decode()}}))
+    token = tmp_path / "probe-token"
+    token.write_text(PROBE_TOKEN)
+    for k, v in {"POD_NAMESPACE": NS, "POD_NAME": "wan-exporter-x", "POD_UID": "u1", "NODE_NAME": NODE}.items():
+        monkeypatch.setenv(k, v)
+    port = free_port()
+    cfg = parse_config(f"kubernetes: {{jobs: {{enabled: true, api_server: 'https://127.0.0.1:1', token_file: '{token}', "
+                       f"api_token_file: '{token}', api_ca_file: '{ca.cert_path}'}}}}\n")
+    app = App(cfg)
+    bench = next(s for s in app.subsystems if type(s).__name__ == "BenchmarkSubsystem")
+    app.start(f"127.0.0.1:{port}", wsgi_wrapper=make_wrapper(str(web)))
+    try:
+        url = f"https://127.0.0.1:{port}"
+        assert bench.job_probes.report_url == url, "the default hand-back address follows the exporter's TLS"
+        inbox = bench.job_probes.inbox
+        inbox.expect("p1")
+        assert post_result(url, str(token), "p1", {"success": True}, ca_file=str(ca.cert_path)) == 202
+        assert inbox.take("p1") == {"success": True}
+        inbox.expect("p2")
+        bad = tmp_path / "bad-token"
+        bad.write_text("not-the-token")
+        assert post_result(url, str(bad), "p2", {"success": True}, ca_file=str(ca.cert_path)) == 401
+        with pytest.raises(urllib.error.URLError):  # an exporter the Job cannot verify gets nothing
+            post_result(url, str(token), "p2", {"success": True})
+        ctx = ssl.create_default_context(cafile=str(ca.cert_path))
+        with pytest.raises(urllib.error.HTTPError) as e:
+            urllib.request.urlopen(url + "/metrics", context=ctx, timeout=10)
+        assert e.value.code == 401
+    finally:
+        app.stop()
