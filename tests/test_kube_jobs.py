@@ -41,10 +41,14 @@ def cluster(tmp_path_factory):
     work = tmp_path_factory.mktemp("kube")
     with Etcd(work / "etcd") as etcd:
         api = ApiServer(work / "apiserver", apiserver_bin, etcd.url)
-        with api.start(timeout=120):
-            kcm = ControllerManager(work / "kcm", kcm_bin, api.url)
-            with kcm.start(timeout=120):
-                yield api, Api(api.url, ADMIN_TOKEN), work
+        kcm = ControllerManager(work / "kcm", kcm_bin, api.url)
+        try:
+            api.start(timeout=120)
+            kcm.start(timeout=120)
+            yield api, Api(api.url, ADMIN_TOKEN), work
+        finally:
+            kcm.stop()
+            api.stop()
 
 
 def chart_objects() -> list[dict]:
