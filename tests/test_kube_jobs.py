@@ -105,7 +105,7 @@ def test_probes_run_as_jobs_through_a_real_api_server(cluster, tiny_dir, tmp_pat
 
     def decide(pod: dict) -> str:
         job = pod["metadata"]["labels"]["job-name"]
-        return {"run": "run", "preempt": "preempt", "deadline": "ignore", "unsched": "unschedulable"}[job.split("-")[2]]
+        return {"run": "run", "preempt": "preempt", "deadline": "hang", "unsched": "unschedulable"}[job.split("-")[2]]
 
     cfg = parse_config(config)
     app = App(cfg)

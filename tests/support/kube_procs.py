@@ -172,7 +172,7 @@ class ControllerManager(WorkdirServer):
 class Kubelet:
     """Stands in for the kubelet (and the scheduler's one status write) of the probe pods in ``namespace``.
 
-    ``decide(pod) -> "run" | "preempt" | "unschedulable" | "ignore"`` picks what becomes of each new pod.
+    ``decide(pod) -> "run" | "hang" | "preempt" | "unschedulable" | "ignore"`` picks what becomes of each new pod.
     "run" runs the pod's command here (``python -m wan_exporter`` + its args, its env, its volumes
     as files, ``env_override`` on top) and reports the exit status as the pod's phase.
     """
@@ -229,6 +229,8 @@ class Kubelet:
         running = {"phase": "Running", "startTime": now, "conditions": [
             {"type": "PodScheduled", "status": "True", "lastTransitionTime": now}]}
         self._status(pod, running)
+        if what == "hang":  # started, never finishes: only its Job's deadline ends it
+            return
         if what == "preempt":
             time.sleep(0.5)
             self._status(pod, {"phase": "Failed", "conditions": [

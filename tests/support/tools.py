@@ -22,7 +22,7 @@ SETUP_BINARIES = {
 # Built from source by scripts/peers.sh (which scripts/test.sh runs) into a per-machine cache.
 SETUP_PEERS = ("helm", "kube-apiserver", "kube-controller-manager")
 SETUP_PYTHON = ("torch", "diffusers", "transformers", "grafana_foundation_sdk", "grafana-foundation-sdk",
-                "kubernetes_validate", "kubernetes-validate", "jsonschema", "cryptography", "bcrypt")
+                "kubernetes_validate", "kubernetes-validate", "jsonschema", "cryptography", "bcrypt", "grpc_tools")
 _SETUP_RE = re.compile(r"(?<![\w-])(" + "|".join(map(re.escape, sorted({*SETUP_BINARIES, *SETUP_PYTHON, *SETUP_PEERS},
                                                                        key=len, reverse=True))) + r")(?![\w-])")
 

@@ -389,6 +389,10 @@ class JobProbes:
                         return Outcome(result=r, versions=versions)
                 o = self._fate(cfg, m, profile, name, started)
                 if o is not None:
+                    doc = self.inbox.take(probe_id)  # a result that came in meanwhile is the better word
+                    if doc is not None:
+                        r, versions = result_from_report(doc, m.name, profile)
+                        return Outcome(result=r, versions=versions)
                     return o
                 if time.time() > deadline:
                     self.api.delete_job(self.me.namespace, name)
@@ -412,11 +416,12 @@ class JobProbes:
             taken = pod_outcome(pods)
             if taken is not None:
                 return Outcome(skip=taken)
+            never_ran = not pods or all(not (p.get("status") or {}).get("startTime") for p in pods)
+            if never_ran:  # the deadline ran out while it waited for a GPU: the probe never started
+                return Outcome(skip="unschedulable")
             if c.get("reason") == "DeadlineExceeded":
                 return Outcome(result=_failure(m, profile, started, "timeout",
                                                "the Job passed its activeDeadlineSeconds"))
-            if not pods or all(not (p.get("status") or {}).get("startTime") for p in pods):
-                return Outcome(skip="unschedulable")
             return Outcome(result=_failure(m, profile, started, "crash", f"Job failed: {c.get('reason', '')}"))
         if _cond(job, "Complete") is not None:
             # The pod finished; its result may still be in flight for a few seconds.
