@@ -261,7 +261,7 @@ def test_job_results_are_handed_back_over_the_exporters_tls_with_the_token(tmp_p
 
     from support.web_certs import CA
     from wan_exporter.kube.jobs import post_result
-    from wan_exporter.webconfig import make_wrapper
+    from wan_exporter.web.config import make_wrapper
 
     ca = CA(tmp_path / "pki")
     srv = ca.issue("server", "wan-exporter", server=True, ips=("127.0.0.1",))
