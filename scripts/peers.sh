@@ -13,12 +13,17 @@ CACHE="${WAN_PEERS_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/wan-exporter/peers}"
 
 # name | module | version | package in the module | -X flags for the version (optional)
 # Prometheus 3 is published to the module proxy as v0.3XX.Y for release 3.XX.Y.
+# k8s.io/kubernetes v1.X.Y: its module zip leaves out staging/, which its go.mod replaces
+# k8s.io/* with; prep points those replaces at the published k8s.io/* v0.X.Y modules instead.
 PEERS="
 prometheus|github.com/prometheus/prometheus|v0.316.0|cmd/prometheus|common=3.16.0
 promtool|github.com/prometheus/prometheus|v0.316.0|cmd/promtool|common=3.16.0
 alertmanager|github.com/prometheus/alertmanager|v0.35.0|cmd/alertmanager|common=0.35.0
 amtool|github.com/prometheus/alertmanager|v0.35.0|cmd/amtool|common=0.35.0
 victoria-metrics|github.com/VictoriaMetrics/VictoriaMetrics|v1.151.0|app/victoria-metrics|
+helm|helm.sh/helm/v4|v4.3.2|cmd/helm|helm=v4.3.2
+kube-apiserver|k8s.io/kubernetes|v1.37.2|cmd/kube-apiserver|k8s=v1.37.2
+kube-controller-manager|k8s.io/kubernetes|v1.37.2|cmd/kube-controller-manager|k8s=v1.37.2
 "
 
 peer_line() { printf '%s\n' "$PEERS" | awk -F'|' -v n="$1" '$1 == n'; }
@@ -37,6 +42,10 @@ fi
 prep() {
   case "$1" in
     alertmanager|amtool) mkdir -p "$2/ui/app/dist" && echo '<!doctype html><title>Alertmanager</title>' >"$2/ui/app/dist/index.html" ;;
+    kube-apiserver|kube-controller-manager)
+      local v; v=$(peer_line "$1" | awk -F'|' '{print $3}'); v="v0.${v#v1.}"
+      rm -f "$2/go.work" "$2/go.work.sum"  # its workspace names the staging/ modules the zip lacks
+      sed -i -E "s#^([[:space:]]*k8s\.io/[^ ]+) => \./staging/src/k8s\.io/[^ ]+\$#\1 => \1 $v#" "$2/go.mod" ;;
   esac
 }
 
@@ -50,7 +59,11 @@ build() {
   if [ ! -x "$out" ]; then
     command -v go >/dev/null || { echo "peers.sh: Go is needed to build $name" >&2; return 1; }
     ldflags="-s -w"
-    if [ -n "$ver" ]; then
+    case "$ver" in
+      helm=*) ldflags="$ldflags -X helm.sh/helm/v4/internal/version.version=${ver#helm=}" ;;
+      k8s=*) ldflags="$ldflags -X k8s.io/component-base/version.gitVersion=${ver#k8s=} -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=$(echo "${ver#k8s=v1.}" | cut -d. -f1)" ;;
+    esac
+    if [ "${ver#common=}" != "$ver" ]; then
       local v=${ver#common=}
       ldflags="$ldflags -X github.com/prometheus/common/version.Version=$v -X github.com/prometheus/common/version.Branch=HEAD -X github.com/prometheus/common/version.Revision=$version"
     fi

@@ -10,14 +10,22 @@ if [ "$(id -u)" -ne 0 ] && command -v sudo >/dev/null; then SUDO="sudo"; fi
 need_apt=""
 # curl: the TLS end-to-end tests talk to the exporter with it, as an operator would.
 # chromium: the status page's browser test.
-for bin in promtool prometheus prometheus-alertmanager amtool faketime curl chromium; do
+# etcd: the store of the Kubernetes API server the Job-mode tests run (tests/test_kube_jobs.py).
+for bin in promtool prometheus prometheus-alertmanager amtool faketime curl chromium etcd; do
   command -v "$bin" >/dev/null || need_apt=1
 done
 if [ -n "$need_apt" ]; then
-  echo "==> installing Prometheus, Alertmanager, faketime, curl and Chromium (Debian packages)"
+  echo "==> installing Prometheus, Alertmanager, faketime, curl, Chromium and etcd (Debian packages)"
   $SUDO apt-get update -q
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends \
-    prometheus prometheus-alertmanager faketime curl chromium
+    prometheus prometheus-alertmanager faketime curl chromium etcd-server
+fi
+
+# helm, kube-apiserver and kube-controller-manager, built from source into a per-machine cache
+# only when missing (cold: see scripts/peers.sh's build-seconds; warm: nothing to do).
+if command -v go >/dev/null; then
+  echo "==> Kubernetes peers (helm, kube-apiserver, kube-controller-manager)"
+  bash scripts/peers.sh helm kube-apiserver kube-controller-manager >/dev/null
 fi
 
 PY="${PYTHON:-python3}"

@@ -24,6 +24,7 @@ from wan_exporter.app import App
 from wan_exporter.checkpoint.facts import CheckpointFacts
 from wan_exporter.config import Thresholds, parse_config
 from wan_exporter.contract import Family, alerts, rules, thresholds
+from wan_exporter.kube.podresources import Allocation
 from wan_exporter.state import BenchmarkResult, CheckResult, HealthIssue, frozen_map
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -58,11 +59,12 @@ def full_snapshot():
                    check_last_success=frozen_map({("ti2v-5b", c): T0 for c in ("layout", "headers", "hash")}),
                    checkpoint_facts=frozen_map({"t2v-a14b": {"present": False},
                                                 "ti2v-5b": {"present": True, "dir": "/m", "facts": facts}}),
-                   benchmarks=frozen_map({("t2v-a14b", "probe"): agg}))
+                   benchmarks=frozen_map({("t2v-a14b", "probe"): agg}),
+                   gpu_allocations=frozen_map({"GPU-bbbb": (Allocation("serving", "wan-api-0", "server"),)}))
 
 
-def served(snapshot) -> str:
-    app = App(parse_config(CONFIG))
+def served(snapshot, extra: str = "") -> str:
+    app = App(parse_config(CONFIG + extra))
     app.store.update(lambda s: snapshot)
     return generate_latest(app.registry).decode()
 
@@ -99,7 +101,8 @@ def _family_of(sample: str, declared: dict[str, Family]) -> Family | None:
 
 @pytest.fixture(scope="module")
 def expositions() -> list[str]:
-    return [served(fixed_snapshot()), served(full_snapshot())]
+    return [served(fixed_snapshot()),
+            served(full_snapshot(), "kubernetes: {pod_resources: {enabled: true, publish_pods: true}}\n")]
 
 
 def test_every_served_family_is_declared_as_served(expositions):

@@ -134,6 +134,7 @@ class App:
         self.metrics_cache = app.metrics_cache
         if wsgi_wrapper is not None:
             app = wsgi_wrapper(app)
+        app = self._job_mode(app, listen_address)
         self.server = HttpServer(app, listen_address)
         self.server.start()
         log.info("listening on %s (port %d)", listen_address, self.server.port)
@@ -141,6 +142,27 @@ class App:
         self.jobs.start()
         self.clockwatch.start()
         threading.Thread(target=self._first_snapshot, name="first-snapshot", daemon=True).start()
+
+    def _job_mode(self, app: Callable, listen_address: str) -> Callable:
+        """Job mode: probes become Kubernetes Jobs whose pods post results to ``/-/probe-result``."""
+        kj = self._config.kubernetes.jobs
+        bench = next((s for s in self.subsystems if isinstance(s, BenchmarkSubsystem)), None)
+        if not kj.enabled or bench is None:
+            return app
+        from .kube import jobs as kjobs
+
+        me = kjobs.Identity.from_env()
+        inbox = kjobs.ProbeInbox(kj.token_file)
+        report = kj.report_url
+        if report is None:
+            from .web.server import parse_listen_address
+
+            web = getattr(app, "web_security", None)
+            scheme = "https" if web is not None and web.tls_enabled else "http"
+            report = f"{scheme}://{me.pod_ip or '127.0.0.1'}:{parse_listen_address(listen_address)[1]}"
+        bench.job_probes = kjobs.JobProbes(kjobs.KubeApi.in_cluster(kj.api_server, kj.api_token_file, kj.api_ca_file), me, inbox, report,
+                                           bench._stopping)
+        return inbox.wsgi(app)
 
     def _first_snapshot(self) -> None:
         """Ready once host, checkpoint and GPU have each been read once (NVML bounded by its timeout)."""
@@ -174,6 +196,15 @@ class App:
         self.jobs.add("collector.host", self.host_poller.poll, sch.host, first_delay=delay + sch.host.interval)
         self.jobs.add("collector.checkpoint", self.checkpoint_poller.poll, sch.layout,
                       first_delay=delay + sch.layout.interval)
+        pr = cfg.kubernetes.pod_resources
+        if pr.enabled:
+            from .kube.podresources import PodResourcesPoller
+
+            poller = PodResourcesPoller(self.store, pr.socket, pr.resource, pr.timeout)
+            poller.poll()  # known before the first probe can fall due
+            self.jobs.add("collector.pod_resources", poller.poll, sch.gpu, first_delay=delay + sch.gpu.interval)
+        else:
+            self.store.set(gpu_allocations=None)
         for s in self.subsystems:
             s.register_jobs(cfg)
 

@@ -106,6 +106,12 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--model", required=True, help="model name from the config")
     b.add_argument("--profile", help="profile name (default: the model's first profile)")
     b.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    b.add_argument("--device", default=os.environ.get("WAN_BENCH_DEVICE") or None,
+                   help="run on this device instead of the model's (default: $WAN_BENCH_DEVICE; a Job-mode "
+                        "pod sees only the GPUs the scheduler gave it)")
+    b.add_argument("--report-to", dest="report_to", default=os.environ.get("WAN_PROBE_REPORT_URL") or None,
+                   metavar="URL", help="Job mode: post the --json result to this exporter's /-/probe-result "
+                                       "(default: $WAN_PROBE_REPORT_URL)")
 
     from .stack import DESCRIPTION as STACK_DESCRIPTION, build_parser as stack_parser
 

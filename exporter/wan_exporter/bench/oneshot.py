@@ -52,12 +52,38 @@ def _efficiency_rows(e: Efficiency) -> list[tuple[str, str]]:
     return rows
 
 
+def _report(url: str, document: dict) -> int:
+    """Job mode: hand the result to the exporter that created this Job (token and CA from the env)."""
+    import os
+
+    from ..kube.jobs import post_result
+
+    probe_id = os.environ.get("WAN_PROBE_ID", "")
+    token_file = os.environ.get("WAN_PROBE_TOKEN_FILE", "")
+    if not probe_id or not token_file:
+        print("--report-to needs WAN_PROBE_ID and WAN_PROBE_TOKEN_FILE", file=sys.stderr)
+        return 2
+    try:
+        status = post_result(url, token_file, probe_id, document, os.environ.get("WAN_PROBE_REPORT_CA") or None)
+    except OSError as e:
+        print(f"could not hand the result to {url}: {e}", file=sys.stderr)
+        return 1
+    if status != 202:
+        print(f"{url} refused the result: HTTP {status}", file=sys.stderr)
+        return 1
+    return 0  # handed back: the exporter publishes it, success or failure
+
+
 def cmd_bench(args) -> int:
     from ..defaults import resolve_config
 
     try:
         cfg, _ = resolve_config(args.config_file, args.demo)
         m = cfg.model(args.model)
+        if getattr(args, "device", None):
+            from dataclasses import replace
+
+            m = replace(m, device=args.device)
     except ConfigError as e:
         print(e, file=sys.stderr)
         return 2
@@ -91,6 +117,8 @@ def cmd_bench(args) -> int:
         d["versions"] = versions
         d["efficiency"] = asdict(eff)
         print(json.dumps(d, indent=2, sort_keys=True))
+        if getattr(args, "report_to", None):
+            return _report(args.report_to, d)
     else:
         rows = [("success", str(result.success))]
         if not result.success:

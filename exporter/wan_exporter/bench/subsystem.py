@@ -41,6 +41,12 @@ def courtesy_skip(snap: Snapshot, cfg: Config, device: str) -> str | None:
     gpu = gpuid.find(snap.gpus, device)
     if gpu_status is None or not gpu_status.success or gpu is None:
         return "gpu_unavailable"  # NVML unreadable, the GPU not listed, or lost
+    if cfg.kubernetes.pod_resources.enabled:
+        # The kubelet's word on which GPUs are a pod's comes before any reading of how busy they look.
+        if snap.gpu_allocations is None:
+            return "gpu_allocation_unknown"
+        if snap.gpu_allocations.get(gpu.uuid):
+            return "gpu_allocated"
     if gpu.utilization_ratio is not None and gpu.utilization_ratio > cfg.benchmark.busy_utilization_ratio:
         return "gpu_busy"
     if gpu.process_memory_bytes is not None and gpu.process_memory_bytes > cfg.benchmark.busy_foreign_memory_bytes:
@@ -62,6 +68,7 @@ class BenchmarkSubsystem:
         self._device_locks: dict[str, threading.Lock] = defaultdict(threading.Lock)
         self._warm: dict[str, WarmWorker] = {}
         self._stopping = threading.Event()
+        self.job_probes = None  # kube.jobs.JobProbes in Job mode (set by the app)
 
     def shutdown(self) -> None:
         self._stopping.set()
@@ -130,6 +137,8 @@ class BenchmarkSubsystem:
 
     def run_one(self, cfg: Config, m: ModelConfig, profile_name: str) -> BenchmarkResult | None:
         """Run (or skip) one benchmark now and publish its outcome."""
+        if cfg.kubernetes.jobs.enabled and self.job_probes is not None:
+            return self._run_as_job(cfg, m, profile_name)
         with self._device_locks[gpuid.device_key(m.device)]:
             snap = self.store.snapshot
             model_dir = resolve_model_dir(m, cfg)
@@ -150,6 +159,27 @@ class BenchmarkSubsystem:
         else:
             log.warning("benchmark %s/%s failed (%s): %s", m.name, profile_name, result.reason, result.detail[:300])
         self._record(cfg, result, versions)
+        return result
+
+    def _run_as_job(self, cfg: Config, m: ModelConfig, profile_name: str) -> BenchmarkResult | None:
+        """Job mode: the scheduler picks the GPU; the exporter only checks the files are there."""
+        model_dir = resolve_model_dir(m, cfg)
+        scanned = self.scans.get(m.name, model_dir, m.format, cfg.schedules.layout.interval)
+        reason = skip_reason(model_dir, m, scanned)
+        if reason is None:
+            out = self.job_probes.run(cfg, m, profile_name)
+            if out.result is None:
+                reason = out.skip
+                if reason is None:  # stopping
+                    return None
+        if reason is not None:
+            log.info("benchmark %s/%s skipped: %s", m.name, profile_name, reason)
+            self._update(m.name, profile_name, lambda a: aggregate.skip(a, reason))
+            return None
+        result = out.result
+        if not result.success:
+            log.warning("benchmark %s/%s failed (%s): %s", m.name, profile_name, result.reason, result.detail[:300])
+        self._record(cfg, result, out.versions or {})
         return result
 
     def _update(self, model: str, profile: str, fn: Callable[[BenchmarkAggregate], BenchmarkAggregate]) -> None:

@@ -17,7 +17,7 @@ from .families import bool_value, new
 
 class GpuFigures:
     name = "gpu"
-    reads = (("collectors", lambda c: c.get("gpu")), "gpus", "gpu_xid_totals")
+    reads = (("collectors", lambda c: c.get("gpu")), "gpus", "gpu_xid_totals", "gpu_allocations")
 
     def families(self, snap: Snapshot, cfg: Config) -> Iterable[Metric]:
         gpu_ok = snap.collectors.get("gpu")
@@ -63,5 +63,10 @@ class GpuFigures:
                 ecc.add_metric([i, etype], n)
         for (uuid, code), n in sorted(snap.gpu_xid_totals.items()):
             xid.add_metric([by_uuid.get(uuid, uuid), code], n)
-        return [devices, g_info, lost, mem_total, mem_used, util, mem_util, temp, power, limit, energy, clock,
+        alloc = new(gpu.ALLOCATION_INFO)
+        if cfg.kubernetes.pod_resources.publish_pods and snap.gpu_allocations:
+            for g in snap.gpus:
+                for a in snap.gpu_allocations.get(g.uuid, ()):
+                    alloc.add_metric([str(g.index), g.uuid, a.namespace, a.pod, a.container], {})
+        return [devices, g_info, lost, alloc, mem_total, mem_used, util, mem_util, temp, power, limit, energy, clock,
                 throttle, ecc, xid, procs, proc_mem]

@@ -78,6 +78,11 @@ PROCESS_MEMORY_BYTES = Family(
     "GPU memory held by compute processes.",
     labels=("gpu",), source=SOURCE)
 
+ALLOCATION_INFO = Family(
+    "wan_gpu_allocation", "info",
+    "The pod container the kubelet allocated the GPU to (pod-resources API; opt-in: kubernetes.pod_resources.publish_pods). Never probed while allocated.",
+    labels=("gpu", "uuid", "namespace", "pod", "container"), source=SOURCE)
+
 FAMILIES: tuple[Family, ...] = (
     DEVICES,
     INFO,
@@ -96,4 +101,5 @@ FAMILIES: tuple[Family, ...] = (
     XID_ERRORS,
     PROCESSES,
     PROCESS_MEMORY_BYTES,
+    ALLOCATION_INFO,
 )
