@@ -93,8 +93,8 @@ class App:
         self.jobs = Jobs(self.store)
         self.nvml = NvmlReader(timeout=config.exporter.nvml_timeout)
         self.gpu_poller = GpuPoller(self.store, self.nvml)
-        self.host_poller = HostPoller(self.store, self.config)
         self.scans = ScanCache()  # the latest scan of each model's files, read by every check and the facts
+        self.host_poller = HostPoller(self.store, self.config, self.scans.lanes)
         self.checkpoint_poller = CheckpointPoller(self.store, self.config, self.scans)
         on = set(COLLECTORS) if collectors is None else set(collectors)
         unknown = on - set(COLLECTORS)

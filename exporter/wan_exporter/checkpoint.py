@@ -12,7 +12,6 @@ catalog into short, human-readable findings.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from dataclasses import dataclass, field
@@ -21,6 +20,7 @@ from types import MappingProxyType
 from typing import Any, Iterable, Mapping
 
 from .catalog import CatalogEntry
+from . import fileio
 from .safetensors_header import Header, HeaderError, TensorInfo, dtype_name, read_header
 
 DENOISERS: tuple[str, ...] = ("transformer", "transformer_2")
@@ -380,11 +380,11 @@ def _shards_complete(files: Iterable[Path], name: str, problems: _Problems) -> b
 
 def _read_json(path: Path, problems: _Problems) -> dict[str, Any] | None:
     try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
+        doc = fileio.read_json(path)
     except FileNotFoundError:
         problems.add(f"{path}: missing")
         return None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
+    except (OSError, ValueError) as e:
         problems.add(f"{path}: unreadable: {e}")
         return None
     if not isinstance(doc, dict):

@@ -97,6 +97,9 @@ def build_parser() -> argparse.ArgumentParser:
     cm.add_argument("--no-hash", action="store_true", help="skip the full content hash (reads every byte)")
     cm.add_argument("--no-load", action="store_true", help="skip the load check (starts a child process)")
     cm.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    cm.add_argument("--io-timeout", type=float, default=30.0, metavar="SECONDS",
+                    help="give up on reads of the model's files that make no progress this long (a hung mount); "
+                         "default 30")
 
     b = sub.add_parser("bench", help="run one benchmark generation now",
                        description="Run one benchmark generation of a configured model now, showing progress, "

@@ -179,6 +179,8 @@ class ExporterSettings:
     demo: bool = False
     links: Links = field(default_factory=Links)
     status_refresh: Duration = 30.0  # the status page reloads itself this often; 0: never
+    # A read of a model's files that makes no progress this long is left behind (io_timeout finding).
+    io_timeout: Duration = 30.0
 
 
 @dataclass(frozen=True)
@@ -376,6 +378,8 @@ def _validate(cfg: Config, raw: Mapping[str, Any], errors: list[str], check_path
         url = getattr(cfg.exporter.links, key)
         if url is not None and not re.match(r"^https?://[^\s/?#]+[^\s]*$", url):
             errors.append(f"exporter.links.{key}: expected an http:// or https:// URL, got {url!r}")
+    if not cfg.exporter.io_timeout > 0:
+        errors.append("exporter.io_timeout: expected a duration above 0")
     if cfg.exporter.status_refresh < 0:
         errors.append("exporter.status_refresh: expected a duration of 0 (never) or more")
     for name, prof in cfg.profiles.items():

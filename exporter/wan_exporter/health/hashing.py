@@ -35,6 +35,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
 
+from ..fileio import open_regular
 from ..scan import Scan, WeightFile, references
 from ..state import CheckResult
 from . import layout
@@ -155,7 +156,7 @@ def hash_file(path: Path, rel: str, before: os.stat_result, chunk_bytes: int, pa
     buf = bytearray(max(4096, chunk_bytes))
     view = memoryview(buf)
     total = 0
-    with open(path, "rb", buffering=0) as f:
+    with open_regular(path, buffering=0) as f:
         if _key(os.fstat(f.fileno())) != _key(before):
             raise Changed("replaced before it could be read")
         while True:
@@ -282,7 +283,12 @@ def _one(root: Path, w: WeightFile, manifest: Manifest, findings: Findings, f: d
         return False
     size = st.st_size
     f["expected_bytes"] += size
-    published = w.reference or references.published(root, rel)
+    try:
+        published = w.reference or references.published(root, rel)
+    except OSError as e:  # download metadata that is a FIFO or a device: the same finding as the scan's
+        where = os.path.relpath(e.filename, root) if e.filename else rel
+        findings.add(oserror_kind(e), f"download metadata of {rel}: {oserror_detail(e)}", where)
+        return False
     if published:
         expected = published.sha256
         source = published.where if published.source == "hf_cache_blob" else f"the download metadata {published.where}"

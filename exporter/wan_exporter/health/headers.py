@@ -11,7 +11,6 @@ fine-tuned or re-packaged checkpoint may differ on purpose.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import time
@@ -19,6 +18,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any, Callable
 
+from .. import fileio
 from ..catalog import CatalogEntry
 from ..scan import Scan
 from ..scan.tables import TableError, TensorTable, read_table
@@ -138,15 +138,12 @@ def _check_dtypes(lay: Scan, headers: dict[str, TensorTable], findings: Findings
 
 def _check_json(root: Path, rel: str, findings: Findings) -> None:
     try:
-        with open(root / rel, "rb") as f:
-            raw = f.read(layout.MAX_JSON_BYTES + 1)
+        doc = fileio.read_json(root / rel, layout.MAX_JSON_BYTES)
     except OSError as e:
         findings.add(oserror_kind(e), oserror_detail(e), rel)
         return
-    try:
-        doc = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        findings.add("header_invalid", f"not valid JSON: {e}", rel)
+    except fileio.JsonError as e:
+        findings.add("header_invalid", str(e), rel)
         return
     if not isinstance(doc, dict):
         findings.add("header_invalid", "not a JSON object", rel)

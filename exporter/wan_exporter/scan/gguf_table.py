@@ -13,6 +13,8 @@ Parameters are elements (``prod(dims)``), not bytes: a Q4_K tensor stores 4.5 bi
 
 from __future__ import annotations
 
+from ..fileio import open_regular
+
 import math
 import os
 import struct
@@ -100,7 +102,7 @@ def quant_sizes() -> dict[int, tuple[str, int, int]]:
 
 def read_gguf(path: Path) -> TensorTable:
     sizes = quant_sizes()
-    with open(path, "rb") as f:
+    with open_regular(path) as f:
         file_size = os.fstat(f.fileno()).st_size
         r = _In(f)
         try:

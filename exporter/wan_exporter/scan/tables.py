@@ -10,6 +10,8 @@ Each table knows the file size its own structure implies, so truncation is found
 
 from __future__ import annotations
 
+from ..fileio import open_regular
+
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping
@@ -88,7 +90,7 @@ def _short_safetensors(path: Path, max_header: int) -> bool:
     import struct
 
     try:
-        with open(path, "rb") as f:
+        with open_regular(path) as f:
             size = os.fstat(f.fileno()).st_size
             head = f.read(8)
     except OSError:
