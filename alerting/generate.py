@@ -431,6 +431,11 @@ def alert_groups(s: dict) -> list[dict]:
         """, "warning", "A Wan exporter collector is failing.",
               f"The {{{{ $labels.collector }}}} collector of the Wan exporter on {I} fails with reason "
               "{{ $labels.reason }}: its figures are absent.", "overview"),
+        alert("WanExporterJobStuck", f"wan_exporter_job_stuck{{{sel}}} == 1", "warning",
+              "A Wan exporter job is stuck.",
+              f"A run of the scheduled task {{{{ $labels.task }}}} of the Wan exporter on {I} has been in progress "
+              "longer than its deadline: the figures it produces are not refreshed, and its next runs are "
+              "skipped (wan_exporter_job_skipped_runs_total).", "overview"),
         alert("WanConfigReloadFailed", f"wan_exporter_config_last_reload_successful{{{sel}}} == 0", "warning",
               "The Wan exporter's config failed to reload.",
               f"The last config reload of the Wan exporter on {I} failed; it keeps running on the previous "

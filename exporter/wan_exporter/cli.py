@@ -10,7 +10,10 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
+import time
 from pathlib import Path
+from typing import Callable
 
 from . import DEFAULT_PORT, __version__
 from .config import Config, ConfigError, load_config
@@ -319,5 +322,34 @@ def cmd_run(args: argparse.Namespace) -> int:
         elif ev == "stop":
             break
     log.info("shutting down")
-    app.stop()
+    return stop_within(app.stop, SHUTDOWN_SECONDS)
+
+
+SHUTDOWN_SECONDS = 8.0  # SIGTERM ends the process within 10 s, whatever a job is doing
+
+
+def stop_within(stop: "Callable[[], None]", seconds: float) -> int:
+    """Run ``stop`` and wait for the other threads, at most ``seconds`` in all; then exit regardless.
+
+    A job thread blocked in the kernel (a read on a hung mount) cannot be interrupted, and the
+    interpreter would wait for it at exit for ever; a supervisor's SIGKILL would then take the
+    benchmark children's clean-up with it. So whatever is still running after ``seconds`` is
+    named in the log and abandoned with ``os._exit``.
+    """
+    deadline = time.monotonic() + seconds
+    t = threading.Thread(target=stop, name="shutdown", daemon=True)
+    t.start()
+    t.join(max(0.0, deadline - time.monotonic()))
+    left = [th for th in threading.enumerate()
+            if th is not threading.current_thread() and not th.daemon and th.is_alive()]
+    for th in left:
+        th.join(max(0.0, deadline - time.monotonic()))
+    left = [th.name for th in left if th.is_alive()] + (["shutdown"] if t.is_alive() else [])
+    if left:
+        log.warning("shutdown did not finish within %.0fs (still running: %s); exiting anyway", seconds,
+                    ", ".join(left))
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
     return 0

@@ -14,7 +14,7 @@ import os
 import re
 import types
 import typing
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Annotated, Any, Literal, Mapping
 
@@ -106,6 +106,13 @@ class Schedule:
     enabled: bool = True
     jitter: Duration = 0.0
     timeout: Duration | None = None
+    # A run still in progress after this long is stuck (wan_exporter_job_stuck); default: the interval,
+    # or the timeout when that is longer.
+    deadline: Duration | None = None
+
+    @property
+    def deadline_seconds(self) -> float:
+        return self.deadline if self.deadline is not None else max(self.interval, self.timeout or 0.0)
 
 
 def _sched(interval: float, **kw: Any) -> Any:
@@ -378,6 +385,10 @@ def _validate(cfg: Config, raw: Mapping[str, Any], errors: list[str], check_path
         url = getattr(cfg.exporter.links, key)
         if url is not None and not re.match(r"^https?://[^\s/?#]+[^\s]*$", url):
             errors.append(f"exporter.links.{key}: expected an http:// or https:// URL, got {url!r}")
+    for f in fields(Schedules):
+        sch = getattr(cfg.schedules, f.name)
+        if sch.deadline is not None and not sch.deadline > 0:
+            errors.append(f"schedules.{f.name}.deadline: expected a duration above 0")
     if not cfg.exporter.io_timeout > 0:
         errors.append("exporter.io_timeout: expected a duration above 0")
     if cfg.exporter.status_refresh < 0:

@@ -17,7 +17,7 @@ import psutil
 
 from . import checkpoint, locate
 from . import scan as scanning
-from .scan.bounded import IoTimeout, Lanes, Stopped
+from .scan.bounded import IoTimeout, Lanes, Stopped, log_timeout
 from .scan.cache import ScanCache
 from .config import Config, ModelConfig
 from .contract.labels import NO_GPU_COLLECTOR_REASONS
@@ -158,7 +158,8 @@ class CheckpointPoller:
                                                      "checkpoint facts")
             except (IoTimeout, Stopped) as e:
                 ok, reason = False, "timeout"
-                log.warning("checkpoint facts for %s: %s", m.name, e)
+                if isinstance(e, IoTimeout):
+                    log_timeout(log, e, f"checkpoint facts for {m.name}")
                 facts[m.name] = {"present": True, "dir": None, "facts": None}
             except Exception as e:  # noqa: BLE001 - a bad checkpoint is a finding, not a crash
                 ok, reason = False, reason or "error"

@@ -18,7 +18,7 @@ from .. import gpuid
 from ..childproc import WarmWorker
 from ..config import Config, ModelConfig, state_dir
 from ..pollers import resolve_model_dir
-from ..scan.bounded import IoTimeout, Stopped
+from ..scan.bounded import IoTimeout, Stopped, log_timeout
 from .forms import skip_reason
 from ..scan.cache import ScanCache
 from ..scheduler import Jobs
@@ -148,7 +148,8 @@ class BenchmarkSubsystem:
                                                                   "benchmark preparation")
             except (IoTimeout, Stopped) as e:
                 model_dir, scanned, reason = None, None, "io_timeout"
-                log.warning("benchmark %s/%s: %s", m.name, profile_name, e)
+                if isinstance(e, IoTimeout):
+                    log_timeout(log, e, f"benchmark {m.name}/{profile_name}")
             reason = reason or courtesy_skip(snap, cfg, m.device)
             if reason is not None:
                 log.info("benchmark %s/%s skipped: %s", m.name, profile_name, reason)

@@ -31,7 +31,8 @@ from .verdict import verdict
 
 def _name(path: Path) -> str:
     """A model name for the manifest and the report, from the directory's name."""
-    n = re.sub(r"[^A-Za-z0-9_.-]", "_", path.resolve().name if path.name in ("", ".", "..") else path.name)
+    # abspath, not resolve(): no file system call, which could block on a hung mount
+    n = re.sub(r"[^A-Za-z0-9_.-]", "_", Path(os.path.abspath(path)).name if path.name in ("", ".", "..") else path.name)
     return n.lstrip("._-")[:64] or "model"
 
 
@@ -110,14 +111,14 @@ def cmd_check_model(args: Any) -> int:
             return 2
     target: Any = targets[0] if len(targets) == 1 else targets
     path = targets[0] if len(targets) == 1 else targets[0].parent
-    name = _name(targets[0] if len(targets) == 1 and targets[0].is_dir() else path)
+    name = _name(path)
     lanes, deadline = Lanes(), float(getattr(args, "io_timeout", 30.0) or 30.0)
 
-    def bounded(check: str, fn: Any) -> Any:
+    def bounded(check: str, fn: Any, seconds: float = deadline) -> Any:
         """``fn()`` under the deadline; a timed-out check becomes its io_timeout result (scan.bounded)."""
         t0 = time.perf_counter()
         try:
-            return lanes.run(name, fn, deadline, f"the {check} check")
+            return lanes.run(name, fn, seconds, f"the {check} check")
         except IoTimeout as e:
             return timed_out(name, check, str(e), time.perf_counter() - t0)
 
@@ -180,7 +181,9 @@ def cmd_check_model(args: Any) -> int:
                            else f"the load check builds diffusers pipeline directories, not the {sc.form} form")
     else:
         pipeline = entry.pipeline if entry else results[0].facts.get("pipeline")
-        results.append(loadcheck.check(name, path, kind=kind, pipeline=pipeline))
+        # the load check's child has its own timeout (300 s); only a blocked read outlives it
+        results.append(bounded("load", lambda: loadcheck.check(name, path, kind=kind, pipeline=pipeline),
+                               max(deadline, 320.0)))
     return _report(args, targets, kind, name, sc.form, results, skipped, notes)
 
 

@@ -26,7 +26,7 @@ from ..config import Config, ModelConfig, state_dir
 from ..scheduler import Jobs
 from ..state import CheckResult, Snapshot, Store, frozen_map
 from ..scan import Scan
-from ..scan.bounded import IoTimeout, Stopped, beat
+from ..scan.bounded import IoTimeout, Stopped, beat, log_timeout
 from ..scan.cache import ScanCache
 from . import hashing, headers, layout, loadcheck
 from .collector import HealthFigures
@@ -136,7 +136,7 @@ class HealthSubsystem:
             except Stopped:
                 return
             except IoTimeout as e:
-                log.warning("health check %s of %s: %s", check, m.name, e)
+                log_timeout(log, e, f"health check {check} of {m.name}")
                 result = timed_out(m.name, check, str(e), time.perf_counter() - t0)
             except Exception:  # noqa: BLE001 - one model's bug never stops the others
                 log.exception("health check %s of %s failed", check, m.name)

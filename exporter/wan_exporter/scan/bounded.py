@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Callable, TypeVar
+from typing import Any, Callable, TypeVar
 
 T = TypeVar("T")
 _local = threading.local()
@@ -22,7 +22,14 @@ POLL = 0.1  # how often a waiting caller looks at the deadline and the stop even
 
 
 class IoTimeout(Exception):
-    """Reading a model's files made no progress within the deadline (the finding ``io_timeout``)."""
+    """Reading a model's files made no progress within the deadline (the finding ``io_timeout``).
+
+    ``left_behind`` is True for the call that gave up on a worker, False for the calls refused
+    while that worker stays blocked (log the first loudly, the others quietly)."""
+
+    def __init__(self, msg: str, left_behind: bool = False) -> None:
+        super().__init__(msg)
+        self.left_behind = left_behind
 
 
 class Stopped(Exception):
@@ -81,7 +88,7 @@ class Lanes:
             if time.monotonic() - last[0] > timeout:
                 self._leave(key, worker, what)
                 raise IoTimeout(f"{what or 'reading the files'}: no progress within {timeout:g}s (a hung mount, "
-                                "a file that blocks); the read is left behind")
+                                "a file that blocks); the read is left behind", left_behind=True)
         if "error" in box:
             raise box["error"]  # type: ignore[misc]
         return box.get("value")  # type: ignore[return-value]
@@ -91,4 +98,9 @@ class Lanes:
             self._stuck[key] = (worker, time.monotonic(), what or "a read")
 
 
-__all__ = ["IoTimeout", "Lanes", "Stopped", "beat"]
+def log_timeout(log: Any, e: IoTimeout, what: str) -> None:
+    """Warn once per blocked read; the refusals while it stays blocked go to debug."""
+    (log.warning if e.left_behind else log.debug)("%s: %s", what, e)
+
+
+__all__ = ["IoTimeout", "Lanes", "Stopped", "beat", "log_timeout"]
