@@ -464,6 +464,11 @@ def load_yaml_mapping(text: str, source: str) -> dict:
         ) from None
     except yaml.YAMLError as e:
         raise ConfigError([f"invalid YAML: {e}"], source) from None
+    except ValueError:  # an integer of more than 4,300 digits (Python's int() limit)
+        m = re.search(r"\d{4300,}", text)
+        where = f"line {text.count(chr(10), 0, m.start()) + 1}: " if m else ""
+        raise ConfigError([f"{where}a number of more than 4,300 digits is not a value this exporter reads"],
+                          source) from None
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):

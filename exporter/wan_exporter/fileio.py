@@ -77,12 +77,12 @@ class JsonError(ValueError):
     """Bytes that are not a JSON document this exporter will read (the message says why)."""
 
 
-def loads(raw: bytes) -> Any:
+def loads(raw: bytes, **kw: Any) -> Any:
     """``json.loads`` whose every failure is a :class:`JsonError`: bad UTF-8, bad JSON, deep nesting, huge integers."""
     try:
-        return json.loads(raw.decode("utf-8"))
+        return json.loads(raw.decode("utf-8"), **kw)
     except UnicodeDecodeError as e:
-        raise JsonError(f"not valid UTF-8: {e}") from None
+        raise JsonError(f"not valid JSON (not UTF-8): {e}") from None
     except json.JSONDecodeError as e:
         raise JsonError(f"not valid JSON: {e}") from None
     except RecursionError:
