@@ -11,7 +11,8 @@ the gap/overlap check, so the child's peak stays within about twice the header's
 
 The child prints progress lines while it works (each one is progress for the caller's
 deadline, :func:`wan_exporter.scan.bounded.beat`), then one JSON line with the result; it dies
-with its parent (``PR_SET_PDEATHSIG``) and is killed after ``CHILD_MAX_SECONDS`` regardless.
+with its parent (``PR_SET_PDEATHSIG``), runs at nice 10 (the exporter's scrapes go first on a
+busy host) and is killed after ``CHILD_MAX_SECONDS`` regardless.
 """
 
 from __future__ import annotations
@@ -181,6 +182,10 @@ def _die_with_parent() -> None:
 
 def main(argv: list[str]) -> int:
     _die_with_parent()
+    try:  # background work: on a busy host the exporter's scrapes go first
+        os.nice(10)
+    except OSError:
+        pass
     from ..fileio import open_regular
 
     path = argv[0]
