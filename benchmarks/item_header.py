@@ -5,12 +5,14 @@ safetensors file (under the library's 100 MB header limit). The exporter must re
 stalling its scrapes and without its memory growing with the number of tensors.
 
 One exporter with two small models (``tests/test_health_fixtures.write_model``), its header
-check every 2 s. Scraped every 0.1 s as Prometheus scrapes (OpenMetrics, gzip): first with
-the files as written, then after one model's VAE is replaced by the 99 MB header: the header
-check and the checkpoint facts read it again and again in their child processes. Only the
-scrapes made while a header child was alive count as "while parsed". Memory: the exporter's
-RSS (sampled every 50 ms over both phases), the children's RSS (sampled likewise), and the
-peak RSS one child reports for itself (``getrusage``, exact) when run on the file directly.
+check every 2 s. Scraped every 0.1 s as Prometheus scrapes (OpenMetrics, gzip): with the
+files as written, then after one model's VAE is replaced by the 99 MB header (the header check
+and the checkpoint facts read it, in one child: the second reader waits for the first's
+parse), then again once the parse is over (its outcome is kept per file identity, so it is not
+parsed again). Only the scrapes made while a header child was alive count as "while parsed";
+the reference pools the scrapes before and after, so drift in a shared machine's load shows in
+neither alone. Memory: the exporter's RSS (sampled every 50 ms), the children's RSS (sampled
+likewise), and the peak RSS one child reports for itself (VmHWM, exact) when run on the file.
 """
 
 from __future__ import annotations
@@ -157,14 +159,21 @@ def run(ctx: Context) -> ItemResult:
         exp.wait_ready(90)
         time.sleep(5)
         watch = Watch(exp.pid).start()
-        ctx.log(f"  without: {scrapes} scrapes, one every 0.1 s")
-        base, base_err = scrape_for(exp.port, window, 0.1, watch, False, scrapes)
+        ctx.log(f"  without, before: {scrapes // 2} scrapes, one every 0.1 s")
+        base, base_err = scrape_for(exp.port, window, 0.1, watch, False, scrapes // 2)
         base_rss = max(watch.parent_rss)
         watch.parent_rss.clear()
         shutil.copyfile(big, models[1] / VAE)
         ctx.log(f"  while parsed: up to {scrapes} scrapes made while a header child is alive")
         during, during_err = scrape_for(exp.port, window * 3, 0.1, watch, True, scrapes)
         during_rss = max(watch.parent_rss) if watch.parent_rss else None
+        deadline = time.monotonic() + 600
+        while time.monotonic() < deadline and (watch.child_alive or not watch.children_seen):
+            time.sleep(0.5)  # the parse ends; its outcome is kept, so no child starts again
+        time.sleep(2)
+        ctx.log(f"  without, after the parse: {scrapes // 2} scrapes")
+        after, after_err = scrape_for(exp.port, window, 0.1, watch, False, scrapes // 2)
+        base, base_err = base + after, base_err + after_err
     finally:
         if watch is not None:
             watch.stop()
@@ -173,11 +182,12 @@ def run(ctx: Context) -> ItemResult:
         res.skipped = f"no scrape landed while a header child was alive ({len(watch.children_seen)} seen)"
         return res
     p99_base, p99_during = percentile(base, 99) * 1e3, percentile(during, 99) * 1e3
-    res.rows.append(Row("scrape p99 while the header is parsed", p99_during, "ms", "scrape p99 without it",
+    res.rows.append(Row("scrape p99 while the header is parsed", p99_during, "ms",
+                        "scrape p99 without it (before and after, pooled)",
                         p99_base, goal=f"<= {RATIO_GOAL:g}x", met=p99_during <= RATIO_GOAL * p99_base,
                         note=f"{len(during)} scrapes during {len(watch.children_seen)} parse(s), {len(base)} "
                              f"without; {base_err + during_err} failed"))
-    res.rows.append(Row("peak RSS of the header reader (getrusage of the child)", child_peak / 2**20, "MiB",
+    res.rows.append(Row("peak RSS of the header reader (its own VmHWM)", child_peak / 2**20, "MiB",
                         "the header's size", n / 2**20, goal=f"<= {RSS_GOAL:g}x", met=child_peak <= RSS_GOAL * n,
                         note=f"one parse took {parse_s:.1f} s on this machine"))
     res.rows.append(Row("exporter RSS while the header is parsed (max of 50 ms samples)",
@@ -185,7 +195,7 @@ def run(ctx: Context) -> ItemResult:
                         note="the tensors never reach the exporter: a summary comes back"))
     res.tables.append(Table("Scrape latency (OpenMetrics, gzip), one every 0.1 s",
                             ["phase", "scrapes", "p50 ms", "p90 ms", "p99 ms", "max ms", "failed"],
-                            [["without the header", len(base), percentile(base, 50) * 1e3, percentile(base, 90) * 1e3,
+                            [["without it (before and after, pooled)", len(base), percentile(base, 50) * 1e3, percentile(base, 90) * 1e3,
                               p99_base, max(base) * 1e3, base_err],
                              ["while it is parsed", len(during), percentile(during, 50) * 1e3,
                               percentile(during, 90) * 1e3, p99_during, max(during) * 1e3, during_err]]))

@@ -20,7 +20,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import resource
 import subprocess
 import sys
 import threading
@@ -36,8 +35,59 @@ PROGRESS_EVERY = 50_000  # entries between two progress lines
 _WS = re.compile(r"[ \t\n\r]*")
 
 
+_CACHE_SIZE = 16
+_cache: dict[tuple, "Header | HeaderError"] = {}  # (path, dev, inode, size, mtime) -> the outcome
+_inflight: dict[tuple, threading.Event] = {}
+_lock = threading.Lock()
+
+
 def parse_in_child(path: Path, header_size: int) -> Header:
-    """Parse ``path``'s header in a child; :class:`HeaderError` for anything the child refused."""
+    """Parse ``path``'s header in a child; :class:`HeaderError` for anything the child refused.
+
+    The outcome is kept per (device, inode, size, mtime), as the hash check keeps digests: the
+    header check and the checkpoint facts read the same large file, and a file that did not
+    change is not parsed again. A second reader of a file being parsed waits for that parse.
+    """
+    from .bounded import beat
+
+    st = os.stat(path)
+    key = (str(path), st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+    while True:
+        with _lock:
+            if key in _cache:
+                got = _cache[key]
+                break
+            running = _inflight.get(key)
+            if running is None:
+                running = _inflight[key] = threading.Event()
+                got = None
+                break
+        while not running.wait(1.0):
+            beat()  # the other reader's parse is progress for this one too
+    if got is not None:
+        if isinstance(got, HeaderError):
+            raise HeaderError(str(got))  # a fresh one: the kept one is never re-raised from many threads
+        return got
+    try:
+        try:
+            got = _parse(path, header_size)
+        except HeaderError as e:
+            got = e
+        with _lock:
+            if not (isinstance(got, HeaderError) and "ended with status" in str(got)):  # killed: try again later
+                _cache[key] = got
+                while len(_cache) > _CACHE_SIZE:
+                    del _cache[next(iter(_cache))]
+    finally:
+        with _lock:
+            _inflight.pop(key, None)
+        running.set()
+    if isinstance(got, HeaderError):
+        raise HeaderError(str(got))
+    return got
+
+
+def _parse(path: Path, header_size: int) -> Header:
     from .bounded import beat
 
     env = dict(os.environ)
@@ -171,6 +221,19 @@ class _Reader:
         return pos
 
 
+def _peak_rss() -> int | None:
+    """This process image's peak RSS: VmHWM, not ``ru_maxrss``, which keeps the forking parent's peak
+    across exec (a child of a 300 MB process would report 300 MB before reading a byte)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
 def _die_with_parent() -> None:
     try:
         import ctypes
@@ -214,7 +277,7 @@ def main(argv: list[str]) -> int:
         out = {"error": str(e).removeprefix(f"{path}: ")}
     except OSError as e:
         out = {"error": f"cannot read: {e.strerror or e}"}
-    out["max_rss_bytes"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    out["max_rss_bytes"] = _peak_rss()
     sys.stdout.write(json.dumps(out) + "\n")
     return 0
 
