@@ -108,7 +108,12 @@ def scrape_for(port: int, seconds: float, interval: float, watch: Watch, only_wh
     errors = 0
     end = time.monotonic() + seconds
     t_next = time.monotonic()
+    quiet_since = None
     while time.monotonic() < end and len(lat) < max_scrapes:
+        if only_while_parsing and watch.children_seen:  # the parse is over once no child is seen for 3 s
+            quiet_since = None if watch.child_alive else (quiet_since or time.monotonic())
+            if quiet_since is not None and time.monotonic() - quiet_since > 3:
+                break
         t_next += interval
         parsing = watch.child_alive
         t0 = time.perf_counter()

@@ -31,7 +31,7 @@ from ..safetensors_header import (DTYPES, MAX_TABLE_TENSORS, Header, HeaderError
                                   tensor)
 
 CHILD_MAX_SECONDS = 300.0
-PROGRESS_EVERY = 50_000  # entries between two progress lines
+PROGRESS_EVERY = 5_000  # entries between two progress lines (each one is progress for the deadline)
 _WS = re.compile(r"[ \t\n\r]*")
 
 
