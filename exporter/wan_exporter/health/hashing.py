@@ -37,6 +37,7 @@ from typing import Any, Callable
 
 from ..fileio import open_regular
 from ..scan import Scan, WeightFile, references
+from ..scan.bounded import beat
 from ..state import CheckResult
 from . import layout
 from .issues import Findings, make_result, oserror_detail, oserror_kind
@@ -50,7 +51,21 @@ RACY_SECONDS = 2.0
 # ... and only this long by default (a scheduled run passes its interval): silent media
 # corruption keeps size and mtime, so a file is read again on every scheduled run.
 CACHE_MAX_AGE_SECONDS = 86400.0
-_LOCK = threading.Lock()  # never two hash runs at once: they would only halve each other's bandwidth
+# Never two hash runs at once on one file system: they would only halve each other's bandwidth.
+# Per device, not global: a run blocked on a hung mount (left behind by scan.bounded) must not
+# stop the hash checks of models on other disks.
+_LOCKS: dict[int, threading.Lock] = {}
+_LOCKS_GUARD = threading.Lock()
+
+
+def _device_lock(model_dir: Any) -> threading.Lock:
+    first = model_dir[0] if isinstance(model_dir, (list, tuple)) and model_dir else model_dir
+    try:
+        dev = os.stat(first).st_dev if first is not None else -1
+    except (OSError, TypeError, ValueError):
+        dev = -1
+    with _LOCKS_GUARD:
+        return _LOCKS.setdefault(dev, threading.Lock())
 _CARRIED = frozenset({"missing_model", "not_a_model", "too_many_files"})
 
 OnChunk = Callable[[str, int], None]  # (relative path, bytes read so far in this file)
@@ -135,12 +150,15 @@ class _Pacer:
         if self.rate <= 0:
             return
         ahead = self.done / self.rate - (time.perf_counter() - self.t0)
-        if ahead > 0:
+        while ahead > 0:  # in slices: a deliberate pause is progress for the read's deadline (scan.bounded)
+            step = min(ahead, 1.0)
             if self.stop is not None:
-                if self.stop.wait(ahead):
+                if self.stop.wait(step):
                     raise Aborted()
             else:
-                time.sleep(ahead)
+                time.sleep(step)
+            beat()
+            ahead -= step
 
 
 def _key(st: os.stat_result) -> list[int]:
@@ -206,8 +224,9 @@ def check(model: str, model_dir: Any, state_dir: Path, chunk_bytes: int = 8 << 2
     (when every weight file was hashed and matched). ``hashed`` receives every digest computed
     or taken from the cache, by path relative to the scan root (for ``check-model --manifest``).
     """
-    if not _LOCK.acquire(blocking=False):
-        log.info("hash check of %s skipped: another hash run is in progress", model)
+    lock = _device_lock(model_dir)
+    if not lock.acquire(blocking=False):
+        log.info("hash check of %s skipped: another hash run is in progress on its file system", model)
         return None
     try:
         return _check(model, model_dir, state_dir, chunk_bytes, rate_limit_bytes_per_second, on_chunk, stop,
@@ -217,7 +236,7 @@ def check(model: str, model_dir: Any, state_dir: Path, chunk_bytes: int = 8 << 2
         log.info("hash check of %s stopped (shutdown)", model)
         return None
     finally:
-        _LOCK.release()
+        lock.release()
 
 
 def _check(model: str, model_dir: Any, state_dir: Path, chunk_bytes: int, rate: int,
