@@ -33,6 +33,19 @@ log = logging.getLogger(__name__)
 WATCH_INTERVAL = 1.0  # how often the watchdog compares runs in progress with their deadlines
 
 
+class _SkipCounted(logging.Filter):
+    """APScheduler warns on every skipped run; they are counted and alerted on instead (a hung
+    job at a 1 s interval would otherwise write a warning a second), and logged once when stuck."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "maximum number of running instances reached" not in record.getMessage()
+
+
+_APS_LOG = logging.getLogger("apscheduler.scheduler")
+if not any(isinstance(f, _SkipCounted) for f in _APS_LOG.filters):
+    _APS_LOG.addFilter(_SkipCounted())
+
+
 class Jobs:
     def __init__(self, store: Store, max_workers: int = 8) -> None:
         self.store = store
