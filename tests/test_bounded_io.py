@@ -153,3 +153,9 @@ def test_check_model_returns_on_a_fifo_and_on_a_hung_mount(tmp_path: Path) -> No
     doc = json.loads(r.stdout)
     assert r.returncode == 1 and doc["status"] == "degraded", r.stderr
     assert [i["kind"] for i in doc["checks"][0]["issues"]] == ["io_timeout"]
+    cfg = tmp_path / "wan.yaml"
+    cfg.write_text(f"models:\n  - {{name: hung, kind: tiny-wan2.2-ti2v-5b, path: '{hung}', profiles: []}}\n"
+                   "exporter: {io_timeout: 1s}\n")
+    r = subprocess.run([sys.executable, "-m", "wan_exporter", "check-config", str(cfg)], env=hung_env(hung),
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0 and "did not answer within exporter.io_timeout (1s)" in r.stdout + r.stderr, r

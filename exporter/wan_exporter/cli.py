@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Callable
 
 from . import DEFAULT_PORT, __version__
-from .config import Config, ConfigError, load_config
+from .config import Config, ConfigError, ModelConfig, load_config
 
 log = logging.getLogger("wan_exporter")
 
@@ -173,6 +173,15 @@ def cmd_check_config(path: str) -> int:
     return 0
 
 
+def _located(m: "ModelConfig", cfg: Config) -> tuple:
+    """Where the model's files are, and which of its listed single files are missing ((index, path) pairs)."""
+    from .pollers import resolve_model_dir
+
+    found = resolve_model_dir(m, cfg)
+    missing = [(j, f) for j, f in enumerate(found) if not f.is_file()] if isinstance(found, tuple) else []
+    return found, missing
+
+
 def location_warnings(path: str) -> list[str]:
     """Models whose files are not on disk now: at run time a health state (missing), never a config error.
 
@@ -180,19 +189,27 @@ def location_warnings(path: str) -> list[str]:
     when other parts of it are invalid."""
     from . import hfcache
     from .config import Config, load_typed, load_yaml_mapping
-    from .pollers import resolve_model_dir
+    from .scan.bounded import IoTimeout, Lanes
 
     try:
         cfg, _ = load_typed(Config, load_yaml_mapping(Path(path).read_text(encoding="utf-8"), path))
     except (ConfigError, OSError, UnicodeDecodeError):
         return []
+    lanes = Lanes()
+    io_timeout = getattr(getattr(cfg, "exporter", None), "io_timeout", None)
+    deadline = io_timeout if isinstance(io_timeout, (int, float)) and io_timeout > 0 else 30.0
     out = []
     for i, m in enumerate(cfg.models if cfg is not None else ()):
         if m is None or (m.path is None) == (m.hub_id is None):
             continue
-        found = resolve_model_dir(m, cfg)
+        try:  # a hung mount must not hang check-config (scan.bounded)
+            found, missing = lanes.run(str(i), lambda m=m: _located(m, cfg), deadline, "locating")
+        except IoTimeout:
+            out.append(f"models[{i}]: its files did not answer within exporter.io_timeout ({deadline:g}s): "
+                       "a hung mount?")
+            continue
         if isinstance(found, tuple):  # a list of single files: each one may be missing
-            out += [f"models[{i}].path[{j}]: no such file: {f}" for j, f in enumerate(found) if not f.is_file()]
+            out += [f"models[{i}].path[{j}]: no such file: {f}" for j, f in missing]
             continue
         if found is not None:
             continue
