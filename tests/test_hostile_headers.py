@@ -186,3 +186,14 @@ def test_a_number_of_5000_digits_in_the_config_is_an_error_with_its_line(tmp_pat
                        capture_output=True, text=True, timeout=60)
     assert r.returncode != 0 and "Traceback" not in r.stderr + r.stdout
     assert "line 2: a number of more than 4,300 digits" in r.stdout + r.stderr
+
+
+def test_gguf_dims_whose_product_overflows_are_header_invalid(tmp_path: Path) -> None:
+    name = b"blocks.0.weight"
+    info = struct.pack("<Q", len(name)) + name + struct.pack("<I", 2) + struct.pack("<QQ", 1 << 40, 1 << 40) \
+        + struct.pack("<IQ", 0, 0)  # ggml type 0 (F32), offset 0
+    f = tmp_path / "Wan2.2-T2V-A14B-HighNoise-F32.gguf"
+    f.write_bytes(b"GGUF" + struct.pack("<IQQ", 3, 1, 0) + info + b"\0" * 64)
+    got = Findings()
+    check_file(f, f.name, got, "gguf")
+    assert [(i.kind, "overflow" in i.detail) for i in got.items] == [("header_invalid", True)], got.items

@@ -140,6 +140,8 @@ def read_gguf(path: Path) -> TensorTable:
             raise TableError(f"tensor {name!r}: unknown ggml type {code}")
         tname, block, nbytes = sizes[code]
         n = math.prod(dims)
+        if n * 8 * nbytes // block > _U64_MAX or offset + n // block * nbytes > _U64_MAX:
+            raise TableError(f"tensor {name!r}: dims {list(dims)[:8]} of {tname} overflow 64 bits")
         if n % block:
             raise TableError(f"tensor {name!r}: {n} elements do not fill {tname} blocks of {block}")
         if offset % alignment:
@@ -150,6 +152,9 @@ def read_gguf(path: Path) -> TensorTable:
     _check_overlap(tensors)
     meta["gguf.version"] = str(version)
     return TensorTable(str(path), "gguf", tensors, meta, data_start, data_start + end, slack=alignment - 1)
+
+
+_U64_MAX = (1 << 64) - 1  # ggml sizes are 64-bit: a product beyond it is a damaged or hostile table
 
 
 def _check_overlap(tensors: dict[str, TensorInfo]) -> None:
