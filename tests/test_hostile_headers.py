@@ -23,9 +23,9 @@ from safetensors import safe_open
 from support.faults_procs import value, wait_metric
 from support.procs import ExporterProcess, exporter_env, samples_named
 from test_health_fixtures import VAE, write_model
-from wan_exporter.health.issues import Findings
+from wan_exporter.findings import Findings
 from wan_exporter.health.headers import check_file
-from wan_exporter.safetensors_header import IN_PROCESS_MAX_BYTES, MAX_TABLE_TENSORS
+from wan_exporter.scan.safetensors_header import IN_PROCESS_MAX_BYTES, MAX_TABLE_TENSORS
 
 F32x2 = {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}
 DEEP = b"[" * 100_000 + b"]" * 100_000

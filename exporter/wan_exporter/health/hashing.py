@@ -40,7 +40,7 @@ from ..scan import Scan, WeightFile, references
 from ..scan.bounded import beat
 from ..state import CheckResult
 from . import layout
-from .issues import Findings, make_result, oserror_detail, oserror_kind
+from ..findings import Findings, make_result, oserror_detail, oserror_kind
 
 log = logging.getLogger(__name__)
 

@@ -25,7 +25,7 @@ from ..config import Thresholds
 from ..state import CheckResult, Snapshot, frozen_map
 from . import hashing, headers, layout, loadcheck, manifest_file
 from ..scan.bounded import IoTimeout, Lanes, beat
-from .issues import timed_out
+from ..findings import timed_out
 from .verdict import verdict
 
 

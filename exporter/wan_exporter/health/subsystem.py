@@ -29,8 +29,8 @@ from ..scan import Scan
 from ..scan.bounded import IoTimeout, Stopped, beat, log_timeout
 from ..scan.cache import ScanCache
 from . import hashing, headers, layout, loadcheck
-from .collector import HealthFigures
-from .issues import CHECKS, timed_out
+from ..collectors.health import HealthFigures
+from ..findings import CHECKS, timed_out
 
 log = logging.getLogger(__name__)
 

@@ -4,7 +4,7 @@ A header may be up to 100 MB of JSON: 1.44 million tensors. ``json.loads`` of th
 GIL for seconds (every scrape waits) and builds ~3 GB of Python objects. So a header above
 ``IN_PROCESS_MAX_BYTES`` is read by ``python -m wan_exporter.scan.header_child PATH``: it walks
 the top-level object entry by entry (``raw_decode`` of one small entry at a time), checks each
-as :func:`~wan_exporter.safetensors_header.tensor` does in process, and keeps only what the
+as :func:`~wan_exporter.scan.safetensors_header.tensor` does in process, and keeps only what the
 checks need: the tensors themselves up to ``MAX_TABLE_TENSORS``, else a summary (count,
 parameters, bytes by dtype, the end of the data). Offsets are kept in two ``array('Q')`` for
 the gap/overlap check, so the child's peak stays within about twice the header's size.
@@ -27,8 +27,7 @@ from array import array
 from pathlib import Path
 from typing import Any
 
-from ..safetensors_header import (DTYPES, MAX_TABLE_TENSORS, Header, HeaderError, Summary, TensorInfo, metadata,
-                                  tensor)
+from .safetensors_header import DTYPES, MAX_TABLE_TENSORS, Header, HeaderError, Summary, TensorInfo, metadata, tensor
 
 CHILD_MAX_SECONDS = 300.0
 PROGRESS_EVERY = 5_000  # entries between two progress lines (each one is progress for the deadline)

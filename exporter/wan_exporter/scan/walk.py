@@ -16,7 +16,7 @@ from typing import Any
 
 from .. import fileio
 from ..fileio import what
-from ..health.issues import Findings, oserror_detail, oserror_kind
+from ..findings import Findings, oserror_detail, oserror_kind
 from .model import ShardIndex, WeightFile
 from .references import published
 

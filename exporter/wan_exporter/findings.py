@@ -13,9 +13,9 @@ import time
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
-from ..fileio import NotRegularFile
-from ..contract.labels import CHECKS, INFORMATIONAL_KINDS, ISSUE_KINDS
-from ..state import CheckResult, HealthIssue, frozen_map
+from .fileio import NotRegularFile
+from .contract.labels import CHECKS, INFORMATIONAL_KINDS, ISSUE_KINDS
+from .state import CheckResult, HealthIssue, frozen_map
 
 __all__ = ["CHECKS", "ISSUE_KINDS", "INFORMATIONAL", "Findings", "make_result", "timed_out", "oserror_kind", "oserror_detail", "gone"]
 

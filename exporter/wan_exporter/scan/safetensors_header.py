@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Mapping, NamedTuple
 
-from . import fileio
-from .fileio import open_regular
+from .. import fileio
+from ..fileio import open_regular
 
 # The safetensors format caps the header at 100 MB; anything larger is garbage, not a header.
 MAX_HEADER_BYTES = 100 * 1000 * 1000
@@ -151,7 +151,7 @@ def read_header(path: str | os.PathLike[str]) -> Header:
                     f"{p}: truncated: header length {n} is larger than the {file_size - 8} bytes after the length field"
                 )
             if n > IN_PROCESS_MAX_BYTES:
-                from .scan.header_child import parse_in_child
+                from .header_child import parse_in_child
 
                 return parse_in_child(p, n)
             raw = f.read(n)

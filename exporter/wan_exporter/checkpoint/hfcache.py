@@ -8,12 +8,12 @@ the commit hash; blobs are named by their sha256, which the hash check reuses.
 
 from __future__ import annotations
 
-from .fileio import read_regular
+from ..fileio import read_regular
 
 import os
 from pathlib import Path
 
-from .scan.references import blob_sha256
+from ..scan.references import blob_sha256
 
 
 def cache_root(override: str | None = None) -> Path:
