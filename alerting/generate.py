@@ -72,6 +72,8 @@ GPU_LOST = G.LOST.exposed_name
 COLLECTOR_SUCCESS = X.COLLECTOR_SUCCESS.exposed_name
 COLLECTOR_ERROR = X.COLLECTOR_ERROR_INFO.exposed_name
 RELOAD_SUCCESSFUL = X.CONFIG_LAST_RELOAD_SUCCESSFUL.exposed_name
+JOB_STUCK = X.JOB_STUCK.exposed_name
+JOB_SKIPPED_RUNS = X.JOB_SKIPPED_RUNS.exposed_name
 
 # Label sets of the aggregation levels (the level part of level:metric:operations).
 IMP = R.LEVEL_LABELS["instance_model_profile"]
@@ -461,6 +463,10 @@ def alert_groups(s: dict) -> list[dict]:
         """,
               f"The {{{{ $labels.collector }}}} collector of the Wan exporter on {I} fails with reason "
               "{{ $labels.reason }}: its figures are absent.", "overview"),
+        alert(A.EXPORTER_JOB_STUCK, f"{JOB_STUCK}{{{sel}}} == 1",
+              f"A run of the scheduled task {{{{ $labels.task }}}} of the Wan exporter on {I} has been in progress "
+              f"longer than its deadline: the figures it produces are not refreshed, and its next runs are "
+              f"skipped ({JOB_SKIPPED_RUNS}).", "overview"),
         alert(A.CONFIG_RELOAD_FAILED, f"{RELOAD_SUCCESSFUL}{{{sel}}} == 0",
               f"The last config reload of the Wan exporter on {I} failed; it keeps running on the previous "
               "config. wan-exporter check-config names every error in the file.", "overview"),

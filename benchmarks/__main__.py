@@ -34,6 +34,7 @@ ITEMS = {
     "6": ("item_startup", "Startup"),
     "7": ("item_scale", "Scale"),
     "7c": ("item_cap", "Scale at the cap"),
+    "H": ("item_header", "A header at safetensors' size limit"),
     "G": ("item_gpu", "On an NVIDIA GPU"),
     "P": ("item_profile", "Profiles"),
 }

@@ -166,7 +166,8 @@ def test_the_required_alerts_exist():
         "WanModelMissing", "WanModelIntegrityFailure", "WanModelHealthDegraded", "WanModelHealthCritical",
         "WanBenchmarkFailing", "WanBenchmarkStale", "WanGenerationSlow", "WanOutputInvalid", "WanBenchmarkOOM",
         "WanGpuMemoryHeadroomLow", "WanGpuHot", "WanGpuThrottling", "WanGpuXidErrors", "WanGpuEccErrors",
-        "WanGpuLost", "WanExporterDown", "WanExporterAbsent", "WanCollectorFailing", "WanConfigReloadFailed",
+        "WanGpuLost", "WanExporterDown", "WanExporterAbsent", "WanCollectorFailing", "WanExporterJobStuck",
+        "WanConfigReloadFailed",
         "WanTrafficErrorBudgetBurn", "WanTrafficLatencyBudgetBurn", "Watchdog",
     }
     assert required <= set(ALERT_NAMES), required - set(ALERT_NAMES)

@@ -16,7 +16,8 @@ from safetensors.numpy import save_file
 from wan_exporter import catalog
 from wan_exporter.checkpoint import facts as checkpoint
 from wan_exporter.checkpoint.facts import HeaderError, compare_with_catalog, derive_facts
-from wan_exporter.scan.safetensors_header import dtype_name, read_header
+from wan_exporter.scan.header_io import read_header
+from wan_exporter.scan.safetensors_header import dtype_name
 
 EXPORTER_DIR = Path(__file__).resolve().parents[1] / "exporter"
 

@@ -91,7 +91,7 @@ def fixed_snapshot() -> Snapshot:
         checkpoint_facts=frozen_map({"t2v-a14b": {"present": False}, "ti2v-5b": {"present": False}}),
         benchmarks=frozen_map({("t2v-a14b", "probe"): agg, ("t2v-a14b-fp8", "probe"): fp8_agg}),
         baselines=frozen_map({("t2v-a14b", "probe", "recorded"): 12.0}),
-        jobs=frozen_map({"health.layout": JobStatus("health.layout", T0, T0, 0.004, 5, 0, 30.0)}),
+        jobs=frozen_map({"health.layout": JobStatus("health.layout", T0, T0, 0.004, 5, 0, 30.0, deadline_seconds=30.0)}),
         config_last_reload_success=True,
         config_last_reload_at=T0,
     )

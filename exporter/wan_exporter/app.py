@@ -34,7 +34,7 @@ from .pollers import CheckpointPoller, GpuPoller, HostPoller
 from .scan.cache import ScanCache
 from .scheduler import Jobs
 from .web.server import HttpServer, make_app
-from .state import Store
+from .state import Snapshot, Store
 from .status import StatusPages
 
 log = logging.getLogger(__name__)
@@ -81,6 +81,21 @@ def _end_children(grace: float = 5.0) -> None:
                 pass
 
 
+def stuck_jobs(snap: "Snapshot") -> str | None:
+    """Why the exporter is not ready although started: the jobs whose run has outlived its deadline.
+
+    A stuck job's figures are not refreshed, so /-/ready does not claim all is well; /metrics is
+    still served (the stuck job says so there), and /-/healthy stays 200: a restart is the
+    operator's decision (see the runbook of WanExporterJobStuck), not a probe's.
+    """
+    stuck = []
+    for name, js in sorted(snap.jobs.items()):
+        if js.stuck:
+            since = f" for {time.time() - js.running_since:.0f}s" if js.running_since is not None else ""
+            stuck.append(f"{name} (a run in progress{since}, deadline {js.deadline_seconds or 0:.0f}s)")
+    return f"job(s) stuck: {', '.join(stuck)}" if stuck else None
+
+
 class App:
     def __init__(self, config: Config, config_path: str | None = None,
                  config_loader: Callable[[], Config] | None = None, collectors: Collection[str] | None = None) -> None:
@@ -94,8 +109,8 @@ class App:
         self.jobs = Jobs(self.store)
         self.nvml = NvmlReader(timeout=config.exporter.nvml_timeout)
         self.gpu_poller = GpuPoller(self.store, self.nvml)
-        self.host_poller = HostPoller(self.store, self.config)
         self.scans = ScanCache()  # the latest scan of each model's files, read by every check and the facts
+        self.host_poller = HostPoller(self.store, self.config, self.scans.lanes)
         self.checkpoint_poller = CheckpointPoller(self.store, self.config, self.scans)
         on = set(COLLECTORS) if collectors is None else set(collectors)
         unknown = on - set(COLLECTORS)
@@ -130,7 +145,8 @@ class App:
         app = make_app(self.registry, lambda: self.store.snapshot.ready, lambda: [m.name for m in self._config.models],
                        version=lambda: (self.store.snapshot, self._config),
                        sections=self.snapshot_collector.sections,
-                       status=StatusPages(lambda: (self.store.snapshot, self._config)))
+                       status=StatusPages(lambda: (self.store.snapshot, self._config)),
+                       not_ready=lambda: stuck_jobs(self.store.snapshot))
         self.metrics_cache = app.metrics_cache
         if wsgi_wrapper is not None:
             app = wsgi_wrapper(app)

@@ -10,10 +10,13 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
+import time
 from pathlib import Path
+from typing import Callable
 
 from . import DEFAULT_PORT, __version__
-from .config import ConfigError, load_config
+from .config import Config, ConfigError, ModelConfig, load_config
 
 log = logging.getLogger("wan_exporter")
 
@@ -97,6 +100,9 @@ def build_parser() -> argparse.ArgumentParser:
     cm.add_argument("--no-hash", action="store_true", help="skip the full content hash (reads every byte)")
     cm.add_argument("--no-load", action="store_true", help="skip the load check (starts a child process)")
     cm.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    cm.add_argument("--io-timeout", type=float, default=30.0, metavar="SECONDS",
+                    help="give up on reads of the model's files that make no progress this long (a hung mount); "
+                         "default 30")
 
     b = sub.add_parser("bench", help="run one benchmark generation now",
                        description="Run one benchmark generation of a configured model now, showing progress, "
@@ -173,6 +179,15 @@ def cmd_check_config(path: str) -> int:
     return 0
 
 
+def _located(m: "ModelConfig", cfg: Config) -> tuple:
+    """Where the model's files are, and which of its listed single files are missing ((index, path) pairs)."""
+    from .checkpoint.locate import resolve_model_dir
+
+    found = resolve_model_dir(m, cfg)
+    missing = [(j, f) for j, f in enumerate(found) if not f.is_file()] if isinstance(found, tuple) else []
+    return found, missing
+
+
 def location_warnings(path: str) -> list[str]:
     """Models whose files are not on disk now: at run time a health state (missing), never a config error.
 
@@ -180,19 +195,27 @@ def location_warnings(path: str) -> list[str]:
     when other parts of it are invalid."""
     from .checkpoint import hfcache
     from .config import Config, load_typed, load_yaml_mapping
-    from .checkpoint.locate import resolve_model_dir
+    from .scan.bounded import IoTimeout, Lanes
 
     try:
         cfg, _ = load_typed(Config, load_yaml_mapping(Path(path).read_text(encoding="utf-8"), path))
     except (ConfigError, OSError, UnicodeDecodeError):
         return []
+    lanes = Lanes()
+    io_timeout = getattr(getattr(cfg, "exporter", None), "io_timeout", None)
+    deadline = io_timeout if isinstance(io_timeout, (int, float)) and io_timeout > 0 else 30.0
     out = []
     for i, m in enumerate(cfg.models if cfg is not None else ()):
         if m is None or (m.path is None) == (m.hub_id is None):
             continue
-        found = resolve_model_dir(m, cfg)
+        try:  # a hung mount must not hang check-config (scan.bounded)
+            found, missing = lanes.run(str(i), lambda m=m: _located(m, cfg), deadline, "locating")
+        except IoTimeout:
+            out.append(f"models[{i}]: its files did not answer within exporter.io_timeout ({deadline:g}s): "
+                       "a hung mount?")
+            continue
         if isinstance(found, tuple):  # a list of single files: each one may be missing
-            out += [f"models[{i}].path[{j}]: no such file: {f}" for j, f in enumerate(found) if not f.is_file()]
+            out += [f"models[{i}].path[{j}]: no such file: {f}" for j, f in missing]
             continue
         if found is not None:
             continue
@@ -303,5 +326,34 @@ def cmd_run(args: argparse.Namespace) -> int:
         elif ev == "stop":
             break
     log.info("shutting down")
-    app.stop()
+    return stop_within(app.stop, SHUTDOWN_SECONDS)
+
+
+SHUTDOWN_SECONDS = 8.0  # SIGTERM ends the process within 10 s, whatever a job is doing
+
+
+def stop_within(stop: "Callable[[], None]", seconds: float) -> int:
+    """Run ``stop`` and wait for the other threads, at most ``seconds`` in all; then exit regardless.
+
+    A job thread blocked in the kernel (a read on a hung mount) cannot be interrupted, and the
+    interpreter would wait for it at exit for ever; a supervisor's SIGKILL would then take the
+    benchmark children's clean-up with it. So whatever is still running after ``seconds`` is
+    named in the log and abandoned with ``os._exit``.
+    """
+    deadline = time.monotonic() + seconds
+    t = threading.Thread(target=stop, name="shutdown", daemon=True)
+    t.start()
+    t.join(max(0.0, deadline - time.monotonic()))
+    left = [th for th in threading.enumerate()
+            if th is not threading.current_thread() and not th.daemon and th.is_alive()]
+    for th in left:
+        th.join(max(0.0, deadline - time.monotonic()))
+    left = [th.name for th in left if th.is_alive()] + (["shutdown"] if t.is_alive() else [])
+    if left:
+        log.warning("shutdown did not finish within %.0fs (still running: %s); exiting anyway", seconds,
+                    ", ".join(left))
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
     return 0

@@ -14,7 +14,7 @@ import os
 import re
 import types
 import typing
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Annotated, Any, Literal, Mapping
 
@@ -109,6 +109,13 @@ class Schedule:
     enabled: bool = True
     jitter: Duration = 0.0
     timeout: Duration | None = None
+    # A run still in progress after this long is stuck (wan_exporter_job_stuck); default: the interval,
+    # or the timeout when that is longer.
+    deadline: Duration | None = None
+
+    @property
+    def deadline_seconds(self) -> float:
+        return self.deadline if self.deadline is not None else max(self.interval, self.timeout or 0.0)
 
 
 def _sched(interval: float, **kw: Any) -> Any:
@@ -182,6 +189,8 @@ class ExporterSettings:
     demo: bool = False
     links: Links = field(default_factory=Links)
     status_refresh: Duration = 30.0  # the status page reloads itself this often; 0: never
+    # A read of a model's files that makes no progress this long is left behind (io_timeout finding).
+    io_timeout: Duration = 30.0
 
 
 @dataclass(frozen=True)
@@ -435,6 +444,12 @@ def _validate(cfg: Config, raw: Mapping[str, Any], errors: list[str], check_path
         errors.append("kubernetes.jobs.ttl_seconds_after_finished: expected 0 or more seconds")
     if kj.report_url is not None and not re.match(r"^https?://[^\s/?#]+[^\s]*$", kj.report_url):
         errors.append(f"kubernetes.jobs.report_url: expected an http:// or https:// URL, got {kj.report_url!r}")
+    for f in fields(Schedules):
+        sch = getattr(cfg.schedules, f.name)
+        if sch.deadline is not None and not sch.deadline > 0:
+            errors.append(f"schedules.{f.name}.deadline: expected a duration above 0")
+    if not cfg.exporter.io_timeout > 0:
+        errors.append("exporter.io_timeout: expected a duration above 0")
     if cfg.exporter.status_refresh < 0:
         errors.append("exporter.status_refresh: expected a duration of 0 (never) or more")
     for name, prof in cfg.profiles.items():
@@ -522,6 +537,11 @@ def load_yaml_mapping(text: str, source: str) -> dict:
         ) from None
     except yaml.YAMLError as e:
         raise ConfigError([f"invalid YAML: {e}"], source) from None
+    except ValueError:  # an integer of more than 4,300 digits (Python's int() limit)
+        m = re.search(r"\d{4300,}", text)
+        where = f"line {text.count(chr(10), 0, m.start()) + 1}: " if m else ""
+        raise ConfigError([f"{where}a number of more than 4,300 digits is not a value this exporter reads"],
+                          source) from None
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):

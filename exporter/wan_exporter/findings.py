@@ -13,10 +13,11 @@ import time
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
+from .fileio import NotRegularFile
 from .contract.labels import CHECKS, INFORMATIONAL_KINDS, ISSUE_KINDS
 from .state import CheckResult, HealthIssue, frozen_map
 
-__all__ = ["CHECKS", "ISSUE_KINDS", "INFORMATIONAL", "Findings", "make_result", "oserror_kind", "oserror_detail", "gone"]
+__all__ = ["CHECKS", "ISSUE_KINDS", "INFORMATIONAL", "Findings", "make_result", "timed_out", "oserror_kind", "oserror_detail", "gone"]
 
 # The kinds, the checks and which kinds are informational are declared in the contract.
 INFORMATIONAL: frozenset[str] = frozenset(INFORMATIONAL_KINDS)
@@ -26,6 +27,8 @@ MAX_ISSUES = 64  # per check: a directory of 10,000 broken files stays a readabl
 
 def oserror_kind(e: OSError) -> str:
     """Map an OS error to a finding kind; anything unusual reads as an absent file."""
+    if isinstance(e, NotRegularFile):
+        return "not_regular_file"
     if e.errno in (errno.EACCES, errno.EPERM):
         return "permission_denied"
     if e.errno == errno.ELOOP:
@@ -98,3 +101,12 @@ def make_result(model: str, check: str, t0: float, findings: Findings, facts: Ma
     success = all(i.kind in INFORMATIONAL for i in issues)
     return CheckResult(model=model, check=check, success=success, duration_seconds=time.perf_counter() - t0,
                        finished_at=time.time(), issues=issues, facts=frozen_map(facts))
+
+
+def timed_out(model: str, check: str, detail: str, waited: float) -> CheckResult:
+    """The result of a check whose reads were left behind (scan.bounded): one ``io_timeout`` finding.
+
+    It replaces the model's previous result of that check, so a verdict never outlives the
+    files' answering."""
+    return CheckResult(model=model, check=check, success=False, duration_seconds=waited, finished_at=time.time(),
+                       issues=(HealthIssue("io_timeout", detail),), facts=frozen_map({}))

@@ -17,8 +17,9 @@ import psutil
 from .checkpoint import facts as checkpoint
 from .checkpoint.locate import model_folder, resolve_model_dir
 from . import scan as scanning
+from .scan.bounded import IoTimeout, Lanes, Stopped, log_timeout
 from .scan.cache import ScanCache
-from .config import Config
+from .config import Config, ModelConfig
 from .contract.labels import NO_GPU_COLLECTOR_REASONS
 from .nvml import NvmlReader, NvmlUnavailable
 from .state import CollectorStatus, HostReading, Snapshot, Store, frozen_map
@@ -63,10 +64,22 @@ class GpuPoller:
         self.store.update(fn)
 
 
+def _disk_usage(m: ModelConfig, cfg: Config) -> tuple[int, int] | None:
+    d = model_folder(resolve_model_dir(m, cfg))
+    if d is None:
+        return None
+    try:
+        du = psutil.disk_usage(str(d))
+    except OSError:
+        return None
+    return du.free, du.total
+
+
 class HostPoller:
-    def __init__(self, store: Store, config: Callable[[], Config]) -> None:
+    def __init__(self, store: Store, config: Callable[[], Config], lanes: "Lanes | None" = None) -> None:
         self.store = store
         self.config = config
+        self.lanes = lanes or Lanes()
         psutil.cpu_percent(interval=None)  # prime: the next call measures since now
 
     def poll(self) -> None:
@@ -80,14 +93,13 @@ class HostPoller:
                 load1 = None
             fs: dict[str, tuple[int, int]] = {}
             for m in cfg.models:
-                d = model_folder(resolve_model_dir(m, cfg))
-                if d is None:
-                    continue
-                try:
-                    du = psutil.disk_usage(str(d))
-                    fs[m.name] = (du.free, du.total)
-                except OSError:
-                    pass
+                try:  # statvfs on a hung mount blocks: on the model's worker, under the deadline
+                    got = self.lanes.run(m.name, lambda m=m: _disk_usage(m, cfg), cfg.exporter.io_timeout,
+                                         "disk usage")
+                except (IoTimeout, Stopped):
+                    continue  # absent for this model only; its health checks report io_timeout
+                if got is not None:
+                    fs[m.name] = got
             reading = HostReading(
                 memory_total_bytes=vm.total,
                 memory_available_bytes=vm.available,
@@ -119,27 +131,36 @@ class CheckpointPoller:
         cfg = self.config()
         facts: dict[str, dict] = {}
         ok = True
+        reason = ""
         for m in cfg.models:
-            d = resolve_model_dir(m, cfg)
-            if d is None:
-                facts[m.name] = {"present": False}
-                continue
-            try:
-                sc = self.scans.get(m.name, d, m.format, cfg.schedules.layout.interval)
-                key = _signature(sc)
-                cached = self._cache.get(m.name)
-                if cached and cached[0] == key:
-                    facts[m.name] = cached[1]
-                    continue
-                f = checkpoint.derive_facts(sc)
-                entry = facts[m.name] = {"present": True, "dir": str(sc.root), "facts": f}
-                self._cache[m.name] = (key, entry)
+            try:  # on the model's worker, under the deadline: a blocked read delays this model only
+                facts[m.name] = self.scans.lanes.run(m.name, lambda m=m: self._one(cfg, m), cfg.exporter.io_timeout,
+                                                     "checkpoint facts")
+            except (IoTimeout, Stopped) as e:
+                ok, reason = False, "timeout"
+                if isinstance(e, IoTimeout):
+                    log_timeout(log, e, f"checkpoint facts for {m.name}")
+                facts[m.name] = {"present": True, "dir": None, "facts": None}
             except Exception as e:  # noqa: BLE001 - a bad checkpoint is a finding, not a crash
-                ok = False
+                ok, reason = False, reason or "error"
                 log.warning("checkpoint facts for %s: %s", m.name, e)
-                facts[m.name] = {"present": True, "dir": str(model_folder(d)), "facts": None}
-        st = CollectorStatus("checkpoint", ok, time.perf_counter() - t0, "" if ok else "error")
+                facts[m.name] = {"present": True, "dir": None, "facts": None}
+        st = CollectorStatus("checkpoint", ok, time.perf_counter() - t0, reason)
         self.store.update(lambda s: replace(s, checkpoint_facts=frozen_map(facts), **_status(s, st)))
+
+
+    def _one(self, cfg: Config, m: ModelConfig) -> dict:
+        d = resolve_model_dir(m, cfg)
+        if d is None:
+            return {"present": False}
+        sc = self.scans.get(m.name, d, m.format, cfg.schedules.layout.interval)
+        key = _signature(sc)
+        cached = self._cache.get(m.name)
+        if cached and cached[0] == key:
+            return cached[1]
+        entry = {"present": True, "dir": str(sc.root), "facts": checkpoint.derive_facts(sc)}
+        self._cache[m.name] = (key, entry)
+        return entry
 
 
 def _signature(sc: "scanning.Scan") -> tuple:

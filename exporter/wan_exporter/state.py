@@ -145,6 +145,10 @@ class JobStatus:
     runs: int = 0
     failures: int = 0
     interval_seconds: float | None = None
+    deadline_seconds: float | None = None  # a run in progress longer than this is stuck
+    running_since: float | None = None  # wall-clock start of the run in progress; None when idle
+    stuck: bool = False  # the run in progress has outlived its deadline
+    skipped: int = 0  # runs not started because the previous one was still in progress
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ from .. import gpuid
 from ..childproc import WarmWorker
 from ..config import Config, ModelConfig, state_dir
 from ..checkpoint.locate import resolve_model_dir
+from ..scan.bounded import IoTimeout, Stopped, log_timeout
 from ..load.forms import skip_reason
 from ..scan.cache import ScanCache
 from ..scheduler import Jobs
@@ -141,9 +142,19 @@ class BenchmarkSubsystem:
             return self._run_as_job(cfg, m, profile_name)
         with self._device_locks[gpuid.device_key(m.device)]:
             snap = self.store.snapshot
-            model_dir = resolve_model_dir(m, cfg)
-            scanned = self.scans.get(m.name, model_dir, m.format, cfg.schedules.layout.interval)
-            reason = skip_reason(model_dir, m, scanned) or courtesy_skip(snap, cfg, m.device)
+            def prepare() -> tuple:
+                d = resolve_model_dir(m, cfg)
+                sc = self.scans.get(m.name, d, m.format, cfg.schedules.layout.interval)
+                return d, sc, skip_reason(d, m, sc)
+
+            try:  # the model's files are read on its worker, under the deadline (scan.bounded)
+                model_dir, scanned, reason = self.scans.lanes.run(m.name, prepare, cfg.exporter.io_timeout,
+                                                                  "benchmark preparation")
+            except (IoTimeout, Stopped) as e:
+                model_dir, scanned, reason = None, None, "io_timeout"
+                if isinstance(e, IoTimeout):
+                    log_timeout(log, e, f"benchmark {m.name}/{profile_name}")
+            reason = reason or courtesy_skip(snap, cfg, m.device)
             if reason is not None:
                 log.info("benchmark %s/%s skipped: %s", m.name, profile_name, reason)
                 self._update(m.name, profile_name, lambda a: aggregate.skip(a, reason))

@@ -12,7 +12,6 @@ catalog into short, human-readable findings.
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +20,9 @@ from typing import Any, Iterable, Mapping
 
 from ..catalog import CatalogEntry
 from .model import EMPTY, MAX_PROBLEMS, CheckpointFacts, Problems  # noqa: F401 - MAX_PROBLEMS: public here too
-from ..scan.safetensors_header import Header, HeaderError, TensorInfo, dtype_name, read_header
+from .. import fileio
+from ..scan.header_io import read_header
+from ..scan.safetensors_header import Header, HeaderError, TensorInfo, dtype_name
 
 DENOISERS: tuple[str, ...] = ("transformer", "transformer_2")
 MAX_MISMATCHES = 16
@@ -291,11 +292,11 @@ def _shards_complete(files: Iterable[Path], name: str, problems: Problems) -> bo
 
 def _read_json(path: Path, problems: Problems) -> dict[str, Any] | None:
     try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
+        doc = fileio.read_json(path)
     except FileNotFoundError:
         problems.add(f"{path}: missing")
         return None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
+    except (OSError, ValueError) as e:
         problems.add(f"{path}: unreadable: {e}")
         return None
     if not isinstance(doc, dict):

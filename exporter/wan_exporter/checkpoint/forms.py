@@ -10,7 +10,6 @@ names, so the catalog comparison reads every form alike.
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 from types import MappingProxyType
@@ -19,6 +18,7 @@ from typing import Any, Mapping
 from ..scan.safetensors_header import TensorInfo, dtype_name
 from .model import CheckpointFacts, Problems
 from ..scan import Scan
+from .. import fileio
 from ..scan.tables import TableError, TensorTable, read_table
 
 # Tensors that hold quantisation scales, not model parameters.
@@ -146,7 +146,7 @@ def derive(scan: Scan, tables: Mapping[str, TensorTable] | None = None) -> Any:
 
 def _json(path: Path) -> dict[str, Any] | None:
     try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
+        doc = fileio.read_json(path)
     except (OSError, ValueError):
         return None
     return doc if isinstance(doc, dict) else None

@@ -8,6 +8,8 @@ the commit hash; blobs are named by their sha256, which the hash check reuses.
 
 from __future__ import annotations
 
+from ..fileio import read_regular
+
 import os
 from pathlib import Path
 
@@ -36,8 +38,8 @@ def resolve(hub_id: str, revision: str = "main", cache: str | None = None) -> Pa
     base = repo_dir(hub_id, cache)
     ref = base / "refs" / revision
     try:
-        commit = ref.read_text().strip() if ref.is_file() else revision
-    except OSError:
+        commit = read_regular(ref, 4096).decode("utf-8", "replace").strip() if ref.is_file() else revision
+    except OSError:  # a ref that is a FIFO or a device is never opened (fileio)
         return None
     snap = base / "snapshots" / commit
     return snap if snap.is_dir() else None

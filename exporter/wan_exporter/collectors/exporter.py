@@ -39,6 +39,9 @@ class ExporterSelf:
         j_int = new(exporter.JOB_INTERVAL_SECONDS)
         j_runs = new(exporter.JOB_RUNS)
         j_fail = new(exporter.JOB_FAILURES)
+        j_deadline = new(exporter.JOB_DEADLINE_SECONDS)
+        j_stuck = new(exporter.JOB_STUCK)
+        j_skip = new(exporter.JOB_SKIPPED_RUNS)
         for name, js in sorted(snap.jobs.items()):
             if js.last_run_at is not None:
                 j_run.add_metric([name], js.last_run_at)
@@ -50,6 +53,10 @@ class ExporterSelf:
                 j_int.add_metric([name], js.interval_seconds)
             j_runs.add_metric([name], js.runs)
             j_fail.add_metric([name], js.failures)
+            if js.deadline_seconds is not None:
+                j_deadline.add_metric([name], js.deadline_seconds)
+            j_stuck.add_metric([name], bool_value(js.stuck))
+            j_skip.add_metric([name], js.skipped)
         reload_ok = new(exporter.CONFIG_LAST_RELOAD_SUCCESSFUL)
         reload_ok.add_metric([], bool_value(snap.config_last_reload_success))
         reload_ts = new(exporter.CONFIG_LAST_RELOAD_SUCCESS_TIMESTAMP_SECONDS)
@@ -60,7 +67,8 @@ class ExporterSelf:
         jumps = new(exporter.CLOCK_JUMPS)
         for direction in labels.CLOCK_DIRECTIONS:
             jumps.add_metric([direction], snap.clock_jumps.get(direction, 0))
-        return [build, ok, dur, err, j_run, j_ok, j_dur, j_int, j_runs, j_fail, reload_ok, reload_ts, models, jumps]
+        return [build, ok, dur, err, j_run, j_ok, j_dur, j_int, j_runs, j_fail, j_deadline, j_stuck, j_skip,
+                reload_ok, reload_ts, models, jumps]
 
 
 def build_labels(version: str) -> dict[str, str]:

@@ -65,6 +65,7 @@ GPU_LOST = Alert("WanGpuLost", C, "A GPU is no longer visible.")
 EXPORTER_DOWN = Alert("WanExporterDown", C, "The Wan exporter cannot be scraped.")
 EXPORTER_ABSENT = Alert("WanExporterAbsent", C, "No Wan exporter target is known to Prometheus.")
 COLLECTOR_FAILING = Alert("WanCollectorFailing", W, "A Wan exporter collector is failing.")
+EXPORTER_JOB_STUCK = Alert("WanExporterJobStuck", W, "A Wan exporter job is stuck.")
 CONFIG_RELOAD_FAILED = Alert("WanConfigReloadFailed", W, "The Wan exporter's config failed to reload.")
 # -- traffic of a Wan service (burn-rate tiers: critical pages, warning tickets) --------------------------
 TRAFFIC_ERROR_BUDGET_BURN = Alert("WanTrafficErrorBudgetBurn", ("critical", "warning"),
@@ -79,7 +80,7 @@ ALL: tuple[Alert, ...] = (
     MODEL_MISSING, MODEL_INTEGRITY_FAILURE, MODEL_HEALTH_DEGRADED, MODEL_HEALTH_CRITICAL,
     BENCHMARK_FAILING, BENCHMARK_STALE, GENERATION_SLOW, OUTPUT_INVALID, BENCHMARK_OOM, GPU_MEMORY_HEADROOM_LOW,
     GPU_HOT, GPU_THROTTLING, GPU_XID_ERRORS, GPU_ECC_ERRORS, GPU_LOST,
-    EXPORTER_DOWN, EXPORTER_ABSENT, COLLECTOR_FAILING, CONFIG_RELOAD_FAILED,
+    EXPORTER_DOWN, EXPORTER_ABSENT, COLLECTOR_FAILING, EXPORTER_JOB_STUCK, CONFIG_RELOAD_FAILED,
     TRAFFIC_ERROR_BUDGET_BURN, TRAFFIC_LATENCY_BUDGET_BURN, WATCHDOG,
 )
 

@@ -48,6 +48,20 @@ JOB_FAILURES = Family(
     "wan_exporter_job_failures", "counter",
     "Runs of the scheduled task that raised an error.",
     labels=("task",), source=SOURCE)
+JOB_DEADLINE_SECONDS = Family(
+    "wan_exporter_job_deadline_seconds", "gauge",
+    "A run of the scheduled task still in progress after this long is stuck (schedules.<task>.deadline, by "
+    "default the interval).",
+    labels=("task",), source=SOURCE)
+JOB_STUCK = Family(
+    "wan_exporter_job_stuck", "gauge",
+    "1 while the scheduled task's run in progress has outlived its deadline: its figures are not being "
+    "refreshed (checked every second in the background).",
+    labels=("task",), source=SOURCE)
+JOB_SKIPPED_RUNS = Family(
+    "wan_exporter_job_skipped_runs", "counter",
+    "Runs of the scheduled task not started because the previous run was still in progress.",
+    labels=("task",), source=SOURCE)
 CONFIG_LAST_RELOAD_SUCCESSFUL = Family(
     "wan_exporter_config_last_reload_successful", "gauge",
     "1 when the last config (re)load succeeded.",
@@ -78,6 +92,9 @@ FAMILIES: tuple[Family, ...] = (
     JOB_INTERVAL_SECONDS,
     JOB_RUNS,
     JOB_FAILURES,
+    JOB_DEADLINE_SECONDS,
+    JOB_STUCK,
+    JOB_SKIPPED_RUNS,
     CONFIG_LAST_RELOAD_SUCCESSFUL,
     CONFIG_LAST_RELOAD_SUCCESS_TIMESTAMP_SECONDS,
     MODELS_CONFIGURED,

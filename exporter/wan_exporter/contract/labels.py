@@ -22,16 +22,19 @@ ISSUE_KINDS: tuple[str, ...] = (
     "manifest_write_failed",  # the hash manifest could not be saved (disk full, read-only)
     "symlink_loop",  # a symlink that resolves to itself
     "too_many_files",  # the walk hit its cap; the directory is not what it should be
+    "not_regular_file",  # a FIFO, socket, device or directory where a file belongs; never opened
+    "io_timeout",  # reading the model's files did not finish within exporter.io_timeout; the read is left behind
     "output_invalid",  # benchmark output failed a sanity check (fed by benchmarks)
     "benchmark_failing",  # the last benchmark run failed (fed by benchmarks)
 )
 # Findings that mean the files themselves are broken: the verdict is critical.
 CRITICAL_KINDS: tuple[str, ...] = (
     "missing_file", "truncated", "header_invalid", "hash_mismatch", "permission_denied", "not_a_model", "symlink_loop",
+    "not_regular_file",
 )
 DEGRADED_KINDS: tuple[str, ...] = (
     "catalog_mismatch", "version_skew", "load_failed", "changed_during_check", "manifest_write_failed",
-    "too_many_files", "output_invalid", "benchmark_failing",
+    "too_many_files", "output_invalid", "benchmark_failing", "io_timeout",
 )
 # Findings that describe the checkpoint but do not mean the check failed.
 INFORMATIONAL_KINDS: tuple[str, ...] = ("catalog_mismatch",)
@@ -60,7 +63,7 @@ CHILD_FAILURE_REASONS: tuple[str, ...] = (
 # not say. unschedulable, preempted, evicted: a Job-mode probe the scheduler did not run to the end.
 SKIP_REASONS: tuple[str, ...] = ("model_missing", "gpu_unavailable", "gpu_busy", "gpu_memory_in_use",
                                   "unsupported_format", "gpu_allocated", "gpu_allocation_unknown",
-                                  "unschedulable", "preempted", "evicted")
+                                  "unschedulable", "preempted", "evicted", "io_timeout")
 BASELINE_SOURCES: tuple[str, ...] = ("config", "recorded")
 # How the benchmarked denoiser's weights are stored (wan_exporter.bench.weights): most of its parameter
 # bytes. "_scaled" is an fp8 file with scale tensors, dequantised at load (never run unscaled).

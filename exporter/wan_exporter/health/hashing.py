@@ -35,7 +35,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
 
+from ..fileio import open_regular
 from ..scan import Scan, WeightFile, references
+from ..scan.bounded import beat
 from ..state import CheckResult
 from . import layout
 from ..findings import Findings, make_result, oserror_detail, oserror_kind
@@ -49,7 +51,21 @@ RACY_SECONDS = 2.0
 # ... and only this long by default (a scheduled run passes its interval): silent media
 # corruption keeps size and mtime, so a file is read again on every scheduled run.
 CACHE_MAX_AGE_SECONDS = 86400.0
-_LOCK = threading.Lock()  # never two hash runs at once: they would only halve each other's bandwidth
+# Never two hash runs at once on one file system: they would only halve each other's bandwidth.
+# Per device, not global: a run blocked on a hung mount (left behind by scan.bounded) must not
+# stop the hash checks of models on other disks.
+_LOCKS: dict[int, threading.Lock] = {}
+_LOCKS_GUARD = threading.Lock()
+
+
+def _device_lock(model_dir: Any) -> threading.Lock:
+    first = model_dir[0] if isinstance(model_dir, (list, tuple)) and model_dir else model_dir
+    try:
+        dev = os.stat(first).st_dev if first is not None else -1
+    except (OSError, TypeError, ValueError):
+        dev = -1
+    with _LOCKS_GUARD:
+        return _LOCKS.setdefault(dev, threading.Lock())
 _CARRIED = frozenset({"missing_model", "not_a_model", "too_many_files"})
 
 OnChunk = Callable[[str, int], None]  # (relative path, bytes read so far in this file)
@@ -134,12 +150,15 @@ class _Pacer:
         if self.rate <= 0:
             return
         ahead = self.done / self.rate - (time.perf_counter() - self.t0)
-        if ahead > 0:
+        while ahead > 0:  # in slices: a deliberate pause is progress for the read's deadline (scan.bounded)
+            step = min(ahead, 1.0)
             if self.stop is not None:
-                if self.stop.wait(ahead):
+                if self.stop.wait(step):
                     raise Aborted()
             else:
-                time.sleep(ahead)
+                time.sleep(step)
+            beat()
+            ahead -= step
 
 
 def _key(st: os.stat_result) -> list[int]:
@@ -155,7 +174,7 @@ def hash_file(path: Path, rel: str, before: os.stat_result, chunk_bytes: int, pa
     buf = bytearray(max(4096, chunk_bytes))
     view = memoryview(buf)
     total = 0
-    with open(path, "rb", buffering=0) as f:
+    with open_regular(path, buffering=0) as f:
         if _key(os.fstat(f.fileno())) != _key(before):
             raise Changed("replaced before it could be read")
         while True:
@@ -205,8 +224,9 @@ def check(model: str, model_dir: Any, state_dir: Path, chunk_bytes: int = 8 << 2
     (when every weight file was hashed and matched). ``hashed`` receives every digest computed
     or taken from the cache, by path relative to the scan root (for ``check-model --manifest``).
     """
-    if not _LOCK.acquire(blocking=False):
-        log.info("hash check of %s skipped: another hash run is in progress", model)
+    lock = _device_lock(model_dir)
+    if not lock.acquire(blocking=False):
+        log.info("hash check of %s skipped: another hash run is in progress on its file system", model)
         return None
     try:
         return _check(model, model_dir, state_dir, chunk_bytes, rate_limit_bytes_per_second, on_chunk, stop,
@@ -216,7 +236,7 @@ def check(model: str, model_dir: Any, state_dir: Path, chunk_bytes: int = 8 << 2
         log.info("hash check of %s stopped (shutdown)", model)
         return None
     finally:
-        _LOCK.release()
+        lock.release()
 
 
 def _check(model: str, model_dir: Any, state_dir: Path, chunk_bytes: int, rate: int,
@@ -282,7 +302,12 @@ def _one(root: Path, w: WeightFile, manifest: Manifest, findings: Findings, f: d
         return False
     size = st.st_size
     f["expected_bytes"] += size
-    published = w.reference or references.published(root, rel)
+    try:
+        published = w.reference or references.published(root, rel)
+    except OSError as e:  # download metadata that is a FIFO or a device: the same finding as the scan's
+        where = os.path.relpath(e.filename, root) if e.filename else rel
+        findings.add(oserror_kind(e), f"download metadata of {rel}: {oserror_detail(e)}", where)
+        return False
     if published:
         expected = published.sha256
         source = published.where if published.source == "hf_cache_blob" else f"the download metadata {published.where}"

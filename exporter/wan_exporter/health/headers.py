@@ -11,7 +11,6 @@ fine-tuned or re-packaged checkpoint may differ on purpose.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import time
@@ -19,6 +18,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any, Callable
 
+from .. import fileio
 from ..catalog import CatalogEntry
 from ..scan import Scan
 from ..scan.tables import TableError, TensorTable, read_table
@@ -50,7 +50,7 @@ def check(model: str, model_dir: Any, catalog_entry: CatalogEntry | None = None,
         _check_dtypes(lay, tables, findings)
         for rel in lay.configs:
             _check_json(lay.root, rel, findings)
-        facts.update(files_checked=len(tables), tensors=sum(len(t.tensors) for t in tables.values()),
+        facts.update(files_checked=len(tables), tensors=sum(t.tensor_count for t in tables.values()),
                      data_bytes=sum(t.data_bytes for t in tables.values() if t.format != "pth"))
         derived = _facts(lay, tables)
         if derived is not None:
@@ -102,8 +102,8 @@ def _check_indexes(lay: Scan, headers: dict[str, TensorTable], findings: Finding
         for shard, names in sorted(by_shard.items()):
             rel = f"{idx.folder}/{shard}" if idx.folder else shard
             h = headers.get(rel)
-            if h is None:
-                continue
+            if h is None or h.summary is not None:
+                continue  # a summarised table keeps no names to compare with
             absent = sorted(n for n in names if n not in h.tensors)
             if absent:
                 findings.add("header_invalid", f"{len(absent)} tensors the index places here are not in the header "
@@ -112,10 +112,7 @@ def _check_indexes(lay: Scan, headers: dict[str, TensorTable], findings: Finding
 
 def _dominant_dtype(h: TensorTable) -> str | None:
     """The floating dtype holding most bytes (norms kept in float32 do not count against a bf16 shard)."""
-    by_bytes: Counter[str] = Counter()
-    for t in h.tensors.values():
-        if t.dtype in _FLOAT or h.format == "gguf":
-            by_bytes[t.dtype] += t.offsets[1] - t.offsets[0]
+    by_bytes: Counter[str] = Counter({d: n for d, n in h.dtype_bytes().items() if d in _FLOAT or h.format == "gguf"})
     return by_bytes.most_common(1)[0][0] if by_bytes else None
 
 
@@ -138,15 +135,12 @@ def _check_dtypes(lay: Scan, headers: dict[str, TensorTable], findings: Findings
 
 def _check_json(root: Path, rel: str, findings: Findings) -> None:
     try:
-        with open(root / rel, "rb") as f:
-            raw = f.read(layout.MAX_JSON_BYTES + 1)
+        doc = fileio.read_json(root / rel, layout.MAX_JSON_BYTES)
     except OSError as e:
         findings.add(oserror_kind(e), oserror_detail(e), rel)
         return
-    try:
-        doc = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        findings.add("header_invalid", f"not valid JSON: {e}", rel)
+    except fileio.JsonError as e:
+        findings.add("header_invalid", str(e), rel)
         return
     if not isinstance(doc, dict):
         findings.add("header_invalid", "not a JSON object", rel)
@@ -158,7 +152,7 @@ def _facts(lay: Scan, tables: dict[str, TensorTable]) -> Any:
 
     try:
         if lay.form == "diffusers":
-            known = {lay.root / rel: Header(t.path, t.data_start - 8, t.tensors, t.metadata)
+            known = {lay.root / rel: Header(t.path, t.data_start - 8, t.tensors, t.metadata, t.summary)
                      for rel, t in tables.items() if t.format == "safetensors"}
             return checkpoint.derive_facts(lay, headers=known)
         return checkpoint.derive_facts(lay, tables=tables)

@@ -15,6 +15,7 @@ import os
 import re
 import sys
 import tempfile
+import time
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -23,12 +24,15 @@ from .. import catalog
 from ..config import Thresholds
 from ..state import CheckResult, Snapshot, frozen_map
 from . import hashing, headers, layout, loadcheck, manifest_file
+from ..scan.bounded import IoTimeout, Lanes, beat
+from ..findings import timed_out
 from .verdict import verdict
 
 
 def _name(path: Path) -> str:
     """A model name for the manifest and the report, from the directory's name."""
-    n = re.sub(r"[^A-Za-z0-9_.-]", "_", path.resolve().name if path.name in ("", ".", "..") else path.name)
+    # abspath, not resolve(): no file system call, which could block on a hung mount
+    n = re.sub(r"[^A-Za-z0-9_.-]", "_", Path(os.path.abspath(path)).name if path.name in ("", ".", "..") else path.name)
     return n.lstrip("._-")[:64] or "model"
 
 
@@ -107,9 +111,25 @@ def cmd_check_model(args: Any) -> int:
             return 2
     target: Any = targets[0] if len(targets) == 1 else targets
     path = targets[0] if len(targets) == 1 else targets[0].parent
-    name = _name(targets[0] if len(targets) == 1 and targets[0].is_dir() else path)
-    sc = layout.scan(target, fmt)
-    results: list[CheckResult] = [layout.check(name, target, scanned=sc), headers.check(name, target, entry, scanned=sc)]
+    name = _name(path)
+    lanes, deadline = Lanes(), float(getattr(args, "io_timeout", 30.0) or 30.0)
+
+    def bounded(check: str, fn: Any, seconds: float = deadline) -> Any:
+        """``fn()`` under the deadline; a timed-out check becomes its io_timeout result (scan.bounded)."""
+        t0 = time.perf_counter()
+        try:
+            return lanes.run(name, fn, seconds, f"the {check} check")
+        except IoTimeout as e:
+            return timed_out(name, check, str(e), time.perf_counter() - t0)
+
+    sc = bounded("layout", lambda: layout.scan(target, fmt))
+    if isinstance(sc, CheckResult):  # the scan itself blocked: nothing else can be read either
+        results: list[CheckResult] = [sc]
+        return _report(args, targets, kind, name, None, results, {"headers": "the layout scan timed out",
+                                                                  "hash": "the layout scan timed out",
+                                                                  "load": "the layout scan timed out"}, [])
+    results = [layout.check(name, target, scanned=sc),
+               bounded("headers", lambda: headers.check(name, target, entry, scanned=sc))]
     skipped: dict[str, str] = {}
     notes: list[str] = []
     manifest = Path(os.path.expanduser(args.manifest)) if getattr(args, "manifest", None) else None
@@ -127,8 +147,16 @@ def cmd_check_model(args: Any) -> int:
             return 2
     else:
         hashed: dict[str, str] = {}
+        progress = _progress()
+
+        def on_chunk(rel: str, done: int) -> None:
+            beat()
+            if progress is not None:
+                progress(rel, done)
+
         with tempfile.TemporaryDirectory(prefix="wan-exporter-check-") as tmp:
-            r = hashing.check(name, target, Path(tmp), on_chunk=_progress(), scanned=sc, hashed=hashed)
+            r = bounded("hash", lambda: hashing.check(name, target, Path(tmp), on_chunk=on_chunk, scanned=sc,
+                                                      hashed=hashed))
         if sys.stderr.isatty():
             print("\r\033[K", end="", file=sys.stderr, flush=True)
         if r is None:
@@ -153,13 +181,20 @@ def cmd_check_model(args: Any) -> int:
                            else f"the load check builds diffusers pipeline directories, not the {sc.form} form")
     else:
         pipeline = entry.pipeline if entry else results[0].facts.get("pipeline")
-        results.append(loadcheck.check(name, path, kind=kind, pipeline=pipeline))
+        # the load check's child has its own timeout (300 s); only a blocked read outlives it
+        results.append(bounded("load", lambda: loadcheck.check(name, path, kind=kind, pipeline=pipeline),
+                               max(deadline, 320.0)))
+    return _report(args, targets, kind, name, sc.form, results, skipped, notes)
+
+
+def _report(args: Any, targets: list[Path], kind: str | None, name: str, form: str | None,
+            results: list[CheckResult], skipped: dict[str, str], notes: list[str]) -> int:
     snap = Snapshot(checks=frozen_map({(name, r.check): r for r in results}))
     v = verdict(snap, name, Thresholds())
     status = v.status or "missing"
     if getattr(args, "json", False):
         doc = {
-            "path": " ".join(str(t) for t in targets), "form": sc.form, "model": name, "kind": kind, "status": status, "reasons": list(v.reasons),
+            "path": " ".join(str(t) for t in targets), "form": form, "model": name, "kind": kind, "status": status, "reasons": list(v.reasons),
             "checks": [{"check": r.check, "success": r.success, "duration_seconds": r.duration_seconds,
                         "issues": [{"kind": i.kind, "path": i.path, "detail": i.detail} for i in r.issues],
                         "facts": dict(r.facts)} for r in results],

@@ -6,12 +6,17 @@ the next run). The layout job's scan of a model's files (:mod:`wan_exporter.scan
 and read by the header and hash jobs while it is younger than the layout interval, so the
 files are walked once per cycle, not once per check. A check that raises is a bug, not a finding: it is logged, the model keeps
 its previous result, and the job is recorded as failed.
+
+Each model's check runs on that model's worker (:mod:`wan_exporter.scan.bounded`): a read that
+makes no progress within ``exporter.io_timeout`` (a FIFO, a hung mount) is left behind, the
+model gets an ``io_timeout`` finding, and the job goes on with the next model on schedule.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from dataclasses import replace
 from pathlib import Path
 from typing import Callable
@@ -21,9 +26,10 @@ from ..config import Config, ModelConfig, state_dir
 from ..scheduler import Jobs
 from ..state import CheckResult, Snapshot, Store, frozen_map
 from ..scan import Scan
+from ..scan.bounded import IoTimeout, Stopped, beat, log_timeout
 from ..scan.cache import ScanCache
 from . import hashing, headers, layout, loadcheck
-from ..findings import CHECKS
+from ..findings import CHECKS, timed_out
 
 log = logging.getLogger(__name__)
 
@@ -84,12 +90,14 @@ class HealthSubsystem:
                                                               scanned=self.scan_of(cfg, m, d)))
 
     def run_hash(self) -> None:
+        # Every hashed chunk is progress: a long read is not a blocked one (scan.bounded).
         # A cached digest stands in for a read only within half a hash interval: every scheduled
         # run (jitter and long reads included) reads every byte; a restart soon after one does not.
         self._each("hash", lambda cfg, m, d: hashing.check(
             m.name, d, state_dir(cfg), chunk_bytes=cfg.hashing.chunk_bytes,
             rate_limit_bytes_per_second=cfg.hashing.rate_limit_bytes_per_second, stop=self._stop,
-            scanned=self.scan_of(cfg, m, d), max_age=cfg.schedules.hash.interval / 2))
+            scanned=self.scan_of(cfg, m, d), max_age=cfg.schedules.hash.interval / 2,
+            on_chunk=lambda rel, done: beat()))
 
     def run_load(self) -> None:
         def one(cfg: Config, m: ModelConfig, d: Path | None) -> CheckResult | None:
@@ -111,11 +119,21 @@ class HealthSubsystem:
 
         cfg = self.config()
         failed: list[str] = []
+        deadline = cfg.exporter.io_timeout
+        if check == "load":  # the load check's child has its own timeout; it is not a blocked read
+            deadline = max(deadline, (cfg.schedules.load.timeout or 0) + cfg.benchmark.kill_grace + 5.0)
         for m in cfg.models:
             if self._stop.is_set():
                 return
+            t0 = time.perf_counter()
             try:
-                result = fn(cfg, m, resolve_model_dir(m, cfg))
+                result = self.scans.lanes.run(m.name, lambda m=m: fn(cfg, m, resolve_model_dir(m, cfg)), deadline,
+                                              f"the {check} check", self._stop)
+            except Stopped:
+                return
+            except IoTimeout as e:
+                log_timeout(log, e, f"health check {check} of {m.name}")
+                result = timed_out(m.name, check, str(e), time.perf_counter() - t0)
             except Exception:  # noqa: BLE001 - one model's bug never stops the others
                 log.exception("health check %s of %s failed", check, m.name)
                 failed.append(m.name)

@@ -12,12 +12,14 @@ import time
 from typing import Any
 
 from . import Scan, scan
+from .bounded import Lanes
 
 
 class ScanCache:
     def __init__(self) -> None:
         self._scans: dict[str, tuple[float, Any, str, Scan]] = {}  # model -> (monotonic time, target, format, scan)
         self._lock = threading.Lock()
+        self.lanes = Lanes()  # every reader of a model's files reads on that model's worker (scan.bounded)
 
     def get(self, model: str, target: Any, fmt: str, max_age: float, fresh: bool = False) -> Scan | None:
         """The model's scan: the kept one while younger than ``max_age`` for the same target, else a new one."""

@@ -13,6 +13,8 @@ Parameters are elements (``prod(dims)``), not bytes: a Q4_K tensor stores 4.5 bi
 
 from __future__ import annotations
 
+from ..fileio import open_regular
+
 import math
 import os
 import struct
@@ -100,7 +102,7 @@ def quant_sizes() -> dict[int, tuple[str, int, int]]:
 
 def read_gguf(path: Path) -> TensorTable:
     sizes = quant_sizes()
-    with open(path, "rb") as f:
+    with open_regular(path) as f:
         file_size = os.fstat(f.fileno()).st_size
         r = _In(f)
         try:
@@ -138,6 +140,8 @@ def read_gguf(path: Path) -> TensorTable:
             raise TableError(f"tensor {name!r}: unknown ggml type {code}")
         tname, block, nbytes = sizes[code]
         n = math.prod(dims)
+        if n * 8 * nbytes // block > _U64_MAX or offset + n // block * nbytes > _U64_MAX:
+            raise TableError(f"tensor {name!r}: dims {list(dims)[:8]} of {tname} overflow 64 bits")
         if n % block:
             raise TableError(f"tensor {name!r}: {n} elements do not fill {tname} blocks of {block}")
         if offset % alignment:
@@ -148,6 +152,9 @@ def read_gguf(path: Path) -> TensorTable:
     _check_overlap(tensors)
     meta["gguf.version"] = str(version)
     return TensorTable(str(path), "gguf", tensors, meta, data_start, data_start + end, slack=alignment - 1)
+
+
+_U64_MAX = (1 << 64) - 1  # ggml sizes are 64-bit: a product beyond it is a damaged or hostile table
 
 
 def _check_overlap(tensors: dict[str, TensorInfo]) -> None:

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Mapping
 
 from ..state import HealthIssue
-from .safetensors_header import TensorInfo
+from .safetensors_header import Summary, TensorInfo
 
 # How a Wan checkpoint lies on disk; the ``format`` key of a model's config names one of them.
 from ..contract.labels import FORMS  # noqa: E402 - one list for the config, the scan and the metrics
@@ -103,13 +103,29 @@ class TensorTable:
     slack: int = 0  # bytes the file may exceed size_expected by (GGUF alignment padding)
     entries: int = 0  # archive members (.pth)
     notes: tuple[str, ...] = field(default=())
+    summary: Summary | None = None  # a table too large to keep tensor by tensor (tensors is then empty)
 
     @property
     def data_bytes(self) -> int:
         return self.size_expected - self.data_start
 
+    @property
+    def tensor_count(self) -> int:
+        return self.summary.count if self.summary is not None else len(self.tensors)
+
     def parameter_count(self) -> int:
+        if self.summary is not None:
+            return self.summary.parameters
         return sum(t.numel for t in self.tensors.values())
+
+    def dtype_bytes(self) -> dict[str, int]:
+        """Bytes of tensor data per dtype code."""
+        if self.summary is not None:
+            return dict(self.summary.dtype_bytes)
+        out: dict[str, int] = {}
+        for t in self.tensors.values():
+            out[t.dtype] = out.get(t.dtype, 0) + t.offsets[1] - t.offsets[0]
+        return out
 
     def size_problem(self, size: int) -> tuple[str, str] | None:
         """(kind, detail) when a file of ``size`` bytes does not fit the table."""

@@ -10,6 +10,8 @@ hash check against a published digest, not here.
 
 from __future__ import annotations
 
+from ..fileio import open_regular
+
 import os
 import struct
 import zipfile
@@ -22,7 +24,7 @@ MAX_MEMBERS = 1 << 20
 
 
 def read_pth(path: Path) -> TensorTable:
-    with open(path, "rb") as f:
+    with open_regular(path) as f:
         size = os.fstat(f.fileno()).st_size
         head = f.read(4)
         try:

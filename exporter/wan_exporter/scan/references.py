@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from ..fileio import NotRegularFile, read_regular
 from .model import Reference
 
 MAX_METADATA_BYTES = 4096
@@ -41,11 +42,17 @@ def blob_sha256(path: Path) -> str | None:
 
 
 def metadata_sha256(local_dir: Path, rel: str) -> tuple[str, Path] | None:
-    """The etag of ``rel`` in ``local_dir``'s download metadata, when it is a sha256."""
+    """The etag of ``rel`` in ``local_dir``'s download metadata, when it is a sha256.
+
+    A metadata path that is not a regular file (a FIFO would block ``open`` for ever) raises
+    :class:`~wan_exporter.fileio.NotRegularFile`, for the scan to report; any other error
+    means there is no published digest.
+    """
     meta = local_dir / ".cache" / "huggingface" / "download" / f"{rel}.metadata"
     try:
-        with open(meta, "rb") as f:
-            raw = f.read(MAX_METADATA_BYTES)
+        raw = read_regular(meta, MAX_METADATA_BYTES)
+    except NotRegularFile:
+        raise
     except OSError:
         return None
     lines = raw.decode("utf-8", "replace").splitlines()

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Sequence
 
 from ..findings import oserror_detail, oserror_kind
+from ..fileio import what
 from .walk import Walk, file_format
 
 _HIGH = re.compile(r"high[_-]?noise|(?<![a-z])high(?![a-z])", re.I)
@@ -72,7 +73,7 @@ def read(w: Walk, paths: Sequence[Path]) -> tuple[dict[str, str], tuple[str, ...
             w.missing_weight(rel, comp, "missing" if kind == "missing_file" else oserror_detail(e), fmt, kind)
             continue
         if not stat.S_ISREG(st.st_mode):
-            w.missing_weight(rel, comp, "not a regular file", fmt)
+            w.missing_weight(rel, comp, f"not a regular file ({what(st.st_mode)})", fmt, "not_regular_file")
             continue
         w.expect(rel, weight_of=comp, fmt=fmt)
     experts = tuple(c for c in ("transformer", "transformer_2") if c in components)

@@ -10,6 +10,7 @@ Each table knows the file size its own structure implies, so truncation is found
 
 from __future__ import annotations
 
+from ..fileio import open_regular
 from pathlib import Path
 
 from .model import TableError, TensorTable
@@ -17,7 +18,8 @@ from .safetensors_header import Header
 
 
 def from_safetensors(h: Header) -> TensorTable:
-    return TensorTable(h.path, "safetensors", h.tensors, h.metadata, 8 + h.header_size, h.data_size_expected)
+    return TensorTable(h.path, "safetensors", h.tensors, h.metadata, 8 + h.header_size, h.data_size_expected,
+                       summary=h.summary)
 
 
 def read_table(path: Path, fmt: str) -> TensorTable:
@@ -30,7 +32,8 @@ def read_table(path: Path, fmt: str) -> TensorTable:
         from .pth_archive import read_pth
 
         return read_pth(path)
-    from .safetensors_header import HeaderError, MAX_HEADER_BYTES, read_header
+    from .header_io import read_header
+    from .safetensors_header import HeaderError, MAX_HEADER_BYTES
 
     try:
         return from_safetensors(read_header(path))
@@ -51,7 +54,7 @@ def _short_safetensors(path: Path, max_header: int) -> bool:
     import struct
 
     try:
-        with open(path, "rb") as f:
+        with open_regular(path) as f:
             size = os.fstat(f.fileno()).st_size
             head = f.read(8)
     except OSError:

@@ -7,7 +7,6 @@ Only ``stat``, directory listings and small JSON files are read. Listings are ca
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import stat
@@ -15,6 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .. import fileio
+from ..fileio import what
 from ..findings import Findings, oserror_detail, oserror_kind
 from .model import ShardIndex, WeightFile
 from .references import published
@@ -83,7 +84,7 @@ class Walk:
             return None
         if not stat.S_ISREG(st.st_mode):
             if report:
-                self.findings.add("missing_file", "not a regular file", rel)
+                self.findings.add("not_regular_file", f"not a regular file ({what(st.st_mode)})", rel)
             return None
         return st
 
@@ -99,7 +100,13 @@ class Walk:
         if st is not None:
             self.present.append(rel)
         if weight_of is not None:
-            ref = published(self.root, rel, self.has_metadata) if st is not None else None
+            ref = None
+            if st is not None:
+                try:
+                    ref = published(self.root, rel, self.has_metadata)
+                except OSError as e:  # download metadata that is a FIFO or a device: never opened
+                    where = os.path.relpath(e.filename, self.root) if e.filename else rel
+                    self.findings.add(oserror_kind(e), f"download metadata of {rel}: {oserror_detail(e)}", where)
             self.weights.append(WeightFile(rel, weight_of, st.st_size if st is not None else None, fmt, ref))
         return st
 
@@ -115,21 +122,12 @@ class Walk:
 
     def read_json(self, rel: str) -> dict[str, Any] | None:
         try:
-            with open(self.root / rel, "rb") as f:
-                raw = f.read(MAX_JSON_BYTES + 1)
+            doc = fileio.read_json(self.root / rel, MAX_JSON_BYTES)
         except OSError as e:
             self.findings.add(oserror_kind(e), oserror_detail(e), rel)
             return None
-        if len(raw) > MAX_JSON_BYTES:
-            self.findings.add("header_invalid", f"larger than {MAX_JSON_BYTES} bytes", rel)
-            return None
-        try:
-            doc = json.loads(raw.decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as e:
-            self.findings.add("header_invalid", f"not valid JSON: {e}", rel)
-            return None
-        except RecursionError:
-            self.findings.add("header_invalid", "JSON nested too deeply to read", rel)
+        except fileio.JsonError as e:
+            self.findings.add("header_invalid", str(e), rel)
             return None
         if not isinstance(doc, dict):
             self.findings.add("header_invalid", "not a JSON object", rel)
@@ -202,8 +200,7 @@ class Walk:
     def read_json_quiet(self, rel: str) -> dict[str, Any] | None:
         """A small JSON object, or None without a finding (for detection)."""
         try:
-            with open(self.root / rel, "rb") as f:
-                doc = json.loads(f.read(MAX_JSON_BYTES).decode("utf-8"))
-        except (OSError, UnicodeDecodeError, ValueError, RecursionError):
+            doc = fileio.read_json(self.root / rel, MAX_JSON_BYTES)
+        except (OSError, ValueError):
             return None
         return doc if isinstance(doc, dict) else None

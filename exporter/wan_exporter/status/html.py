@@ -376,22 +376,36 @@ def _gpus(g: dict[str, Any], host: dict[str, Any] | None) -> str:
     return "".join(out)
 
 
+def _job_state(j: dict[str, Any], now: float) -> str:
+    """Idle, running, or stuck: a run in progress longer than its deadline (its figures go stale)."""
+    if j["running_since"] is None:
+        return '<span class="muted">idle</span>'
+    ran = secs(max(0.0, now - j["running_since"]))
+    if j["stuck"]:
+        return f'<span class="bad">stuck: running for {ran}, deadline {secs(j["deadline_seconds"])}</span>'
+    return f"running for {ran}"
+
+
 def _exporter(v: dict[str, Any], now: float) -> str:
     c = v["config"]
     reload_state = yesno(c["last_reload_success"], "loaded", "last reload failed: running the previous config")
     rows = [[e(x["collector"]), yesno(x["success"], "ok", f'failing ({x["reason"] or "error"})'),
              secs(x["duration_seconds"]), when(x["last_success_at"], now), links(x["runbooks"])]
             for x in v["collectors"]]
-    jobs = [[f'<code>{e(j["job"])}</code>', when(j["last_success_at"], now), when(j["last_run_at"], now),
-             secs(j["last_duration_seconds"]), secs(j["interval_seconds"]), f'{j["runs"]} / {j["failures"]}']
+    jobs = [[f'<code>{e(j["job"])}</code>', _job_state(j, now), when(j["last_success_at"], now),
+             when(j["last_run_at"], now), secs(j["last_duration_seconds"]), secs(j["interval_seconds"]),
+             f'{j["runs"]} / {j["failures"]} / {j["skipped"]}', links(j["runbooks"])]
             for j in v["jobs"]]
-    return ('<section id="exporter"><details><summary><h2>Exporter</h2> '
-            f'<span class="muted">config {reload_state}, {len(v["collectors"])} collectors, {len(v["jobs"])} jobs</span>'
-            '</summary>'
+    stuck = [j["job"] for j in v["jobs"] if j["stuck"]]
+    stuck_note = f', <span class="bad">{len(stuck)} job(s) stuck</span>' if stuck else ""
+    return (f'<section id="exporter"><details{" open" if stuck else ""}><summary><h2>Exporter</h2> '
+            f'<span class="muted">config {reload_state}, {len(v["collectors"])} collectors, {len(v["jobs"])} jobs'
+            f'</span>{stuck_note}</summary>'
             f'<p>Config: {reload_state}, generation {c["generation"]}, loaded {when(c["last_reload_at"], now)}, '
             f'{c["models_configured"]} model(s).</p>{links(c["runbooks"])}'
             '<h3>Collectors</h3>'
             + table(["Collector", "Last cycle", "Duration", "Job last success", ""], rows, "wide")
             + "<h3>Scheduled jobs</h3>"
-            + table(["Job", "Last success", "Last run", "Duration", "Interval", "Runs / failures"], jobs, "wide")
+            + table(["Job", "State", "Last success", "Last run", "Duration", "Interval",
+                     "Runs / failures / skipped", ""], jobs, "wide")
             + "</details></section>")

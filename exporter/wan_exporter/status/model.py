@@ -69,7 +69,7 @@ def build(snap: Snapshot, cfg: Config) -> dict[str, Any]:
         "gpus": _gpus(snap, cfg),
         "host": _host(snap),
         "collectors": _collectors(snap, cfg),
-        "jobs": [_job(j) for _, j in sorted(snap.jobs.items())],
+        "jobs": [_job(j, cfg) for _, j in sorted(snap.jobs.items())],
     }
 
 
@@ -340,7 +340,9 @@ def _collectors(snap: Snapshot, cfg: Config) -> list[dict[str, Any]]:
     return out
 
 
-def _job(j: Any) -> dict[str, Any]:
+def _job(j: Any, cfg: Config) -> dict[str, Any]:
     return {"job": j.job, "last_run_at": j.last_run_at, "last_success_at": j.last_success_at,
             "last_duration_seconds": j.last_duration_seconds, "interval_seconds": j.interval_seconds,
-            "runs": j.runs, "failures": j.failures}
+            "runs": j.runs, "failures": j.failures, "deadline_seconds": j.deadline_seconds,
+            "running_since": j.running_since, "stuck": j.stuck, "skipped": j.skipped,
+            "runbooks": [runbook(cfg, "WanExporterJobStuck")] if j.stuck else []}

@@ -107,13 +107,14 @@ def _within_budget(app: WSGIApp) -> WSGIApp:
 
 def make_app(registry: CollectorRegistry, is_ready: Callable[[], bool], models: Callable[[], list[str]],
              version: Callable[[], tuple] | None = None, sections: Callable[[], list] | None = None,
-             status: WSGIApp | None = None) -> WSGIApp:
+             status: WSGIApp | None = None, not_ready: Callable[[], str | None] | None = None) -> WSGIApp:
     """The exporter's endpoints. With ``version`` (objects whose identity changes whenever the
     exposition may change: the snapshot and the config), /metrics is served pre-rendered
     (:mod:`wan_exporter.web.exposition`), part by part when ``sections`` gives the registry's parts
     with their keys; the cache is the returned app's ``metrics_cache``. With ``status``
     (:class:`wan_exporter.status.StatusPages`), it serves ``/``, ``/api/v1/status`` and the
-    page's stylesheet instead of the plain landing page."""
+    page's stylesheet instead of the plain landing page. ``not_ready`` says why a started
+    exporter is not ready now (a stuck job), or None."""
     from ..status import PATHS as STATUS_PATHS
 
     metrics_raw = make_wsgi_app(registry)
@@ -139,11 +140,14 @@ def make_app(registry: CollectorRegistry, is_ready: Callable[[], bool], models: 
             start_response("200 OK", [TEXT])
             return [b"Healthy.\n"]
         if path == "/-/ready":
-            if is_ready():
+            why = None if is_ready() else "first snapshot not built yet"
+            if why is None and not_ready is not None:
+                why = not_ready()
+            if why is None:
                 start_response("200 OK", [TEXT])
                 return [b"Ready.\n"]
             start_response("503 Service Unavailable", [TEXT])
-            return [b"Not ready: first snapshot not built yet.\n"]
+            return [f"Not ready: {why}.\n".encode("utf-8", "replace")]
         start_response("404 Not Found", [TEXT])
         return [b"Not found.\n"]
 
