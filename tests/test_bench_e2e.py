@@ -236,3 +236,40 @@ def test_keep_warm_reuses_the_loaded_pipeline(tiny_dir, tmp_path):
     finally:
         bench.shutdown()
     assert not bench._warm
+
+
+def test_figures_stay_bound_to_their_run(tiny_dir, tmp_path):
+    """FLOPs, tokens and the real-time factors are the run's: changing or moving the model's files after
+    a successful run never rewrites them (they were recomputed from the files of now, or the catalog)."""
+    import json
+    import shutil
+
+    kind, profile = KINDS["t2v-a14b"]
+    model = tmp_path / "model"
+    shutil.copytree(tiny_dir / kind, model)
+    cfg = tmp_path / "wan.yaml"
+    text = config_text(tiny_dir, {"m": (kind, profile)}, tmp_path / "state",
+                       extra="schedules: {benchmark: {interval: 1h}, layout: {interval: 1s}}")
+    cfg.write_text(text.replace(f"'{tiny_dir}/{kind}'", f"'{model}'"))
+    lv = {"model": "m", "profile": profile}
+    names = ("wan_generation_latent_tokens", "wan_generation_flops_per_step", "wan_generation_flops_per_second",
+             "wan_generation_realtime_factor", "wan_generation_projected_steps",
+             "wan_generation_projected_duration_seconds", "wan_generation_projected_realtime_factor")
+    with ExporterProcess([f"--config.file={cfg}"], log_path=tmp_path / "exporter.log") as exp:
+        s = wait_for(lambda: (m := exp.metrics()) and sample(m, "wan_benchmark_last_run_success", **lv) == 1 and m,
+                     timeout=180, what="a successful tiny run")
+        before = {n: sample(s, n, **lv) for n in names}
+        assert all(v is not None and v > 0 for v in before.values()), before
+        assert before["wan_generation_projected_steps"] == 4  # the tiny kind's default step count
+        # Deeper transformer on disk, then the directory gone: the finished run's figures stay.
+        tcfg = model / "transformer" / "config.json"
+        tcfg.write_text(json.dumps({**json.loads(tcfg.read_text()), "num_layers": 40}))
+        time.sleep(2.5)  # two layout/checkpoint polls read the changed config
+        mid = exp.metrics()
+        model.rename(tmp_path / "moved")
+        wait_for(lambda: sample(exp.metrics(), "wan_model_present", model="m") == 0, timeout=30,
+                 what="the exporter sees the model gone")
+        after = exp.metrics()
+        for n in names:
+            assert sample(mid, n, **lv) == before[n], n
+            assert sample(after, n, **lv) == before[n], n

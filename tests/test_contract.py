@@ -16,7 +16,7 @@ import pytest
 import yaml
 from prometheus_client import generate_latest
 
-from test_metrics_golden import CONFIG, T0, fixed_snapshot
+from test_metrics_golden import CONFIG, T0, fixed_snapshot, with_efficiency
 from wan_exporter import contract
 from wan_exporter.app import App
 from wan_exporter.checkpoint import CheckpointFacts
@@ -50,6 +50,7 @@ def full_snapshot():
                            steps=4, seconds_per_step=2.5, frames=17, width=832, height=480,
                            peak_memory_bytes=40 << 30, peak_memory_kind="cuda", device="cuda:0",
                            sanity=frozen_map({"finite": True}), gpu_uuid="GPU-aaaa", gpu_name="NVIDIA H200")
+    last = with_efficiency(last)
     agg = replace(snap.benchmarks[("t2v-a14b", "probe")], last=last, last_success=last, consecutive_failures=0)
     return replace(snap, checks=frozen_map(checks),
                    check_last_success=frozen_map({("ti2v-5b", c): T0 for c in ("layout", "headers", "hash")}),

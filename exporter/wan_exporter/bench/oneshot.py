@@ -6,10 +6,9 @@ import json
 import sys
 from dataclasses import asdict, fields
 
-from .. import catalog, checkpoint
 from ..config import ConfigError
 from ..pollers import resolve_model_dir
-from .efficiency import Efficiency, compute
+from ..state import Efficiency
 from .forms import form_of, skip_reason
 from .runner import run_once
 
@@ -26,15 +25,6 @@ def _progress(ev: dict) -> None:
         print(f"  {ev.get('phase')} ...", file=sys.stderr, flush=True)
 
 
-def _efficiency(cfg, m, profile: str, model_dir, result) -> Efficiency:
-    """The figures the exporter publishes for this run (FLOPs, utilisation, real-time factor)."""
-    try:
-        facts = checkpoint.derive_facts(model_dir)
-    except Exception:  # noqa: BLE001 - a checkpoint we cannot read costs the FLOPs, not the run's figures
-        facts = None
-    return compute(result, catalog.CATALOG.get(m.kind), facts, cfg.profiles[profile].guidance_scale, m.dtype)
-
-
 def _efficiency_rows(e: Efficiency) -> list[tuple[str, str]]:
     rows = []
     if e.flops_per_step is not None:
@@ -48,6 +38,10 @@ def _efficiency_rows(e: Efficiency) -> list[tuple[str, str]]:
         rows.append(("real-time factor", f"{e.realtime_factor:.4g} ({e.video_seconds:.3g} s of video)"))
     if e.joules_per_video_second is not None:
         rows.append(("joules per video second", f"{e.joules_per_video_second:.1f}"))
+    if e.projected_duration_seconds is not None:
+        rows.append((f"projected at {e.projected_steps} steps", f"{e.projected_duration_seconds:.4g} s"
+                     + (f", real-time factor {e.projected_realtime_factor:.4g}"
+                        if e.projected_realtime_factor is not None else "")))
     return rows
 
 
@@ -82,13 +76,14 @@ def cmd_bench(args) -> int:
         return 1
     print(f"benchmark {m.name} / {profile} on {m.device} ...", file=sys.stderr, flush=True)
     result, versions = run_once(cfg, m, profile, model_dir, on_progress=None if args.json else _progress)
-    eff = _efficiency(cfg, m, profile, model_dir, result)
+    eff = result.efficiency or Efficiency()  # computed with the run, from what it loaded
     if args.json:
-        d = {f.name: getattr(result, f.name) for f in fields(result)}
+        d = {f.name: getattr(result, f.name) for f in fields(result) if f.name not in ("efficiency", "memory_estimate")}
         d["phases"] = dict(result.phases)
         d["sanity"] = dict(result.sanity)
         d["versions"] = versions
         d["efficiency"] = asdict(eff)
+        d["memory_estimate"] = asdict(result.memory_estimate) if result.memory_estimate else None
         print(json.dumps(d, indent=2, sort_keys=True))
     else:
         rows = [("success", str(result.success))]

@@ -8,16 +8,17 @@ does the generation and sends back plain figures; this module turns the child's 
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable
 
 from .. import catalog
-from . import faults, single_file
+from . import efficiency, faults, single_file
 from .forms import form_of
 from ..childproc import ChildOutcome, WarmWorker, run_in_child
 from ..config import Config, ModelConfig, Profile
 from ..contract.labels import FAILURE_REASONS
-from ..state import BenchmarkResult, frozen_map
+from ..state import BenchmarkResult, MemoryEstimate, frozen_map
 
 CHILD_TARGET = "wan_exporter.bench.child:run_benchmark"
 
@@ -48,6 +49,7 @@ def build_request(m: ModelConfig, profile: Profile, model_dir: Path, output_path
         "fault": faults.from_environment(m.name),
         "output_path": output_path,
         "fps": entry.fps_default,
+        "default_steps": entry.steps_default,
         "repeat_for_reproducibility": False,
         # single-file and GGUF denoisers around a diffusers base (replaces model_dir)
         **single_file.request_fields(m, model_dir, form_of(model_dir, m.format, scanned)
@@ -68,7 +70,9 @@ def classify(outcome: ChildOutcome) -> tuple[str, str]:
     return "crash", f"child exited with code {outcome.exitcode} without a result"
 
 
-def to_result(m: ModelConfig, profile_name: str, outcome: ChildOutcome, started_at: float) -> BenchmarkResult:
+def to_result(m: ModelConfig, profile_name: str, outcome: ChildOutcome, started_at: float,
+              request: dict | None = None, estimate: MemoryEstimate | None = None) -> BenchmarkResult:
+    """The run's result, its efficiency figures computed now, from the geometry the child loaded."""
     r = outcome.result or {}
     ok = bool(r.get("success")) and not outcome.timed_out
     reason, detail = ("", "") if ok else classify(outcome)
@@ -81,7 +85,7 @@ def to_result(m: ModelConfig, profile_name: str, outcome: ChildOutcome, started_
         v = r.get(key)
         return int(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None
 
-    return BenchmarkResult(
+    result = BenchmarkResult(
         model=m.name,
         profile=profile_name,
         success=ok,
@@ -106,12 +110,21 @@ def to_result(m: ModelConfig, profile_name: str, outcome: ChildOutcome, started_
         device=str(r.get("device") or m.device),
         gpu_uuid=str(r.get("gpu_uuid") or ""),
         gpu_name=str(r.get("gpu_name") or ""),
+        memory_estimate=estimate,
     )
+    if not ok:
+        return result
+    req = request or {}
+    geometry = r.get("geometry") if isinstance(r.get("geometry"), dict) else None
+    eff = efficiency.compute(result, geometry, req.get("guidance_scale"), str(req.get("dtype") or m.dtype),
+                             req.get("fps"), req.get("default_steps"))
+    return replace(result, efficiency=eff)
 
 
 def run_once(cfg: Config, m: ModelConfig, profile_name: str, model_dir: Path, output_path: str | None = None,
              on_progress: Callable[[dict], None] | None = None,
-             warm: WarmWorker | None = None, scanned: Any = None) -> tuple[BenchmarkResult, dict]:
+             warm: WarmWorker | None = None, scanned: Any = None,
+             estimate: MemoryEstimate | None = None) -> tuple[BenchmarkResult, dict]:
     """Run one generation now; returns the result and the child's versions (for build_info).
 
     With ``warm`` the generation runs in that long-lived worker, which keeps the pipeline
@@ -127,4 +140,4 @@ def run_once(cfg: Config, m: ModelConfig, profile_name: str, model_dir: Path, ou
         outcome = run_in_child(CHILD_TARGET, request, timeout=profile.timeout, kill_grace=cfg.benchmark.kill_grace,
                                on_progress=on_progress)
     versions = dict((outcome.result or {}).get("versions") or {})
-    return to_result(m, profile_name, outcome, started), versions
+    return to_result(m, profile_name, outcome, started, request, estimate), versions
