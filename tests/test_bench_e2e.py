@@ -238,9 +238,11 @@ def test_keep_warm_reuses_the_loaded_pipeline(tiny_dir, tmp_path):
     assert not bench._warm
 
 
-def test_figures_stay_bound_to_their_run(tiny_dir, tmp_path):
+def test_figures_stay_bound_to_their_run_and_the_memory_guard_refuses_what_cannot_fit(tiny_dir, tmp_path):
     """FLOPs, tokens and the real-time factors are the run's: changing or moving the model's files after
-    a successful run never rewrites them (they were recomputed from the files of now, or the catalog)."""
+    a successful run never rewrites them (they were recomputed from the files of now, or the catalog).
+    Beside it, a profile of 8192x8192x1001 frames cannot fit this host's RAM: check-config and start-up
+    name it, and its runs are skipped with reason would_not_fit before any child starts."""
     import json
     import shutil
 
@@ -250,17 +252,31 @@ def test_figures_stay_bound_to_their_run(tiny_dir, tmp_path):
     cfg = tmp_path / "wan.yaml"
     text = config_text(tiny_dir, {"m": (kind, profile)}, tmp_path / "state",
                        extra="schedules: {benchmark: {interval: 1h}, layout: {interval: 1s}}")
-    cfg.write_text(text.replace(f"'{tiny_dir}/{kind}'", f"'{model}'"))
+    text = text.replace(f"'{tiny_dir}/{kind}'", f"'{model}'").replace(f"profiles: [{profile}]", f"profiles: [{profile}, huge]")
+    cfg.write_text(text.replace("profiles:\n", "profiles:\n  huge: {width: 8192, height: 8192, frames: 1001, steps: 2}\n"))
+    checked = subprocess.run([sys.executable, "-m", "wan_exporter", "check-config", str(cfg)], capture_output=True,
+                             text=True, env=exporter_env(), timeout=120)
+    assert checked.returncode == 1, checked.stdout + checked.stderr
+    assert "models[0].profiles[1]: model m profile huge: would not fit" in checked.stderr, checked.stderr
+    assert "host RAM" in checked.stderr and profile + ":" not in checked.stderr
     lv = {"model": "m", "profile": profile}
     names = ("wan_generation_latent_tokens", "wan_generation_flops_per_step", "wan_generation_flops_per_second",
              "wan_generation_realtime_factor", "wan_generation_projected_steps",
-             "wan_generation_projected_duration_seconds", "wan_generation_projected_realtime_factor")
+             "wan_generation_projected_duration_seconds", "wan_generation_projected_realtime_factor",
+             "wan_generation_estimated_peak_memory_bytes", "wan_generation_peak_memory_bytes")
     with ExporterProcess([f"--config.file={cfg}"], log_path=tmp_path / "exporter.log") as exp:
-        s = wait_for(lambda: (m := exp.metrics()) and sample(m, "wan_benchmark_last_run_success", **lv) == 1 and m,
-                     timeout=180, what="a successful tiny run")
+        s = wait_for(lambda: (m := exp.metrics()) and sample(m, "wan_benchmark_last_run_success", **lv) == 1
+                     and sample(m, "wan_benchmark_skipped_total", model="m", reason="would_not_fit") == 1 and m,
+                     timeout=180, what="a successful tiny run and a refused huge one")
+        assert "benchmark refused by the memory guard: model m profile huge: would not fit" in exp.log_tail()
+        huge = {"model": "m", "profile": "huge"}
+        assert sample(s, "wan_benchmark_runs_total", **huge) == 0  # no child was started for it
+        assert sample(s, "wan_generation_estimated_peak_memory_bytes", **huge) > 8 * 8192 * 8192 * 1001
         before = {n: sample(s, n, **lv) for n in names}
         assert all(v is not None and v > 0 for v in before.values()), before
         assert before["wan_generation_projected_steps"] == 4  # the tiny kind's default step count
+        # The estimate beside the measured peak (BENCHMARKS.md holds the error of each measured run).
+        assert 0.5 < before["wan_generation_estimated_peak_memory_bytes"] / before["wan_generation_peak_memory_bytes"] < 2
         # Deeper transformer on disk, then the directory gone: the finished run's figures stay.
         tcfg = model / "transformer" / "config.json"
         tcfg.write_text(json.dumps({**json.loads(tcfg.read_text()), "num_layers": 40}))

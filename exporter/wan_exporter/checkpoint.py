@@ -58,6 +58,8 @@ class CheckpointFacts:
     image_tokens: int | None = None  # tokens the CLIP image encoder hands the transformer (patches + class)
     form: str | None = "diffusers"  # how the checkpoint lies on disk (wan_exporter.scan.FORMS)
     model_type: str | None = None  # t2v | i2v | ti2v where the checkpoint says so
+    # (channels, spatial divisor) of the VAE decoder's last stage: the memory guard's decode estimate
+    vae_decoder: tuple[int, int] | None = None
 
     def as_dict(self) -> dict[str, Any]:
         """Plain JSON-ready dict (for reports and the state snapshot)."""
@@ -81,6 +83,7 @@ class CheckpointFacts:
             "image_tokens": self.image_tokens,
             "form": self.form,
             "model_type": self.model_type,
+            "vae_decoder": list(self.vae_decoder) if self.vae_decoder else None,
         }
 
 
@@ -255,6 +258,7 @@ def _assemble(
         vae_compression=_compression(vcfg, tcfg),
         diffusers_version=_str(index.get("_diffusers_version")),
         image_tokens=image_tokens_of(configs.get("image_encoder", _EMPTY)),
+        vae_decoder=_vae_decoder(vcfg),
     )
 
 
@@ -400,6 +404,16 @@ def _compression(vae: Mapping[str, Any], transformer: Mapping[str, Any]) -> tupl
     if st is None or ss is None or not (isinstance(patch, list) and len(patch) == 3 and all(_int(p) for p in patch)):
         return None
     return (st * patch[0], ss * patch[1], ss * patch[2])
+
+
+def _vae_decoder(vae: Mapping[str, Any]) -> tuple[int, int] | None:
+    """AutoencoderKLWan's last decoder stage: (decoder_base_dim or base_dim) x dim_mult[0] channels,
+    at the full size over its patch_size (Wan2.2's VAE decodes at half size, then unpatchifies)."""
+    base = _int(vae.get("decoder_base_dim")) or _int(vae.get("base_dim"))
+    mult = vae.get("dim_mult")
+    first = _int(mult[0]) if isinstance(mult, list) and mult else 1
+    patch = _int(vae.get("patch_size")) or 1
+    return (base * first, patch) if base and first and base > 0 and first > 0 and patch > 0 else None
 
 
 def image_tokens_of(encoder: Mapping[str, Any]) -> int | None:

@@ -162,9 +162,40 @@ def cmd_check_config(path: str) -> int:
             print(f"  {err}", file=sys.stderr)
         _print_location_warnings(path)
         return 1
-    print(f"{path}: valid ({len(cfg.models)} models, {len(cfg.profiles)} profiles)")
+    refused, unknown = memory_refusals(cfg)
+    if refused:
+        print(f"{path}: valid, but {len(refused)} benchmark profile(s) cannot fit their device "
+              f"(refused by the memory guard, skipped with reason would_not_fit):", file=sys.stderr)
+        for r in refused:
+            print(f"  refused: {r}", file=sys.stderr)
+    else:
+        print(f"{path}: valid ({len(cfg.models)} models, {len(cfg.profiles)} profiles)")
+    for u in unknown:
+        print(f"  warning: {u}", file=sys.stderr)
     _print_location_warnings(path)
-    return 0
+    return 1 if refused else 0
+
+
+def memory_refusals(cfg) -> tuple[list[str], list[str]]:
+    """(refusals, warnings) of the memory guard for every model and profile, as the exporter will judge
+    them (:func:`wan_exporter.bench.memory.offline_estimate`). A device whose memory cannot be read here
+    gets a warning with the estimate: the exporter checks it again at run time, with NVML's reading."""
+    from .bench import memory
+
+    gpus = memory.read_gpus(cfg)
+    refused, unknown = [], []
+    for i, m in enumerate(cfg.models):
+        facts = memory.facts_on_disk(cfg, m)
+        for j, p in enumerate(m.profiles):
+            e = memory.estimate(m, cfg.profiles[p], facts, memory.offline_device_memory(m.device, gpus))
+            why = memory.refusal(m.name, p, e, m.device)
+            if why:
+                refused.append(f"models[{i}].profiles[{j}]: {why}")
+            elif e.device_bytes is None:
+                unknown.append(f"models[{i}].profiles[{j}]: model {m.name} profile {p}: estimated peak "
+                               f"{'at least ' if not e.weights_known else ''}{e.bytes / 2**30:,.1f} GiB; "
+                               f"the memory of {m.device} cannot be read here (NVML), so it is checked at run time")
+    return refused, unknown
 
 
 def location_warnings(path: str) -> list[str]:

@@ -9,6 +9,7 @@ from dataclasses import asdict, fields
 from ..config import ConfigError
 from ..pollers import resolve_model_dir
 from ..state import Efficiency
+from . import memory
 from .forms import form_of, skip_reason
 from .runner import run_once
 
@@ -74,8 +75,15 @@ def cmd_bench(args) -> int:
         print(f"model {m.name!r}: its checkpoint form cannot be benchmarked here (unsupported_format)"
               + (f": {why}" if why else "; see the README's checkpoint forms"), file=sys.stderr)
         return 1
+    estimate = memory.estimate(m, cfg.profiles[profile], memory.facts_on_disk(cfg, m),
+                               memory.offline_device_memory(m.device, memory.read_gpus(cfg)))
+    refused = memory.refusal(m.name, profile, estimate, m.device)
+    if refused:
+        print(f"{refused} (would_not_fit)", file=sys.stderr)
+        return 1
     print(f"benchmark {m.name} / {profile} on {m.device} ...", file=sys.stderr, flush=True)
-    result, versions = run_once(cfg, m, profile, model_dir, on_progress=None if args.json else _progress)
+    result, versions = run_once(cfg, m, profile, model_dir, on_progress=None if args.json else _progress,
+                                estimate=estimate)
     eff = result.efficiency or Efficiency()  # computed with the run, from what it loaded
     if args.json:
         d = {f.name: getattr(result, f.name) for f in fields(result) if f.name not in ("efficiency", "memory_estimate")}
@@ -104,6 +112,9 @@ def cmd_bench(args) -> int:
                 rows.append(("pixels per second", f"{px:,.0f}"))
         if result.peak_memory_bytes is not None:
             rows.append((f"peak memory ({result.peak_memory_kind})", f"{result.peak_memory_bytes / 2**20:,.1f} MiB"))
+        if result.memory_estimate is not None:
+            rows.append(("estimated peak memory", f"{result.memory_estimate.bytes / 2**20:,.1f} MiB"
+                         + ("" if result.memory_estimate.weights_known else " (lower bound: no parameter count)")))
         if result.energy_joules is not None:
             rows.append(("energy", f"{result.energy_joules:.1f} J"))
         rows += _efficiency_rows(eff)

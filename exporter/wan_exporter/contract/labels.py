@@ -56,8 +56,9 @@ FAILURE_REASONS: tuple[str, ...] = (
 CHILD_FAILURE_REASONS: tuple[str, ...] = (
     "oom", "cuda_error", "load_failed", "nan_output", "invalid_output", "crash", "unknown",
 )
+# would_not_fit: the memory guard's estimate of the run's peak exceeds its device (bench/memory.py).
 SKIP_REASONS: tuple[str, ...] = ("model_missing", "gpu_unavailable", "gpu_busy", "gpu_memory_in_use",
-                                  "unsupported_format")
+                                  "unsupported_format", "would_not_fit")
 BASELINE_SOURCES: tuple[str, ...] = ("config", "recorded")
 USE_CASES: tuple[str, ...] = ("text_to_video", "image_to_video", "text_image_to_video")
 PRIORITIES: tuple[str, ...] = ("speed", "quality", "memory")
