@@ -14,6 +14,7 @@ from pathlib import Path
 
 from . import DEFAULT_PORT, __version__
 from .config import Config, ConfigError, load_config
+from .textsafe import terminal_safe
 
 log = logging.getLogger("wan_exporter")
 
@@ -157,9 +158,9 @@ def cmd_check_config(path: str) -> int:
     try:
         cfg = load_config(path)
     except ConfigError as e:
-        print(f"{path}: invalid, {len(e.errors)} error(s):", file=sys.stderr)
+        print(terminal_safe(f"{path}: invalid, {len(e.errors)} error(s):"), file=sys.stderr)
         for err in e.errors:
-            print(f"  {err}", file=sys.stderr)
+            print(terminal_safe(f"  {err}"), file=sys.stderr)
         _print_location_warnings(path)
         return 1
     refused, unknown = memory_refusals(cfg)
@@ -167,11 +168,11 @@ def cmd_check_config(path: str) -> int:
         print(f"{path}: valid, but {len(refused)} benchmark profile(s) cannot fit their device "
               f"(refused by the memory guard, skipped with reason would_not_fit):", file=sys.stderr)
         for r in refused:
-            print(f"  refused: {r}", file=sys.stderr)
+            print(terminal_safe(f"  refused: {r}"), file=sys.stderr)
     else:
-        print(f"{path}: valid ({len(cfg.models)} models, {len(cfg.profiles)} profiles)")
+        print(terminal_safe(f"{path}: valid ({len(cfg.models)} models, {len(cfg.profiles)} profiles)"))
     for u in unknown:
-        print(f"  warning: {u}", file=sys.stderr)
+        print(terminal_safe(f"  warning: {u}"), file=sys.stderr)
     _print_location_warnings(path)
     return 1 if refused else 0
 
@@ -233,7 +234,7 @@ def location_warnings(path: str) -> list[str]:
 def _print_location_warnings(path: str) -> None:
     warnings = location_warnings(path)
     for w in warnings:
-        print(f"  warning: {w}", file=sys.stderr)
+        print(terminal_safe(f"  warning: {w}"), file=sys.stderr)
     if warnings:
         print("  (the exporter runs with these and reports each such model as missing until its files appear)",
               file=sys.stderr)
