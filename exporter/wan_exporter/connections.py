@@ -133,7 +133,7 @@ class Intake:
     # -- bookkeeping -------------------------------------------------------------------
     @property
     def open_connections(self) -> int:
-        return len(self.pending) + len(self.draining) + self._active
+        return len(self.pending) + len(self.draining) + self._active + self._auth_queue.qsize() + len(self._auth_done)
 
     def done(self) -> None:
         """A handed-off connection was closed."""
@@ -176,7 +176,17 @@ class Intake:
                         log.exception("accepting connections failed")
                 self._expire(time.monotonic())
         finally:
-            self._auth_queue.put(None)  # type: ignore[arg-type] - ends the password-check thread
+            while True:  # connections still waiting for a password check are closed, the thread ended
+                try:
+                    waiting = self._auth_queue.get_nowait()
+                except queue.Empty:
+                    break
+                if waiting is not None:
+                    self._close(waiting)
+            try:
+                self._auth_queue.put_nowait(None)  # type: ignore[arg-type] - ends the password-check thread
+            except queue.Full:
+                pass
             while self._auth_done:
                 self._close(self._auth_done.popleft()[0])
             for p in [*self.pending.values(), *self.draining.values()]:
@@ -416,7 +426,7 @@ class Intake:
         """The password-check thread: one bcrypt at a time, results handed back to the loop."""
         while True:
             p = self._auth_queue.get()
-            if p is None:
+            if p is None or self._stopped:
                 return
             ok = False
             try:
