@@ -16,7 +16,8 @@ import pytest
 from prometheus_client import generate_latest
 
 from support.faults_procs import FAULTS_ENV, set_faults
-from support.procs import ExporterProcess, exporter_env, parse_metrics, sample, samples_named, wait_for, write_nvml_state
+from support.procs import (ExporterProcess, exporter_env, http_get, parse_metrics, sample, samples_named, wait_for,
+                           write_nvml_state)
 from wan_exporter.app import App
 from wan_exporter.config import parse_config
 
@@ -272,6 +273,12 @@ def test_figures_stay_bound_to_their_run_and_the_memory_guard_refuses_what_canno
         huge = {"model": "m", "profile": "huge"}
         assert sample(s, "wan_benchmark_runs_total", **huge) == 0  # no child was started for it
         assert sample(s, "wan_generation_estimated_peak_memory_bytes", **huge) > 8 * 8192 * 8192 * 1001
+        status = json.loads(http_get(exp.url + "/api/v1/status")[1])
+        [card] = [c for c in status["models"] if c["name"] == "m"]
+        benches = {b["profile"]: b for b in card["benchmarks"]}
+        assert benches["huge"]["skipped"] == {"would_not_fit": 1} and benches["huge"]["last_run"] is None
+        assert benches["huge"]["estimated_peak_memory_bytes"] > 8 * 8192 * 8192 * 1001
+        assert benches[profile]["estimated_peak_memory_bytes"] > 0
         before = {n: sample(s, n, **lv) for n in names}
         assert all(v is not None and v > 0 for v in before.values()), before
         assert before["wan_generation_projected_steps"] == 4  # the tiny kind's default step count
