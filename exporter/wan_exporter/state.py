@@ -59,7 +59,7 @@ class CheckResult:
 @dataclass(frozen=True)
 class Efficiency:
     """A run's efficiency figures, computed when the run ends from the geometry that run loaded
-    (:func:`wan_exporter.bench.efficiency.compute`); never recomputed from files afterwards."""
+    (:func:`wan_exporter.measure.efficiency.compute`); never recomputed from files afterwards."""
 
     tokens: int | None = None
     flops_per_step: int | None = None

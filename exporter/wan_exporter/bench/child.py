@@ -20,12 +20,13 @@ import time
 import traceback
 from typing import Any
 
-from . import faults, measure, warm
+from . import faults, warm
+from ..measure import phases as measure
 from .export import export_phase
 from .faults import FAULTS
-from .measure import PHASES, Progress, Run, detail, emit, is_cuda
+from ..measure.phases import PHASES, Progress, Run, detail, emit, is_cuda
 from ..contract.labels import CHILD_FAILURE_REASONS as REASONS
-from .pipeline import CudaUnavailable, as_image_pipeline, device_order_env, load_pipeline, offline_env, place
+from ..load.pipeline import CudaUnavailable, as_image_pipeline, device_order_env, load_pipeline, offline_env, place
 from .request import call_kwargs, conditioning_image, empty_result, normalise_request
 
 _DETAIL_MAX = 2000
@@ -112,7 +113,7 @@ def _load_phase(torch: Any, req: dict[str, Any], result: dict[str, Any], progres
     return pipe, image_mode
 
 
-# The transformer config keys wan_exporter.flops reads.
+# The transformer config keys wan_exporter.measure.flops reads.
 _GEOMETRY_KEYS = ("_class_name", "num_attention_heads", "attention_head_dim", "dim", "num_heads", "ffn_dim",
                   "num_layers", "patch_size", "in_channels", "out_channels", "in_dim", "out_dim", "text_dim",
                   "freq_dim", "image_dim", "vace_layers", "vace_in_channels", "pos_embed_seq_len")
@@ -122,7 +123,7 @@ def geometry(pipe: Any) -> dict[str, Any]:
     """What this run loaded that its FLOPs depend on: the transformer's config, the VAE's compression,
     the image encoder's tokens, per-token timesteps. Read off the live pipeline, so the figures of a
     run are bound to it and never recomputed from files that may have changed since."""
-    from ..checkpoint import image_tokens_of
+    from ..checkpoint.facts import image_tokens_of
 
     out: dict[str, Any] = {}
     transformer = getattr(pipe, "transformer", None) or getattr(pipe, "transformer_2", None)
@@ -175,7 +176,7 @@ def _generate(pipe: Any, req: dict[str, Any], image: Any, run: Run, fault: str) 
 def _measured_generation(torch: Any, pipe: Any, req: dict[str, Any], image: Any, run: Run,
                          result: dict[str, Any]) -> Any:
     """The generation the benchmark reports: timed, memory-peaked, energy-metered, sanity-checked."""
-    from . import sanity
+    from ..measure import sanity
 
     device = str(req["device"])
     measure.reset_peak(torch, device)
@@ -197,7 +198,7 @@ def _measured_generation(torch: Any, pipe: Any, req: dict[str, Any], image: Any,
 def _repeat(torch: Any, pipe: Any, req: dict[str, Any], image: Any, result: dict[str, Any],
             progress: Progress | None) -> None:
     """Same seed again: identical uint8 frames means the setup is deterministic."""
-    from . import sanity
+    from ..measure import sanity
 
     run = Run(torch, str(req["device"]), progress, generation=2, steps=int(req["steps"]))
     frames, duration = _generate(pipe, req, image, run, "none")

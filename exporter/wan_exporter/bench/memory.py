@@ -30,7 +30,8 @@ from __future__ import annotations
 import os
 from typing import Any, Mapping
 
-from .. import catalog, flops
+from .. import catalog
+from ..measure import flops
 from ..state import MemoryEstimate
 
 DTYPE_BYTES = {"bfloat16": 2, "float16": 2, "float32": 4}
@@ -91,7 +92,7 @@ def offline_device_memory(device: str, gpus: tuple) -> int | None:
 
 def facts_on_disk(cfg: Any, m: Any) -> Any:
     """The checkpoint's facts read now (CLI); None when its files are not here or unreadable."""
-    from .. import checkpoint
+    from ..checkpoint import facts as checkpoint
     from ..pollers import resolve_model_dir
 
     found = resolve_model_dir(m, cfg)
@@ -115,7 +116,7 @@ def _weights(params: Mapping[str, int], dtype_bytes: int, offload: str, on_cuda:
 
 def estimate(m: Any, profile: Any, facts: Any = None, device_bytes: int | None = None) -> MemoryEstimate:
     """The estimated peak of running ``profile`` on model ``m`` (a ModelConfig), from ``facts``
-    (the checkpoint's :class:`~wan_exporter.checkpoint.CheckpointFacts`, when read) or the catalog."""
+    (the checkpoint's :class:`~wan_exporter.checkpoint.facts.CheckpointFacts`, when read) or the catalog."""
     entry = catalog.CATALOG.get(m.kind)
     on_cuda = str(m.device).startswith("cuda")
     b = DTYPE_BYTES.get(m.dtype, 2)

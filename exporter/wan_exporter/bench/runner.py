@@ -13,8 +13,10 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .. import catalog
-from . import efficiency, faults, single_file
-from .forms import form_of
+from . import faults
+from ..measure import efficiency
+from ..load import single_file
+from ..load.forms import form_of
 from ..childproc import ChildOutcome, WarmWorker, run_in_child
 from ..config import Config, ModelConfig, Profile
 from ..contract.labels import FAILURE_REASONS

@@ -16,8 +16,9 @@ from typing import Any, Iterable, Mapping
 
 from prometheus_client.core import Metric
 
-from .. import flops, gpu_peaks
-from ..collectors._families import new
+from .. import gpu_peaks
+from . import flops
+from ..collectors.families import new
 from ..config import Config
 from ..contract import efficiency as fams
 from ..state import BenchmarkResult, Efficiency, Snapshot

@@ -3,7 +3,7 @@
 A client that connects and then says nothing, or trickles its request line and headers, holds
 only a socket and a few bytes here. One event loop thread accepts, does the TLS handshake
 without blocking, and reads request heads; only a connection whose head is complete is handed
-to a worker thread (:mod:`wan_exporter.server`), and only when a request slot is free, so the
+to a worker thread (:mod:`wan_exporter.web.server`), and only when a request slot is free, so the
 number of threads is bounded by the request limits, never by the number of open connections.
 
 At the connection cap the stalest half-open connection is closed to make room, instead of
@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable
 
 if TYPE_CHECKING:
-    from .webconfig import WebSecurity
+    from .config import WebSecurity
 
 log = logging.getLogger(__name__)
 
@@ -397,7 +397,7 @@ class Intake:
     # -- basic auth, before a request slot is taken ---------------------------------------
     def _auth_gate(self, p: _Pending) -> bool:
         """True to go on to a request slot; False when ``p`` was answered (401, 429) or parked for bcrypt."""
-        from .webconfig import WWW_AUTHENTICATE
+        from .config import WWW_AUTHENTICATE
 
         assert self.web is not None
         verdict = self.web.cached_verdict(header_value(p.buf, b"authorization"))
@@ -448,7 +448,7 @@ class Intake:
                 p.deadline = max(p.deadline, time.monotonic() + 1.0)  # its head was complete before the wait
                 self._guarded(self._hand_off, p)
             else:
-                from .webconfig import WWW_AUTHENTICATE
+                from .config import WWW_AUTHENTICATE
 
                 self.count("auth_refused")
                 self._answer(p, "401 Unauthorized", b"Unauthorized.\n", [("WWW-Authenticate", WWW_AUTHENTICATE)])
