@@ -17,6 +17,8 @@ ANALYSIS = Path(__file__).resolve().parent / "analysis.md"
 # The full-size GPU run (scripts/gpu_fullsize.py), written up by hand: not an item of this suite.
 FULLSIZE = Path(__file__).resolve().parent / "fullsize.md"
 FORMS = Path(__file__).resolve().parent / "forms.md"
+# The memory guard's prediction error (benchmarks/memory_guard.py prints its table).
+MEMORY_GUARD = Path(__file__).resolve().parent / "memory_guard.md"
 
 HEADLINES = {
     # item -> figure-name prefixes that make the summary table
@@ -207,7 +209,7 @@ def render(doc: dict, merged: list[dict] | None = None, rerender: str = "python3
         lines += [f"## Separate run: {_label(extra)}", "", "```sh", extra.get("command", ""), "```", ""]
         lines += _machine(m) + [""]
         lines += _sections(_items(extra), "###")
-    for part in (ANALYSIS, FULLSIZE, FORMS):
+    for part in (ANALYSIS, FULLSIZE, FORMS, MEMORY_GUARD):
         if part.exists():
             lines += [part.read_text().rstrip(), ""]
     return "\n".join(lines)

@@ -30,12 +30,10 @@ import platform
 import sys
 import time
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 from wan_exporter import catalog
 from wan_exporter.bench import child, runner
-from wan_exporter.measure.efficiency import compute
 from wan_exporter.childproc import ChildOutcome
 from wan_exporter.config import parse_config
 
@@ -191,22 +189,10 @@ def _config(models: dict, device: str, dtype: str, steps: int) -> Any:
     return parse_config("\n".join(lines) + "\n")
 
 
-def _facts_of(pipe: Any) -> SimpleNamespace:
-    """What the exporter would read off the checkpoint's config files, read off the built modules."""
-    t, vae = pipe.transformer.config, pipe.vae.config
-    patch = list(t.patch_size)
-    return SimpleNamespace(
-        transformer_config=dict(t),
-        vae_compression=(vae.scale_factor_temporal * patch[0], vae.scale_factor_spatial * patch[1],
-                         vae.scale_factor_spatial * patch[2]),
-        image_tokens=None, expand_timesteps=bool(pipe.config.expand_timesteps))
-
-
 def measure(cfg: Any, name: str, pipe: Any, build_seconds: float, ceiling: float | None) -> list[dict]:
     import torch
 
     m = cfg.model(name)
-    entry = catalog.CATALOG[m.kind]
     calls = _count_expert_calls(pipe)
     rows = []
     original = child.load_pipeline
@@ -221,12 +207,12 @@ def measure(cfg: Any, name: str, pipe: Any, build_seconds: float, ceiling: float
                 f"{request['steps']} steps)")
             started = time.time()
             raw = child.run_benchmark(request)
-            result = runner.to_result(m, pname, ChildOutcome(result=raw, exitcode=0), started)
+            result = runner.to_result(m, pname, ChildOutcome(result=raw, exitcode=0), started, request)
             prof = cfg.profiles[pname]
             # Figures from the run whatever the sanity verdict (random weights give noise frames).
             timed = result if result.success else runner.to_result(
-                m, pname, ChildOutcome(result={**raw, "success": True}, exitcode=0), started)
-            eff = compute(timed, entry, _facts_of(pipe), prof.guidance_scale, m.dtype)
+                m, pname, ChildOutcome(result={**raw, "success": True}, exitcode=0), started, request)
+            eff = timed.efficiency  # computed by to_result from the geometry the child read off the pipeline
             row = {
                 "model": name, "kind": m.kind, "profile": pname, "width": prof.width, "height": prof.height,
                 "frames": timed.frames, "steps": timed.steps, "guidance_scale": prof.guidance_scale,
@@ -246,6 +232,9 @@ def measure(cfg: Any, name: str, pipe: Any, build_seconds: float, ceiling: float
                                                   if ceiling and eff.flops_per_second else None),
                 "video_seconds": eff.video_seconds, "realtime_factor": eff.realtime_factor,
                 "joules_per_video_second": eff.joules_per_video_second,
+                "projected_steps": eff.projected_steps,
+                "projected_duration_seconds": eff.projected_duration_seconds,
+                "projected_realtime_factor": eff.projected_realtime_factor,
                 "child_result": raw,  # everything the benchmark child reported, as it reported it
             }
             rows.append(row)

@@ -10,13 +10,13 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
-from dataclasses import replace
 
 import pytest
 from prometheus_client import generate_latest
 
 from support.faults_procs import FAULTS_ENV, set_faults
-from support.procs import ExporterProcess, exporter_env, parse_metrics, sample, samples_named, wait_for, write_nvml_state
+from support.procs import (ExporterProcess, exporter_env, http_get, parse_metrics, sample, samples_named, wait_for,
+                           write_nvml_state)
 from wan_exporter.app import App
 from wan_exporter.config import parse_config
 
@@ -236,3 +236,62 @@ def test_keep_warm_reuses_the_loaded_pipeline(tiny_dir, tmp_path):
     finally:
         bench.shutdown()
     assert not bench._warm
+
+
+def test_figures_stay_bound_to_their_run_and_the_memory_guard_refuses_what_cannot_fit(tiny_dir, tmp_path):
+    """FLOPs, tokens and the real-time factors are the run's: changing or moving the model's files after
+    a successful run never rewrites them (they were recomputed from the files of now, or the catalog).
+    Beside it, a profile of 8192x8192x1001 frames cannot fit this host's RAM: check-config and start-up
+    name it, and its runs are skipped with reason would_not_fit before any child starts."""
+    import json
+    import shutil
+
+    kind, profile = KINDS["t2v-a14b"]
+    model = tmp_path / "model"
+    shutil.copytree(tiny_dir / kind, model)
+    cfg = tmp_path / "wan.yaml"
+    text = config_text(tiny_dir, {"m": (kind, profile)}, tmp_path / "state",
+                       extra="schedules: {benchmark: {interval: 1h}, layout: {interval: 1s}}")
+    text = text.replace(f"'{tiny_dir}/{kind}'", f"'{model}'").replace(f"profiles: [{profile}]", f"profiles: [{profile}, huge]")
+    cfg.write_text(text.replace("profiles:\n", "profiles:\n  huge: {width: 8192, height: 8192, frames: 1001, steps: 2}\n"))
+    checked = subprocess.run([sys.executable, "-m", "wan_exporter", "check-config", str(cfg)], capture_output=True,
+                             text=True, env=exporter_env(), timeout=120)
+    assert checked.returncode == 1, checked.stdout + checked.stderr
+    assert "models[0].profiles[1]: model m profile huge: would not fit" in checked.stderr, checked.stderr
+    assert "host RAM" in checked.stderr and profile + ":" not in checked.stderr
+    lv = {"model": "m", "profile": profile}
+    names = ("wan_generation_latent_tokens", "wan_generation_flops_per_step", "wan_generation_flops_per_second",
+             "wan_generation_realtime_factor", "wan_generation_projected_steps",
+             "wan_generation_projected_duration_seconds", "wan_generation_projected_realtime_factor",
+             "wan_generation_estimated_peak_memory_bytes", "wan_generation_peak_memory_bytes")
+    with ExporterProcess([f"--config.file={cfg}"], log_path=tmp_path / "exporter.log") as exp:
+        s = wait_for(lambda: (m := exp.metrics()) and sample(m, "wan_benchmark_last_run_success", **lv) == 1
+                     and sample(m, "wan_benchmark_skipped_total", model="m", reason="would_not_fit") == 1 and m,
+                     timeout=180, what="a successful tiny run and a refused huge one")
+        assert "benchmark refused by the memory guard: model m profile huge: would not fit" in exp.log_tail()
+        huge = {"model": "m", "profile": "huge"}
+        assert sample(s, "wan_benchmark_runs_total", **huge) == 0  # no child was started for it
+        assert sample(s, "wan_generation_estimated_peak_memory_bytes", **huge) > 8 * 8192 * 8192 * 1001
+        status = json.loads(http_get(exp.url + "/api/v1/status")[1])
+        [card] = [c for c in status["models"] if c["name"] == "m"]
+        benches = {b["profile"]: b for b in card["benchmarks"]}
+        assert benches["huge"]["skipped"] == {"would_not_fit": 1} and benches["huge"]["last_run"] is None
+        assert benches["huge"]["estimated_peak_memory_bytes"] > 8 * 8192 * 8192 * 1001
+        assert benches[profile]["estimated_peak_memory_bytes"] > 0
+        before = {n: sample(s, n, **lv) for n in names}
+        assert all(v is not None and v > 0 for v in before.values()), before
+        assert before["wan_generation_projected_steps"] == 4  # the tiny kind's default step count
+        # The estimate beside the measured peak (BENCHMARKS.md holds the error of each measured run).
+        assert 0.5 < before["wan_generation_estimated_peak_memory_bytes"] / before["wan_generation_peak_memory_bytes"] < 2
+        # Deeper transformer on disk, then the directory gone: the finished run's figures stay.
+        tcfg = model / "transformer" / "config.json"
+        tcfg.write_text(json.dumps({**json.loads(tcfg.read_text()), "num_layers": 40}))
+        time.sleep(2.5)  # two layout/checkpoint polls read the changed config
+        mid = exp.metrics()
+        model.rename(tmp_path / "moved")
+        wait_for(lambda: sample(exp.metrics(), "wan_model_present", model="m") == 0, timeout=30,
+                 what="the exporter sees the model gone")
+        after = exp.metrics()
+        for n in names:
+            assert sample(mid, n, **lv) == before[n], n
+            assert sample(after, n, **lv) == before[n], n

@@ -68,3 +68,24 @@ def test_missing_single_files_are_warnings_each_with_its_path(tmp_path):
     assert r.returncode == 0, r.stderr
     assert f"warning: models[0].path[1]: no such file: {tmp_path}/low.safetensors" in r.stderr
     assert "path[0]" not in r.stderr
+
+
+def test_a_profile_that_cannot_fit_its_gpu_is_refused_and_an_unreadable_gpu_is_a_warning(tmp_path):
+    """The memory guard as check-config applies it: 8192x8192x1001 frames on an A14B cannot fit an
+    H200's 140 GiB (NVML read through the stand-in); without NVML the estimate is printed as a warning."""
+    from support.procs import write_nvml_state
+
+    cfg = tmp_path / "wan.yaml"
+    cfg.write_text("models:\n  - {name: big, kind: wan2.2-t2v-a14b, path: /nonexistent, device: 'cuda:0', "
+                   "profiles: [huge, probe]}\nprofiles:\n  huge: {width: 8192, height: 8192, frames: 1001}\n"
+                   "  probe: {width: 832, height: 480, frames: 17}\n")
+    state = write_nvml_state(tmp_path / "nvml.json", gpus=[{"memory_total": 150754820096}])
+    r = _check_config(cfg, WAN_EXPORTER_NVML_MODULE="support.fake_pynvml", FAKE_NVML_STATE=str(state))
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert re.search(r"refused: models\[0\]\.profiles\[0\]: model big profile huge: would not fit: estimated peak "
+                     r"at least [\d,.]+ GiB .* > 140\.4 GiB memory of cuda:0", r.stderr), r.stderr
+    assert "profile probe" not in r.stderr  # 832x480x17 fits
+    r = _check_config(cfg, WAN_EXPORTER_NVML_MODULE="support.no_such_module")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "warning: models[0].profiles[0]: model big profile huge: estimated peak at least" in r.stderr
+    assert "cannot be read here (NVML)" in r.stderr

@@ -18,14 +18,14 @@ import pytest
 import yaml
 from prometheus_client import generate_latest
 
-from test_metrics_golden import CONFIG, T0, fixed_snapshot
+from test_metrics_golden import CONFIG, T0, fixed_snapshot, with_efficiency
 from wan_exporter import contract
 from wan_exporter.app import App
 from wan_exporter.checkpoint.facts import CheckpointFacts
 from wan_exporter.config import Thresholds, parse_config
 from wan_exporter.contract import Family, alerts, rules, thresholds
 from wan_exporter.kube.podresources import Allocation
-from wan_exporter.state import BenchmarkResult, CheckResult, HealthIssue, frozen_map
+from wan_exporter.state import BenchmarkResult, CheckResult, HealthIssue, MemoryEstimate, frozen_map
 
 ROOT = Path(__file__).resolve().parents[1]
 EXPOSED = {f.exposed_name: f for f in contract.families()}
@@ -54,7 +54,11 @@ def full_snapshot():
                            peak_memory_bytes=40 << 30, peak_memory_kind="cuda", device="cuda:0",
                            sanity=frozen_map({"finite": True}), gpu_uuid="GPU-aaaa", gpu_name="NVIDIA H200",
                            form="official", weight_format="bf16", compute_dtype="bfloat16")
-    agg = replace(snap.benchmarks[("t2v-a14b", "probe")], last=last, last_success=last, consecutive_failures=0)
+    last = with_efficiency(last)
+    estimate = MemoryEstimate(bytes=42 << 30, weights_bytes=36 << 30, activations_bytes=3 << 30,
+                              vae_decode_bytes=3 << 30, runtime_bytes=0, device_bytes=141 << 30, kind="cuda")
+    agg = replace(snap.benchmarks[("t2v-a14b", "probe")], last=last, last_success=last, consecutive_failures=0,
+                  memory_estimate=estimate)
     return replace(snap, checks=frozen_map(checks),
                    check_last_success=frozen_map({("ti2v-5b", c): T0 for c in ("layout", "headers", "hash")}),
                    checkpoint_facts=frozen_map({"t2v-a14b": {"present": False},

@@ -50,10 +50,26 @@ def wheel(tmp_path_factory) -> Path:
     return whl
 
 
+def see_outer_packages(d: Path) -> None:
+    """Run inside a virtualenv (the way on PEP 668 systems), the suite's packages are that venv's, which
+    ``--system-site-packages`` does not show (it shows the base interpreter's). Its site directories
+    are added as plain path lines, after the new venv's own: the wheel installed there still wins,
+    and the outer venv's .pth files (an editable install's finder) are not run."""
+    import sysconfig
+
+    if sys.prefix == sys.base_prefix:
+        return  # system-wide: --system-site-packages already shows them
+    outer = dict.fromkeys(sysconfig.get_paths()[k] for k in ("purelib", "platlib"))
+    inner = subprocess.run([str(d / "bin" / "python"), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                           capture_output=True, text=True, check=True, timeout=60, env=_clean_env()).stdout.strip()
+    (Path(inner) / "outer-venv.pth").write_text("".join(f"{p}\n" for p in outer))
+
+
 @pytest.fixture(scope="module")
 def venv(wheel, tmp_path_factory) -> Path:
     d = tmp_path_factory.mktemp("venv")
     subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(d)], check=True, timeout=120)
+    see_outer_packages(d)
     r = subprocess.run([str(d / "bin" / "python"), "-m", "pip", "install", "-q", "--no-deps", "--no-index",
                         str(wheel)], capture_output=True, text=True, timeout=300, env=_clean_env())
     assert r.returncode == 0, r.stdout + r.stderr

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from types import SimpleNamespace
+from dataclasses import replace
 
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
@@ -11,11 +11,22 @@ from support.procs import parse_metrics, sample
 from wan_exporter import catalog
 from wan_exporter.measure import flops
 from wan_exporter.collectors.efficiency import EfficiencyFigures
-from wan_exporter.measure.efficiency import compute
+from wan_exporter.measure.efficiency import compute as _compute
 from wan_exporter.config import parse_config
 from wan_exporter.state import BenchmarkAggregate, BenchmarkResult, Snapshot, frozen_map
 
 A14B = catalog.get("wan2.2-t2v-a14b")
+
+
+def geometry(entry, **tcfg) -> dict:
+    """What the benchmark child would read off a pipeline built to ``entry``'s published geometry."""
+    return {"transformer_config": {**entry.architecture, **tcfg}, "vae_compression": list(entry.vae_compression),
+            "expand_timesteps": entry.task == "ti2v"}
+
+
+def compute(result, entry, geo, guidance_scale, dtype):
+    return _compute(result, geometry(entry) if geo is None and entry.architecture else geo, guidance_scale, dtype,
+                    entry.fps_default, entry.steps_default)
 
 
 def run(**kw) -> BenchmarkResult:
@@ -63,27 +74,44 @@ def test_no_energy_counter_no_joules_per_video_second():
     assert compute(run(energy_joules=None), A14B, None, 4.0, "bfloat16").joules_per_video_second is None
 
 
-def test_checkpoint_config_wins_over_the_catalog():
-    # A checkpoint whose transformer is half as deep as the catalog's: its own config counts.
-    facts = SimpleNamespace(transformer_config={**A14B.architecture, "num_layers": 20}, vae_compression=(4, 16, 16),
-                            image_tokens=None, expand_timesteps=False)
-    mine = compute(run(), A14B, facts, 4.0, "bfloat16").flops_per_step
+def test_the_loaded_geometry_counts():
+    # A run that loaded a transformer half as deep as the catalog's: what it loaded counts.
+    mine = compute(run(), A14B, geometry(A14B, num_layers=20), 4.0, "bfloat16").flops_per_step
     published = compute(run(), A14B, None, 4.0, "bfloat16").flops_per_step
     assert mine < 0.55 * published
 
 
-def test_tiny_kind_without_facts_gets_no_flops_but_a_realtime_factor():
-    # Tiny kinds publish no geometry: without the checkpoint's config there is nothing to count.
+def test_a_run_without_geometry_gets_no_flops_but_a_realtime_factor():
     tiny = catalog.get("tiny-wan2.2-t2v-a14b")
-    e = compute(run(width=32, height=32, frames=9, device="cpu", gpu_name=""), tiny, None, 4.0, "float32")
+    e = _compute(run(width=32, height=32, frames=9, device="cpu", gpu_name=""), None, 4.0, "float32",
+                 tiny.fps_default, None)
     assert e.flops_per_step is None and e.flops_per_second is None
     assert e.realtime_factor == pytest.approx((9 / tiny.fps_default) / 400.0)
+    assert e.projected_duration_seconds is None  # no default step count, no projection
+
+
+def test_projected_realtime_factor_of_this_projects_h200_run():
+    """benchmarks/runs/h200-fullsize.json: A14B 480p, 2 steps, measured 0.295; projected at 40 about 0.018."""
+    import json
+    from pathlib import Path
+
+    row = json.loads((Path(__file__).resolve().parents[1] / "benchmarks/runs/h200-fullsize.json").read_text())["runs"][0]
+    r = run(duration_seconds=row["duration_seconds"], phases=frozen_map(row["phases"]), steps=row["steps"],
+            seconds_per_step=row["seconds_per_step"], frames=row["frames"], width=row["width"], height=row["height"])
+    e = compute(r, A14B, None, 4.0, "bfloat16")
+    assert e.realtime_factor == pytest.approx(0.2952, abs=1e-3)
+    assert e.projected_steps == 40
+    fixed = row["duration_seconds"] - row["phases"]["denoise"]
+    assert e.projected_duration_seconds == pytest.approx(fixed + 40 * row["seconds_per_step"])
+    assert e.projected_realtime_factor == pytest.approx(0.0182, abs=5e-4)
 
 
 def test_collector_publishes_the_figures_with_the_peak_it_compared_against():
     cfg = parse_config("models:\n  - {name: m, kind: wan2.2-t2v-a14b, path: /nonexistent, device: 'cuda:0', dtype: bfloat16, "
                        "profiles: ['480p']}\nprofiles:\n  '480p': {width: 832, height: 480, frames: 81, steps: 40}\n")
-    snap = Snapshot(benchmarks=frozen_map({("m", "480p"): BenchmarkAggregate(last_success=run())}))
+    r = run(seconds_per_step=8.0)
+    r = replace(r, efficiency=compute(r, A14B, None, 4.0, "bfloat16"))
+    snap = Snapshot(benchmarks=frozen_map({("m", "480p"): BenchmarkAggregate(last_success=r)}))
     registry = CollectorRegistry()
 
     class _One:
@@ -99,12 +127,13 @@ def test_collector_publishes_the_figures_with_the_peak_it_compared_against():
     assert 0 < sample(s, "wan_generation_model_flops_utilization_ratio", **lv) < 1
     assert sample(s, "wan_generation_realtime_factor", **lv) == pytest.approx(81 / 16 / 400)
     assert sample(s, "wan_generation_energy_joules_per_video_second", **lv) > 0
+    assert sample(s, "wan_generation_projected_steps", **lv) == 40
+    assert sample(s, "wan_generation_projected_duration_seconds", **lv) == pytest.approx(80 + 40 * 8.0)
+    assert sample(s, "wan_generation_projected_realtime_factor", **lv) == pytest.approx(81 / 16 / 400)
 
 
 def test_no_flops_for_a_transformer_the_count_does_not_follow():
     animate = catalog.get("wan2.2-animate-14b")
-    facts = SimpleNamespace(transformer_config={"_class_name": "WanAnimateTransformer3DModel", **animate.architecture},
-                            vae_compression=(4, 16, 16), image_tokens=257, expand_timesteps=None)
-    assert compute(run(), animate, facts, 1.0, "bfloat16").flops_per_step is None
-    # Nor from the catalog's geometry alone: it does not list Animate's encoders.
-    assert compute(run(), animate, None, 1.0, "bfloat16").flops_per_step is None
+    geo = {"transformer_config": {"_class_name": "WanAnimateTransformer3DModel", **animate.architecture},
+           "vae_compression": [4, 16, 16], "image_tokens": 257}
+    assert compute(run(), animate, geo, 1.0, "bfloat16").flops_per_step is None

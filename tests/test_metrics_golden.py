@@ -17,7 +17,9 @@ import pytest
 from prometheus_client import generate_latest
 from prometheus_client.openmetrics import exposition as openmetrics
 
+from wan_exporter import catalog
 from wan_exporter.app import App
+from wan_exporter.measure.efficiency import compute as efficiency_of
 from wan_exporter.config import parse_config
 from wan_exporter.web.server import make_app
 from wan_exporter.state import (BenchmarkAggregate, BenchmarkResult, CheckResult, CollectorStatus, GpuReading,
@@ -44,6 +46,17 @@ exporter:
 T0 = 1_790_000_000.0
 
 
+def with_efficiency(r: BenchmarkResult) -> BenchmarkResult:
+    """``r`` with the figures its run would have computed from a pipeline of the published A14B geometry."""
+    from dataclasses import replace
+
+    a14b = catalog.get("wan2.2-t2v-a14b")
+    geometry = {"transformer_config": dict(a14b.architecture), "vae_compression": list(a14b.vae_compression)}
+    cfg = parse_config(CONFIG)
+    return replace(r, efficiency=efficiency_of(r, geometry, cfg.profiles[r.profile].guidance_scale,
+                                               cfg.model(r.model).dtype, a14b.fps_default, a14b.steps_default))
+
+
 def fixed_snapshot() -> Snapshot:
     gpu = GpuReading(index=0, uuid="GPU-aaaa", name="NVIDIA H200", driver_version="580.159.04", cuda_version="13.0",
                      compute_capability="9.0", memory_total_bytes=150754820096, memory_used_bytes=42 << 30,
@@ -61,6 +74,7 @@ def fixed_snapshot() -> Snapshot:
                          peak_memory_bytes=40 << 30, peak_memory_kind="cuda", energy_joules=5000.0,
                          sanity=frozen_map({"finite": True, "not_black": True, "not_frozen": True, "shape": True}),
                          output_digest="ab", device="cuda:0", gpu_uuid="GPU-aaaa", gpu_name="NVIDIA H200")
+    ok = with_efficiency(ok)
     failed = BenchmarkResult(model="t2v-a14b", profile="probe", success=False, started_at=T0 + 60, finished_at=T0 + 70,
                              reason="oom", device="cuda:0", form="single_file",
                              weight_format="fp8_e4m3fn_scaled", compute_dtype="bfloat16")

@@ -17,6 +17,7 @@ from typing import Callable
 
 from . import DEFAULT_PORT, __version__
 from .config import Config, ConfigError, ModelConfig, load_config
+from .textsafe import terminal_safe
 
 log = logging.getLogger("wan_exporter")
 
@@ -169,14 +170,45 @@ def cmd_check_config(path: str) -> int:
     try:
         cfg = load_config(path)
     except ConfigError as e:
-        print(f"{path}: invalid, {len(e.errors)} error(s):", file=sys.stderr)
+        print(terminal_safe(f"{path}: invalid, {len(e.errors)} error(s):"), file=sys.stderr)
         for err in e.errors:
-            print(f"  {err}", file=sys.stderr)
+            print(terminal_safe(f"  {err}"), file=sys.stderr)
         _print_location_warnings(path)
         return 1
-    print(f"{path}: valid ({len(cfg.models)} models, {len(cfg.profiles)} profiles)")
+    refused, unknown = memory_refusals(cfg)
+    if refused:
+        print(f"{path}: valid, but {len(refused)} benchmark profile(s) cannot fit their device "
+              f"(refused by the memory guard, skipped with reason would_not_fit):", file=sys.stderr)
+        for r in refused:
+            print(terminal_safe(f"  refused: {r}"), file=sys.stderr)
+    else:
+        print(terminal_safe(f"{path}: valid ({len(cfg.models)} models, {len(cfg.profiles)} profiles)"))
+    for u in unknown:
+        print(terminal_safe(f"  warning: {u}"), file=sys.stderr)
     _print_location_warnings(path)
-    return 0
+    return 1 if refused else 0
+
+
+def memory_refusals(cfg) -> tuple[list[str], list[str]]:
+    """(refusals, warnings) of the memory guard for every model and profile, as the exporter will judge
+    them (:func:`wan_exporter.bench.memory.offline_estimate`). A device whose memory cannot be read here
+    gets a warning with the estimate: the exporter checks it again at run time, with NVML's reading."""
+    from .bench import memory
+
+    gpus = memory.read_gpus(cfg)
+    refused, unknown = [], []
+    for i, m in enumerate(cfg.models):
+        facts = memory.facts_on_disk(cfg, m)
+        for j, p in enumerate(m.profiles):
+            e = memory.estimate(m, cfg.profiles[p], facts, memory.offline_device_memory(m.device, gpus))
+            why = memory.refusal(m.name, p, e, m.device)
+            if why:
+                refused.append(f"models[{i}].profiles[{j}]: {why}")
+            elif e.device_bytes is None:
+                unknown.append(f"models[{i}].profiles[{j}]: model {m.name} profile {p}: estimated peak "
+                               f"{'at least ' if not e.weights_known else ''}{e.bytes / 2**30:,.1f} GiB; "
+                               f"the memory of {m.device} cannot be read here (NVML), so it is checked at run time")
+    return refused, unknown
 
 
 def _located(m: "ModelConfig", cfg: Config) -> tuple:
@@ -231,7 +263,7 @@ def location_warnings(path: str) -> list[str]:
 def _print_location_warnings(path: str) -> None:
     warnings = location_warnings(path)
     for w in warnings:
-        print(f"  warning: {w}", file=sys.stderr)
+        print(terminal_safe(f"  warning: {w}"), file=sys.stderr)
     if warnings:
         print("  (the exporter runs with these and reports each such model as missing until its files appear)",
               file=sys.stderr)

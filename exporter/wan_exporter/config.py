@@ -521,12 +521,73 @@ def _validate(cfg: Config, raw: Mapping[str, Any], errors: list[str], check_path
 # --------------------------------------------------------------------------- entry points
 
 
+YAML_MAX_DEPTH = 32  # the deepest real config is a handful of levels; PyYAML's composer recurses per level
+
+
+def yaml_structure_errors(text: str) -> list[str]:
+    """Duplicate keys and nesting deeper than :data:`YAML_MAX_DEPTH`, each with its path and line.
+
+    Read from the parser's events (a loop, no recursion), before anything is composed: PyYAML
+    would keep the last of two equal keys silently, and recurse once per level of nesting.
+    """
+    errors: list[str] = []
+    stack: list[dict] = []  # {"map": bool, "path": str, "keys": set, "key": str|None, "as_key": bool, "i": int}
+
+    def child(frame: dict) -> str:
+        return f"{frame['path']}[{frame['i']}]" if not frame["map"] else (
+            f"{frame['path']}.{frame['key']}" if frame["path"] else str(frame["key"]))
+
+    def advance() -> None:
+        if stack:
+            top = stack[-1]
+            if top["map"]:
+                top["expect_key"] = True  # a value done: a key comes next
+            else:
+                top["i"] += 1
+
+    try:
+        for ev in yaml.parse(text, Loader=yaml.SafeLoader):
+            line = ev.start_mark.line + 1 if ev.start_mark else 0
+            if isinstance(ev, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
+                top = stack[-1] if stack else None
+                as_key = bool(top and top["map"] and top["expect_key"])
+                path = "" if top is None else (top["path"] if as_key else child(top))
+                if len(stack) >= YAML_MAX_DEPTH:
+                    errors.append(f"{path or 'top level'}: nested deeper than {YAML_MAX_DEPTH} levels (line {line})")
+                    return errors
+                stack.append({"map": isinstance(ev, yaml.MappingStartEvent), "path": path, "keys": set(),
+                              "key": None, "expect_key": True, "as_key": as_key, "i": 0})
+            elif isinstance(ev, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
+                frame = stack.pop()
+                if frame["as_key"] and stack:
+                    stack[-1]["key"], stack[-1]["expect_key"] = "<complex key>", False
+                else:
+                    advance()
+            elif isinstance(ev, (yaml.ScalarEvent, yaml.AliasEvent)):
+                top = stack[-1] if stack else None
+                if top is not None and top["map"] and top["expect_key"]:
+                    key = ev.value if isinstance(ev, yaml.ScalarEvent) else f"*{ev.anchor}"
+                    if key in top["keys"] and key != "<<":
+                        where = f"{top['path']}.{key}" if top["path"] else key
+                        errors.append(f"{where}: duplicate key (line {line}); the first one would be ignored")
+                    top["keys"].add(key)
+                    top["key"], top["expect_key"] = key, False
+                else:
+                    advance()
+    except yaml.YAMLError:
+        return errors  # safe_load reports the syntax error itself
+    return errors
+
+
 def load_yaml_mapping(text: str, source: str) -> dict:
     """``yaml.safe_load`` a file that must be a mapping (or empty); any other outcome is a ConfigError.
 
     Shared by the main config and the web config, so both reject object tags the same way.
     """
     try:
+        problems = yaml_structure_errors(text)
+        if problems:
+            raise ConfigError(problems, source)
         raw = yaml.safe_load(text)
     except yaml.constructor.ConstructorError as e:
         mark = e.problem_mark

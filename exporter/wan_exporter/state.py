@@ -57,6 +57,46 @@ class CheckResult:
 
 
 @dataclass(frozen=True)
+class Efficiency:
+    """A run's efficiency figures, computed when the run ends from the geometry that run loaded
+    (:func:`wan_exporter.measure.efficiency.compute`); never recomputed from files afterwards."""
+
+    tokens: int | None = None
+    flops_per_step: int | None = None
+    flops_per_second: float | None = None
+    gpu_model: str | None = None  # gpu_peaks key of the GPU the run used
+    peak_flops_per_second: float | None = None
+    utilization_ratio: float | None = None
+    video_seconds: float | None = None
+    realtime_factor: float | None = None
+    joules_per_video_second: float | None = None
+    # At the model's default step count: the fixed phases as measured plus default steps x the
+    # measured seconds per step. A probe runs a few steps; this is what a real generation would take.
+    projected_steps: int | None = None
+    projected_duration_seconds: float | None = None
+    projected_realtime_factor: float | None = None
+
+
+@dataclass(frozen=True)
+class MemoryEstimate:
+    """Peak memory a benchmark run is expected to need, estimated before its child starts
+    (:mod:`wan_exporter.bench.memory`), and what the device it runs on has."""
+
+    bytes: int
+    weights_bytes: int
+    activations_bytes: int
+    vae_decode_bytes: int
+    runtime_bytes: int
+    device_bytes: int | None  # GPU memory, or host RAM on CPU; None when unknown
+    kind: str  # "cuda" | "rss": what the measured peak it is compared with counts
+    weights_known: bool = True  # False: no parameter count, the estimate is a lower bound
+
+    @property
+    def fits(self) -> bool:
+        return self.device_bytes is None or self.bytes <= self.device_bytes
+
+
+@dataclass(frozen=True)
 class BenchmarkResult:
     """Measured outcome of one benchmark generation (one child-process run)."""
 
@@ -91,6 +131,8 @@ class BenchmarkResult:
     compared_with: str = ""
     output_max_abs_difference: float | None = None
     output_psnr_decibels: float | None = None
+    efficiency: Efficiency | None = None  # computed at the end of the run, from what it loaded
+    memory_estimate: MemoryEstimate | None = None  # estimated before the run
 
 
 @dataclass(frozen=True)
@@ -172,6 +214,7 @@ class BenchmarkAggregate:
     energy_joules_sum: float = 0.0
     # The last few results (successes and failures), oldest first: the status page's sparklines.
     history: tuple[BenchmarkResult, ...] = ()
+    memory_estimate: MemoryEstimate | None = None  # the latest estimate, also of a run refused for it
 
 
 @dataclass(frozen=True)

@@ -64,6 +64,7 @@ def run_benchmark(request: dict[str, Any], progress: Progress | None = None) -> 
         result["import_seconds"] = time.perf_counter() - t0
         result["versions"] = measure.versions()
         pipe, image_mode = _load_phase(torch, req, result, progress)
+        result["geometry"] = geometry(pipe)
         stage = "generate"
         measure.install(pipe, image_mode)
         image = conditioning_image(int(req["width"]), int(req["height"]), int(req["seed"])) if image_mode else None
@@ -111,6 +112,41 @@ def _load_phase(torch: Any, req: dict[str, Any], result: dict[str, Any], progres
     result["phases"]["load"] = time.perf_counter() - t0
     warm.keep(key, pipe, image_mode)
     return pipe, image_mode
+
+
+# The transformer config keys wan_exporter.measure.flops reads.
+_GEOMETRY_KEYS = ("_class_name", "num_attention_heads", "attention_head_dim", "dim", "num_heads", "ffn_dim",
+                  "num_layers", "patch_size", "in_channels", "out_channels", "in_dim", "out_dim", "text_dim",
+                  "freq_dim", "image_dim", "vace_layers", "vace_in_channels", "pos_embed_seq_len")
+
+
+def geometry(pipe: Any) -> dict[str, Any]:
+    """What this run loaded that its FLOPs depend on: the transformer's config, the VAE's compression,
+    the image encoder's tokens, per-token timesteps. Read off the live pipeline, so the figures of a
+    run are bound to it and never recomputed from files that may have changed since."""
+    from ..checkpoint.facts import image_tokens_of
+
+    out: dict[str, Any] = {}
+    transformer = getattr(pipe, "transformer", None) or getattr(pipe, "transformer_2", None)
+    tcfg = dict(getattr(transformer, "config", None) or {})
+    if transformer is not None:
+        tcfg.setdefault("_class_name", type(transformer).__name__)
+    out["transformer_config"] = {k: tcfg[k] for k in _GEOMETRY_KEYS if k in tcfg}
+    st, ss = getattr(pipe, "vae_scale_factor_temporal", None), getattr(pipe, "vae_scale_factor_spatial", None)
+    patch = tcfg.get("patch_size")
+    if isinstance(st, int) and isinstance(ss, int) and isinstance(patch, (list, tuple)) and len(patch) == 3:
+        out["vae_compression"] = [st * int(patch[0]), ss * int(patch[1]), ss * int(patch[2])]
+    encoder = getattr(pipe, "image_encoder", None)
+    ecfg = getattr(encoder, "config", None)
+    if ecfg is not None:
+        ecfg = getattr(ecfg, "vision_config", ecfg)
+        out["image_tokens"] = image_tokens_of({"image_size": getattr(ecfg, "image_size", None),
+                                               "patch_size": getattr(ecfg, "patch_size", None)})
+    pcfg = getattr(pipe, "config", None)
+    expand = pcfg.get("expand_timesteps") if hasattr(pcfg, "get") else None
+    if isinstance(expand, bool):
+        out["expand_timesteps"] = expand
+    return out
 
 
 def _generate(pipe: Any, req: dict[str, Any], image: Any, run: Run, fault: str) -> tuple[Any, float]:

@@ -6,11 +6,10 @@ import json
 import sys
 from dataclasses import asdict, fields
 
-from .. import catalog
-from ..checkpoint import facts as checkpoint
 from ..config import ConfigError
 from ..checkpoint.locate import resolve_model_dir
-from ..measure.efficiency import Efficiency, compute
+from ..state import Efficiency
+from . import memory
 from ..load.forms import form_of, skip_reason
 from .runner import run_once
 
@@ -27,15 +26,6 @@ def _progress(ev: dict) -> None:
         print(f"  {ev.get('phase')} ...", file=sys.stderr, flush=True)
 
 
-def _efficiency(cfg, m, profile: str, model_dir, result) -> Efficiency:
-    """The figures the exporter publishes for this run (FLOPs, utilisation, real-time factor)."""
-    try:
-        facts = checkpoint.derive_facts(model_dir)
-    except Exception:  # noqa: BLE001 - a checkpoint we cannot read costs the FLOPs, not the run's figures
-        facts = None
-    return compute(result, catalog.CATALOG.get(m.kind), facts, cfg.profiles[profile].guidance_scale, m.dtype)
-
-
 def _efficiency_rows(e: Efficiency) -> list[tuple[str, str]]:
     rows = []
     if e.flops_per_step is not None:
@@ -49,6 +39,10 @@ def _efficiency_rows(e: Efficiency) -> list[tuple[str, str]]:
         rows.append(("real-time factor", f"{e.realtime_factor:.4g} ({e.video_seconds:.3g} s of video)"))
     if e.joules_per_video_second is not None:
         rows.append(("joules per video second", f"{e.joules_per_video_second:.1f}"))
+    if e.projected_duration_seconds is not None:
+        rows.append((f"projected at {e.projected_steps} steps", f"{e.projected_duration_seconds:.4g} s"
+                     + (f", real-time factor {e.projected_realtime_factor:.4g}"
+                        if e.projected_realtime_factor is not None else "")))
     return rows
 
 
@@ -107,15 +101,23 @@ def cmd_bench(args) -> int:
         print(f"model {m.name!r}: its checkpoint form cannot be benchmarked here (unsupported_format)"
               + (f": {why}" if why else "; see the README's checkpoint forms"), file=sys.stderr)
         return 1
+    estimate = memory.estimate(m, cfg.profiles[profile], memory.facts_on_disk(cfg, m),
+                               memory.offline_device_memory(m.device, memory.read_gpus(cfg)))
+    refused = memory.refusal(m.name, profile, estimate, m.device)
+    if refused:
+        print(f"{refused} (would_not_fit)", file=sys.stderr)
+        return 1
     print(f"benchmark {m.name} / {profile} on {m.device} ...", file=sys.stderr, flush=True)
-    result, versions = run_once(cfg, m, profile, model_dir, on_progress=None if args.json else _progress)
-    eff = _efficiency(cfg, m, profile, model_dir, result)
+    result, versions = run_once(cfg, m, profile, model_dir, on_progress=None if args.json else _progress,
+                                estimate=estimate)
+    eff = result.efficiency or Efficiency()  # computed with the run, from what it loaded
     if args.json:
-        d = {f.name: getattr(result, f.name) for f in fields(result)}
+        d = {f.name: getattr(result, f.name) for f in fields(result) if f.name not in ("efficiency", "memory_estimate")}
         d["phases"] = dict(result.phases)
         d["sanity"] = dict(result.sanity)
         d["versions"] = versions
         d["efficiency"] = asdict(eff)
+        d["memory_estimate"] = asdict(result.memory_estimate) if result.memory_estimate else None
         print(json.dumps(d, indent=2, sort_keys=True))
         if getattr(args, "report_to", None):
             return _report(args.report_to, d)
@@ -138,6 +140,9 @@ def cmd_bench(args) -> int:
                 rows.append(("pixels per second", f"{px:,.0f}"))
         if result.peak_memory_bytes is not None:
             rows.append((f"peak memory ({result.peak_memory_kind})", f"{result.peak_memory_bytes / 2**20:,.1f} MiB"))
+        if result.memory_estimate is not None:
+            rows.append(("estimated peak memory", f"{result.memory_estimate.bytes / 2**20:,.1f} MiB"
+                         + ("" if result.memory_estimate.weights_known else " (lower bound: no parameter count)")))
         if result.energy_joules is not None:
             rows.append(("energy", f"{result.energy_joules:.1f} J"))
         if result.form:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -18,10 +19,11 @@ from ..load import single_file
 from .compare import request_fields as comparison_fields
 from ..load.forms import form_of
 from .weights import weight_format
+from ..measure import efficiency
 from ..childproc import ChildOutcome, WarmWorker, run_in_child
 from ..config import Config, ModelConfig, Profile, state_dir
 from ..contract.labels import FAILURE_REASONS
-from ..state import BenchmarkResult, frozen_map
+from ..state import BenchmarkResult, MemoryEstimate, frozen_map
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +57,7 @@ def build_request(m: ModelConfig, profile: Profile, model_dir: Path, output_path
         "fault": faults.from_environment(m.name),
         "output_path": output_path,
         "fps": entry.fps_default,
+        "default_steps": entry.steps_default,
         "repeat_for_reproducibility": False,
         # single-file and GGUF denoisers around a diffusers base (replaces model_dir)
         **single_file.request_fields(m, model_dir, form),
@@ -78,7 +81,8 @@ def classify(outcome: ChildOutcome) -> tuple[str, str]:
 
 
 def to_result(m: ModelConfig, profile_name: str, outcome: ChildOutcome, started_at: float,
-              request: dict | None = None) -> BenchmarkResult:
+              request: dict | None = None, estimate: MemoryEstimate | None = None) -> BenchmarkResult:
+    """The run's result, its efficiency figures computed now, from the geometry the child loaded."""
     r = outcome.result or {}
     req = request or {}
     ok = bool(r.get("success")) and not outcome.timed_out
@@ -92,7 +96,7 @@ def to_result(m: ModelConfig, profile_name: str, outcome: ChildOutcome, started_
         v = r.get(key)
         return int(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None
 
-    return BenchmarkResult(
+    result = BenchmarkResult(
         model=m.name,
         profile=profile_name,
         success=ok,
@@ -123,12 +127,21 @@ def to_result(m: ModelConfig, profile_name: str, outcome: ChildOutcome, started_
         compared_with=str(r.get("compared_with") or "") if ok else "",
         output_max_abs_difference=f("output_max_abs_difference") if ok else None,
         output_psnr_decibels=f("output_psnr_decibels") if ok else None,
+        memory_estimate=estimate,
     )
+    if not ok:
+        return result
+    req = request or {}
+    geometry = r.get("geometry") if isinstance(r.get("geometry"), dict) else None
+    eff = efficiency.compute(result, geometry, req.get("guidance_scale"), str(req.get("dtype") or m.dtype),
+                             req.get("fps"), req.get("default_steps"))
+    return replace(result, efficiency=eff)
 
 
 def run_once(cfg: Config, m: ModelConfig, profile_name: str, model_dir: Path, output_path: str | None = None,
              on_progress: Callable[[dict], None] | None = None,
-             warm: WarmWorker | None = None, scanned: Any = None) -> tuple[BenchmarkResult, dict]:
+             warm: WarmWorker | None = None, scanned: Any = None,
+             estimate: MemoryEstimate | None = None) -> tuple[BenchmarkResult, dict]:
     """Run one generation now; returns the result and the child's versions (for build_info).
 
     With ``warm`` the generation runs in that long-lived worker, which keeps the pipeline
@@ -147,4 +160,4 @@ def run_once(cfg: Config, m: ModelConfig, profile_name: str, model_dir: Path, ou
     if (outcome.result or {}).get("comparison_detail"):
         log.info("benchmark %s/%s not compared: %s", m.name, profile_name, outcome.result["comparison_detail"])
     versions = dict((outcome.result or {}).get("versions") or {})
-    return to_result(m, profile_name, outcome, started, request), versions
+    return to_result(m, profile_name, outcome, started, request, estimate), versions

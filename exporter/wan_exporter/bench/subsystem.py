@@ -22,8 +22,8 @@ from ..scan.bounded import IoTimeout, Stopped, log_timeout
 from ..load.forms import skip_reason
 from ..scan.cache import ScanCache
 from ..scheduler import Jobs
-from ..state import BenchmarkAggregate, BenchmarkResult, Snapshot, Store, frozen_map
-from . import aggregate
+from ..state import BenchmarkAggregate, BenchmarkResult, MemoryEstimate, Snapshot, Store, frozen_map
+from . import aggregate, memory
 from .baselines import Baselines
 from .runner import CHILD_TARGET, run_once
 
@@ -99,6 +99,12 @@ class BenchmarkSubsystem:
             for p in m.profiles:
                 by_device[gpuid.device_key(m.device)].append((m.name, p))
         self._publish_config_baselines(cfg)
+        snap = self.store.snapshot
+        for m in cfg.models:  # named at start-up and on reload; each refused run says it again
+            for p in m.profiles:
+                why = memory.refusal(m.name, p, self.estimate(snap, cfg, m, p), m.device)
+                if why:
+                    log.error("benchmark refused by the memory guard: %s; its runs are skipped (would_not_fit)", why)
         for device, pairs in by_device.items():
             self.jobs.add(f"benchmark.{device}", self._job(device, pairs), cfg.schedules.benchmark,
                               first_delay=2.0)
@@ -154,17 +160,21 @@ class BenchmarkSubsystem:
                 model_dir, scanned, reason = None, None, "io_timeout"
                 if isinstance(e, IoTimeout):
                     log_timeout(log, e, f"benchmark {m.name}/{profile_name}")
-            reason = reason or courtesy_skip(snap, cfg, m.device)
+            estimate = self.estimate(snap, cfg, m, profile_name)
+            refused = memory.refusal(m.name, profile_name, estimate, m.device)
+            reason = reason or ("would_not_fit" if refused else None) or courtesy_skip(snap, cfg, m.device)
             if reason is not None:
-                log.info("benchmark %s/%s skipped: %s", m.name, profile_name, reason)
-                self._update(m.name, profile_name, lambda a: aggregate.skip(a, reason))
+                (log.warning if reason == "would_not_fit" else log.info)(
+                    "benchmark %s/%s skipped: %s", m.name, profile_name, refused if reason == "would_not_fit" else reason)
+                self._update(m.name, profile_name,
+                             lambda a: replace(aggregate.skip(a, reason), memory_estimate=estimate))
                 return None
             out_path = None
             if cfg.benchmark.keep_last_output:
                 out_dir = Path(cfg.benchmark.output_dir) if cfg.benchmark.output_dir else state_dir(cfg) / "outputs"
                 out_path = str(out_dir / f"{m.name}-{profile_name}.mp4")
             result, versions = run_once(cfg, m, profile_name, model_dir, output_path=out_path,
-                                        warm=self._warm_worker(cfg, m), scanned=scanned)
+                                        warm=self._warm_worker(cfg, m), scanned=scanned, estimate=estimate)
         if result.success:
             log.info("benchmark %s/%s: %.3fs", m.name, profile_name, result.duration_seconds or 0)
         else:
@@ -193,6 +203,13 @@ class BenchmarkSubsystem:
         self._record(cfg, result, out.versions or {})
         return result
 
+    @staticmethod
+    def estimate(snap: Snapshot, cfg: Config, m: ModelConfig, profile_name: str) -> MemoryEstimate:
+        """The memory guard's estimate for this run, from the checkpoint facts already read."""
+        found = snap.checkpoint_facts.get(m.name) or {}
+        facts = found.get("facts") if isinstance(found, dict) or hasattr(found, "get") else None
+        return memory.estimate(m, cfg.profiles[profile_name], facts, memory.device_memory(snap, m.device))
+
     def _update(self, model: str, profile: str, fn: Callable[[BenchmarkAggregate], BenchmarkAggregate]) -> None:
         def upd(s: Snapshot) -> Snapshot:
             b = dict(s.benchmarks)
@@ -203,7 +220,8 @@ class BenchmarkSubsystem:
 
     def _record(self, cfg: Config, r: BenchmarkResult, versions: dict) -> None:
         self._update(r.model, r.profile,
-                     lambda a: aggregate.fold(a, r, cfg.benchmark.buckets, cfg.benchmark.stability_window))
+                     lambda a: replace(aggregate.fold(a, r, cfg.benchmark.buckets, cfg.benchmark.stability_window),
+                                       memory_estimate=r.memory_estimate or a.memory_estimate))
         healthy = r.success and r.duration_seconds is not None and all(r.sanity.values())
         if healthy:
             gpu = r.gpu_name or r.device

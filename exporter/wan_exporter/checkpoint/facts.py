@@ -167,6 +167,7 @@ def _assemble(
         vae_compression=_compression(vcfg, tcfg),
         diffusers_version=_str(index.get("_diffusers_version")),
         image_tokens=image_tokens_of(configs.get("image_encoder", EMPTY)),
+        vae_decoder=_vae_decoder(vcfg),
     )
 
 
@@ -312,6 +313,16 @@ def _compression(vae: Mapping[str, Any], transformer: Mapping[str, Any]) -> tupl
     if st is None or ss is None or not (isinstance(patch, list) and len(patch) == 3 and all(_int(p) for p in patch)):
         return None
     return (st * patch[0], ss * patch[1], ss * patch[2])
+
+
+def _vae_decoder(vae: Mapping[str, Any]) -> tuple[int, int] | None:
+    """AutoencoderKLWan's last decoder stage: (decoder_base_dim or base_dim) x dim_mult[0] channels,
+    at the full size over its patch_size (Wan2.2's VAE decodes at half size, then unpatchifies)."""
+    base = _int(vae.get("decoder_base_dim")) or _int(vae.get("base_dim"))
+    mult = vae.get("dim_mult")
+    first = _int(mult[0]) if isinstance(mult, list) and mult else 1
+    patch = _int(vae.get("patch_size")) or 1
+    return (base * first, patch) if base and first and base > 0 and first > 0 and patch > 0 else None
 
 
 def image_tokens_of(encoder: Mapping[str, Any]) -> int | None:

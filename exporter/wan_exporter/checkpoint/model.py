@@ -37,6 +37,8 @@ class CheckpointFacts:
     image_tokens: int | None = None  # tokens the CLIP image encoder hands the transformer (patches + class)
     form: str | None = "diffusers"  # how the checkpoint lies on disk (wan_exporter.scan.FORMS)
     model_type: str | None = None  # t2v | i2v | ti2v where the checkpoint says so
+    # (channels, spatial divisor) of the VAE decoder's last stage: the memory guard's decode estimate
+    vae_decoder: tuple[int, int] | None = None
 
     def as_dict(self) -> dict[str, Any]:
         """Plain JSON-ready dict (for reports and the state snapshot)."""
@@ -60,6 +62,7 @@ class CheckpointFacts:
             "image_tokens": self.image_tokens,
             "form": self.form,
             "model_type": self.model_type,
+            "vae_decoder": list(self.vae_decoder) if self.vae_decoder else None,
         }
 
 

@@ -79,6 +79,7 @@ class BenchmarkFigures:
         per_step = new(benchmark.GENERATION_SECONDS_PER_STEP)
         peak = new(benchmark.GENERATION_PEAK_MEMORY_BYTES)
         peak_ratio = new(benchmark.GENERATION_PEAK_MEMORY_RATIO)
+        estimated = new(benchmark.GENERATION_ESTIMATED_PEAK_MEMORY_BYTES)
         frames = new(benchmark.GENERATION_FRAMES)
         fps = new(benchmark.GENERATION_FRAMES_PER_SECOND)
         pps = new(benchmark.GENERATION_PIXELS_PER_SECOND)
@@ -120,6 +121,8 @@ class BenchmarkFigures:
                 for c in sorted(set(SANITY_CHECKS) | set(agg.sanity_failures)):
                     sanity_fail.add_metric(lv + [c], agg.sanity_failures.get(c, 0))
                 consecutive.add_metric(lv, agg.consecutive_failures)
+                if agg.memory_estimate is not None:
+                    estimated.add_metric(lv, agg.memory_estimate.bytes)
                 if agg.sanity_checks:
                     sanity_ratio.add_metric(lv, agg.sanity_passed / agg.sanity_checks)
                 if agg.reproducible is not None:
@@ -176,7 +179,7 @@ class BenchmarkFigures:
         for (model, reason), n in sorted(skips.items()):
             if model in seen_models:
                 skipped.add_metric([model, reason], n)
-        return [hist, last_dur, prof_info, run_info, comparison, max_diff, psnr, phase, per_step, peak, peak_ratio, frames, fps, pps, energy, start, runs, fails,
+        return [hist, last_dur, prof_info, run_info, comparison, max_diff, psnr, phase, per_step, peak, estimated, peak_ratio, frames, fps, pps, energy, start, runs, fails,
                 skipped, last_ok, last_run, last_result, consecutive, sanity_ratio, sanity_fail, repro, baseline, perf,
                 spread]
 

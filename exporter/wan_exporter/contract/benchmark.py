@@ -53,6 +53,13 @@ GENERATION_PEAK_MEMORY_BYTES = Family(
     "wan_generation_peak_memory_bytes", "gauge",
     "Peak memory of the last run: torch CUDA peak on a GPU, peak RSS of the child on CPU.",
     labels=("model", "profile"), source=SOURCE)
+GENERATION_ESTIMATED_PEAK_MEMORY_BYTES = Family(
+    "wan_generation_estimated_peak_memory_bytes", "gauge",
+    "Peak memory of the last run (or refused run) as estimated before its child started, to hold against "
+    "wan_generation_peak_memory_bytes: weights by dtype and offload mode, one transformer forward's activations "
+    "at the run's tokens, the VAE decode at its size and frames (and on CPU the child's runtime). A run whose "
+    "estimate exceeds its device is skipped with reason would_not_fit.",
+    labels=("model", "profile"), source=SOURCE)
 GENERATION_PEAK_MEMORY_RATIO = Family(
     "wan_generation_peak_memory_ratio", "gauge",
     "Peak memory of the last run over the GPU's memory (host memory on CPU).",
@@ -88,7 +95,7 @@ BENCHMARK_FAILURES = Family(
     bounded={"reason": labels.FAILURE_REASONS})
 BENCHMARK_SKIPPED = Family(
     "wan_benchmark_skipped", "counter",
-    "Benchmark runs skipped by reason (GPU busy, model missing, ...).",
+    "Benchmark runs skipped by reason (GPU busy, model missing, would not fit its device's memory, ...).",
     labels=("model", "reason"), source=SOURCE,
     bounded={"reason": labels.SKIP_REASONS})
 BENCHMARK_LAST_SUCCESS_TIMESTAMP_SECONDS = Family(
@@ -154,6 +161,7 @@ FAMILIES: tuple[Family, ...] = (
     GENERATION_PHASE_DURATION_SECONDS,
     GENERATION_SECONDS_PER_STEP,
     GENERATION_PEAK_MEMORY_BYTES,
+    GENERATION_ESTIMATED_PEAK_MEMORY_BYTES,
     GENERATION_PEAK_MEMORY_RATIO,
     GENERATION_FRAMES,
     GENERATION_FRAMES_PER_SECOND,

@@ -16,7 +16,7 @@ GENERATION_LATENT_TOKENS = Family(
 GENERATION_FLOPS_PER_STEP = Family(
     "wan_generation_flops_per_step", "gauge",
     "Model floating-point operations of one denoising step of the last successful run, computed (not measured) "
-    "from the checkpoint's transformer config and the run's tokens: one expert's matrix products, twice with "
+    "when the run ended from the transformer config the run loaded and the run's tokens: one expert's matrix products, twice with "
     "classifier-free guidance.",
     labels=_L, source=SOURCE)
 GENERATION_FLOPS_PER_SECOND = Family(
@@ -37,7 +37,8 @@ GENERATION_MODEL_FLOPS_UTILIZATION_RATIO = Family(
 GENERATION_REALTIME_FACTOR = Family(
     "wan_generation_realtime_factor", "gauge",
     "Seconds of video the last successful run produced (frames over the model's output fps) per second of "
-    "generation; 1 is real time.",
+    "generation, as measured at the profile's step count; 1 is real time. See "
+    "wan_generation_projected_realtime_factor for the model's default step count.",
     labels=_L, source=SOURCE)
 GENERATION_ENERGY_JOULES_PER_VIDEO_SECOND = Family(
     "wan_generation_energy_joules_per_video_second", "gauge",
@@ -45,6 +46,24 @@ GENERATION_ENERGY_JOULES_PER_VIDEO_SECOND = Family(
     "energy counter.",
     labels=_L, source=SOURCE)
 
+GENERATION_PROJECTED_STEPS = Family(
+    "wan_generation_projected_steps", "gauge",
+    "The model's default denoising step count (the catalog's), at which the projected figures are given.",
+    labels=_L, source=SOURCE)
+GENERATION_PROJECTED_DURATION_SECONDS = Family(
+    "wan_generation_projected_duration_seconds", "gauge",
+    "Projected, not measured: seconds a generation of the last successful run's size would take at the "
+    "model's default step count (wan_generation_projected_steps): its measured fixed phases (text encode, "
+    "image encode, VAE decode) plus default steps x its measured seconds per step.",
+    labels=_L, source=SOURCE)
+GENERATION_PROJECTED_REALTIME_FACTOR = Family(
+    "wan_generation_projected_realtime_factor", "gauge",
+    "Projected, not measured: seconds of video per second of generation at the model's default step count "
+    "(wan_generation_projected_duration_seconds). A probe runs a few steps, so its measured "
+    "wan_generation_realtime_factor is far higher than a real generation's.",
+    labels=_L, source=SOURCE)
+
 FAMILIES = (GENERATION_LATENT_TOKENS, GENERATION_FLOPS_PER_STEP, GENERATION_FLOPS_PER_SECOND,
             GENERATION_PEAK_FLOPS_PER_SECOND, GENERATION_MODEL_FLOPS_UTILIZATION_RATIO, GENERATION_REALTIME_FACTOR,
-            GENERATION_ENERGY_JOULES_PER_VIDEO_SECOND)
+            GENERATION_ENERGY_JOULES_PER_VIDEO_SECOND, GENERATION_PROJECTED_STEPS,
+            GENERATION_PROJECTED_DURATION_SECONDS, GENERATION_PROJECTED_REALTIME_FACTOR)

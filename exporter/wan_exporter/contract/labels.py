@@ -59,11 +59,12 @@ FAILURE_REASONS: tuple[str, ...] = (
 CHILD_FAILURE_REASONS: tuple[str, ...] = (
     "oom", "cuda_error", "load_failed", "nan_output", "invalid_output", "crash", "unknown",
 )
+# would_not_fit: the memory guard's estimate of the run's peak exceeds its device (bench/memory.py).
 # gpu_allocated: the kubelet gave the GPU to a pod; gpu_allocation_unknown: the pod-resources API could
 # not say. unschedulable, preempted, evicted: a Job-mode probe the scheduler did not run to the end.
 SKIP_REASONS: tuple[str, ...] = ("model_missing", "gpu_unavailable", "gpu_busy", "gpu_memory_in_use",
                                   "unsupported_format", "gpu_allocated", "gpu_allocation_unknown",
-                                  "unschedulable", "preempted", "evicted", "io_timeout")
+                                  "unschedulable", "preempted", "evicted", "io_timeout", "would_not_fit")
 BASELINE_SOURCES: tuple[str, ...] = ("config", "recorded")
 # How the benchmarked denoiser's weights are stored (wan_exporter.bench.weights): most of its parameter
 # bytes. "_scaled" is an fp8 file with scale tensors, dequantised at load (never run unscaled).

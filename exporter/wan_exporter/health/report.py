@@ -23,6 +23,7 @@ from typing import Any
 from .. import catalog
 from ..config import Thresholds
 from ..state import CheckResult, Snapshot, frozen_map
+from ..textsafe import terminal_safe
 from . import hashing, headers, layout, loadcheck, manifest_file
 from ..scan.bounded import IoTimeout, Lanes, beat
 from ..findings import timed_out
@@ -56,7 +57,7 @@ def _progress() -> Any:
     def on_chunk(rel: str, done: int) -> None:
         if rel != state["rel"]:
             state["rel"] = rel
-            print(f"\r\033[Khashing {rel}", end="", file=sys.stderr, flush=True)
+            print(f"\r\033[Khashing {terminal_safe(rel)}", end="", file=sys.stderr, flush=True)
 
     return on_chunk
 
@@ -202,16 +203,18 @@ def _report(args: Any, targets: list[Path], kind: str | None, name: str, form: s
         }
         print(json.dumps(doc, indent=2, sort_keys=True, default=str))
     else:
-        print(" ".join(str(t) for t in targets) + (f" (kind {kind})" if kind else ""))
+        # Names and details come from the files: control characters are shown escaped, never sent raw.
+        out = [" ".join(str(t) for t in targets) + (f" (kind {kind})" if kind else "")]
         for r in results:
             mark = "OK" if r.success else "FAIL"
-            print(f"  {r.check:<8} {mark:<4} {_seconds(r.duration_seconds):>9}  {_summary(r)}".rstrip())
+            out.append(f"  {r.check:<8} {mark:<4} {_seconds(r.duration_seconds):>9}  {_summary(r)}".rstrip())
             for i in r.issues:
                 where = f"{i.path}: " if i.path else ""
-                print(f"      {i.kind:<22} {where}{i.detail}")
+                out.append(f"      {i.kind:<22} {where}{i.detail}")
         for check, why in skipped.items():
-            print(f"  {check:<8} SKIP            ({why})")
-        for n in notes:
-            print(f"note: {n}")
-        print(f"verdict: {status}" + (f" ({'; '.join(v.reasons)})" if v.reasons else ""))
+            out.append(f"  {check:<8} SKIP            ({why})")
+        out += [f"note: {n}" for n in notes]
+        out.append(f"verdict: {status}" + (f" ({'; '.join(v.reasons)})" if v.reasons else ""))
+        for line in out:
+            print(terminal_safe(line))
     return 0 if status == "healthy" else 1

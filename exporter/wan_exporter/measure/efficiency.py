@@ -1,8 +1,10 @@
 """Efficiency of a benchmark run: FLOPs per step, achieved FLOP/s, utilisation, real-time factor.
 
-Computed in the exporter from what the run measured (:class:`BenchmarkResult`: steps, the
-denoise phase, frames, size, energy, GPU name) and what the checkpoint says about itself
-(its transformer config, VAE compression, image encoder), never in the benchmark child.
+Computed once, when the run ends (:func:`wan_exporter.bench.runner.to_result`), from what the
+run measured (steps, the denoise phase, frames, size, energy, GPU name) and the geometry the
+benchmark child read off the pipeline it loaded (transformer config, VAE compression, image
+encoder: :func:`wan_exporter.bench.child.geometry`). The result is stored with the run, so a
+model directory that moves or changes afterwards cannot rewrite a finished run's figures.
 Each figure is absent when one of its inputs is: no transformer geometry, no FLOPs; no
 datasheet peak for the GPU (or a CPU run, or float32), no utilisation; no energy counter,
 no joules per video second.
@@ -10,58 +12,38 @@ no joules per video second.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any, Mapping
 
-from .. import catalog, gpu_peaks
-from ..state import BenchmarkResult
+from .. import gpu_peaks
+from ..state import BenchmarkResult, Efficiency
 from . import flops
 
 
-# Pipelines whose transformer the catalog's published geometry describes completely (VACE and
-# Animate add blocks and encoders it does not list).
-_PLAIN_PIPELINES = ("WanPipeline", "WanImageToVideoPipeline")
-
-
-@dataclass(frozen=True)
-class Efficiency:
-    tokens: int | None = None
-    flops_per_step: int | None = None
-    flops_per_second: float | None = None
-    gpu_model: str | None = None  # gpu_peaks key of the GPU the run used
-    peak_flops_per_second: float | None = None
-    utilization_ratio: float | None = None
-    video_seconds: float | None = None
-    realtime_factor: float | None = None
-    joules_per_video_second: float | None = None
-
-
-def step_count(result: BenchmarkResult, entry: catalog.CatalogEntry | None, facts: Any,
+def step_count(result: BenchmarkResult, geometry: Mapping[str, Any] | None,
                guidance_scale: float | None) -> flops.StepCount | None:
-    """FLOPs of one step of ``result``'s run, from the checkpoint's facts, else the catalog's geometry."""
-    if not (result.width and result.height and result.frames):
+    """FLOPs of one step of ``result``'s run, from the geometry that run loaded."""
+    if not (result.width and result.height and result.frames) or not geometry:
         return None
-    tcfg: Mapping[str, Any] = getattr(facts, "transformer_config", None) or {}
-    if not tcfg and entry is not None and entry.pipeline in _PLAIN_PIPELINES:
-        tcfg = entry.architecture  # the published geometry, when the checkpoint's config cannot be read
-    compression = getattr(facts, "vae_compression", None) or (entry.vae_compression if entry else None)
+    tcfg = geometry.get("transformer_config") or {}
+    compression = geometry.get("vae_compression")
+    if not isinstance(tcfg, Mapping) or not (isinstance(compression, (list, tuple)) and len(compression) == 3):
+        return None
     shape = flops.shape_from_config(tcfg)
-    if shape is None or compression is None:
+    if shape is None:
         return None
-    image_tokens = getattr(facts, "image_tokens", None) or 0
+    image_tokens = geometry.get("image_tokens") or 0
     if shape.image_dim and not image_tokens and not tcfg.get("pos_embed_seq_len"):
         return None  # the model attends to image tokens we cannot count
-    expand = getattr(facts, "expand_timesteps", None)
-    per_token = bool(expand) if expand is not None else bool(entry and entry.task == "ti2v")
     return flops.count_step(tcfg, result.width, result.height, result.frames, tuple(compression), guidance_scale,
-                            image_tokens=image_tokens, per_token_timestep=per_token)
+                            image_tokens=image_tokens, per_token_timestep=bool(geometry.get("expand_timesteps")))
 
 
-def compute(result: BenchmarkResult, entry: catalog.CatalogEntry | None, facts: Any, guidance_scale: float | None,
-            dtype: str) -> Efficiency:
-    """Every figure ``result`` supports; the rest stay None."""
+def compute(result: BenchmarkResult, geometry: Mapping[str, Any] | None, guidance_scale: float | None,
+            dtype: str, fps: int | None, default_steps: int | None = None) -> Efficiency:
+    """Every figure ``result`` supports; the rest stay None. ``fps``: the model's output rate;
+    ``default_steps``: its default step count, for the projected duration and real-time factor."""
     out: dict[str, Any] = {}
-    step = step_count(result, entry, facts, guidance_scale)
+    step = step_count(result, geometry, guidance_scale)
     denoise = result.phases.get("denoise")
     if step is not None:
         out.update(tokens=step.tokens, flops_per_step=step.step_flops)
@@ -74,12 +56,27 @@ def compute(result: BenchmarkResult, entry: catalog.CatalogEntry | None, facts: 
         out.update(gpu_model=row.key, peak_flops_per_second=peak)
         if "flops_per_second" in out:
             out["utilization_ratio"] = out["flops_per_second"] / peak
-    fps = entry.fps_default if entry is not None else None
-    if result.frames and fps:
-        video = result.frames / fps
+    video = result.frames / fps if result.frames and fps else None
+    if video:
         out["video_seconds"] = video
         if result.duration_seconds and result.duration_seconds > 0:
             out["realtime_factor"] = video / result.duration_seconds
         if result.energy_joules is not None and result.energy_joules > 0:
             out["joules_per_video_second"] = result.energy_joules / video
+    projected = project(result, default_steps)
+    if projected is not None:
+        out.update(projected_steps=default_steps, projected_duration_seconds=projected)
+        if video:
+            out["projected_realtime_factor"] = video / projected
     return Efficiency(**out)
+
+
+def project(result: BenchmarkResult, steps: int | None) -> float | None:
+    """Seconds a generation at ``steps`` would take: the run's fixed phases (everything of the
+    generation call but the denoise loop) plus ``steps`` x its measured seconds per step."""
+    denoise, sps = result.phases.get("denoise"), result.seconds_per_step
+    if not steps or steps <= 0 or result.duration_seconds is None or denoise is None or sps is None:
+        return None
+    fixed = max(result.duration_seconds - denoise, 0.0)
+    total = fixed + steps * sps
+    return total if total > 0 else None

@@ -281,7 +281,12 @@ def _benchmarks(m: dict[str, Any], now: float) -> str:
         last, ok = b["last_run"], b["last_success"]
         out.append(f'<div class="bench"><p><b>{e(b["profile"])}</b> · {b["runs"]} run(s)')
         if last is None:
-            out.append(' · <span class="na">not run yet</span></p></div>')
+            est = b.get("estimated_peak_memory_bytes")
+            if b.get("skipped", {}).get("would_not_fit") and est is not None:
+                out.append(f' · <span class="bad">refused: would not fit (estimated peak '
+                           f'{data(f + "estimated_peak_memory_bytes", est, size(est))})</span></p></div>')
+            else:
+                out.append(' · <span class="na">not run yet</span></p></div>')
             continue
         outcome = yesno(last["success"], "succeeded", f'failed ({last["reason"] or "failed"})')
         out.append(f" · last {outcome} {when(last['finished_at'], now)}")
@@ -305,7 +310,10 @@ def _benchmarks(m: dict[str, Any], now: float) -> str:
             against = (f' of {size(total)} {kind} ({data(f + "peak_memory_ratio", last["peak_memory_ratio"], pct(last["peak_memory_ratio"]))}) '
                        + svg.ratio_bar(last["peak_memory_ratio"], label="peak memory")) if total else \
                 f' ({e(kind)} size unknown)'
-            out.append(f'<p>Peak memory {data(f + "peak_memory_bytes", peak, size(peak))}{against}</p>')
+            est = b.get("estimated_peak_memory_bytes")
+            estimated = (f' · estimated {data(f + "estimated_peak_memory_bytes", est, size(est))} before the run'
+                         if est is not None else "")
+            out.append(f'<p>Peak memory {data(f + "peak_memory_bytes", peak, size(peak))}{against}{estimated}</p>')
         sanity = last["sanity"]
         if sanity:
             checks = " ".join(f'<span class="{"ok" if v else "bad"}">{e(k)}</span>' for k, v in sanity.items())

@@ -208,9 +208,13 @@ def _benchmark(snap: Snapshot, cfg: Config, m: ModelConfig, profile: str) -> dic
     out: dict[str, Any] = {"profile": profile, "runs": 0, "last_run": None, "last_success": None,
                            "consecutive_failures": 0, "sanity_ratio": None, "reproducible": None,
                            "baseline_seconds": effective_baseline(snap, m.name, profile),
-                           "performance_ratio": None, "history": []}
+                           "performance_ratio": None, "history": [], "estimated_peak_memory_bytes": None,
+                           "skipped": {}}
     if agg is None:
         return out
+    if agg.memory_estimate is not None:
+        out["estimated_peak_memory_bytes"] = agg.memory_estimate.bytes
+    out["skipped"] = dict(sorted(agg.skipped.items()))
     out.update(runs=agg.runs, consecutive_failures=agg.consecutive_failures, reproducible=agg.reproducible,
                sanity_ratio=agg.sanity_passed / agg.sanity_checks if agg.sanity_checks else None,
                history=[_run(r) for r in agg.history])

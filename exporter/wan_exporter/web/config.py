@@ -56,6 +56,10 @@ HEADERS: dict[str, tuple[str, ...] | None] = {
 BCRYPT_RE = re.compile(r"^\$2[aby]\$(\d\d)\$[./A-Za-z0-9]{53}$")
 BCRYPT_MAX_PASSWORD = 72  # bcrypt only reads this many bytes (Go and htpasswd truncate too)
 WWW_AUTHENTICATE = 'Basic realm="wan-exporter", charset="UTF-8"'
+# Failed password checks a source address may make in a burst, and the seconds until it may make
+# one more: beyond, its unverified requests get 429 without a bcrypt check.
+AUTH_FAILURE_BURST = 20
+AUTH_FAILURE_INTERVAL = 0.5
 
 
 # --------------------------------------------------------------------------- the file, typed
@@ -261,7 +265,9 @@ class _AuthCache:
         self.lock = threading.Lock()
         self.items: OrderedDict[tuple, tuple[bool, float]] = OrderedDict()
 
-    def get(self, key: tuple) -> bool | None:
+    def get(self, key: tuple, slide: bool = False) -> bool | None:
+        """The cached verdict; ``slide``: a hit starts its time to live again (verified credentials in
+        use stay cached, so a scraper is never sent back to bcrypt while a flood is on)."""
         with self.lock:
             hit = self.items.get(key)
             if hit is None:
@@ -269,12 +275,42 @@ class _AuthCache:
             if hit[1] < self.clock():
                 del self.items[key]
                 return None
+            if slide:
+                self.items[key] = (hit[0], self.clock() + self.ttl)
+                self.items.move_to_end(key)
             return hit[0]
 
     def put(self, key: tuple, ok: bool) -> None:
         with self.lock:
             self.items[key] = (ok, self.clock() + self.ttl)
             self.items.move_to_end(key)
+            while len(self.items) > self.size:
+                self.items.popitem(last=False)
+
+
+class _SourceFailures:
+    """Failed password checks per source address: a token bucket each (``burst`` failures, one more
+    every ``interval`` seconds), at most ``size`` addresses remembered. A source out of tokens gets
+    429 without a bcrypt check until it refills; verified credentials (cached) are never held back."""
+
+    def __init__(self, burst: int, interval: float, size: int, clock: Callable[[], float]) -> None:
+        self.burst, self.interval, self.size, self.clock = burst, interval, size, clock
+        self.lock = threading.Lock()
+        self.items: OrderedDict[str, tuple[float, float]] = OrderedDict()  # source -> (tokens, at)
+
+    def _tokens(self, source: str, now: float) -> float:
+        tokens, at = self.items.get(source, (float(self.burst), now))
+        return min(float(self.burst), tokens + (now - at) / self.interval)
+
+    def blocked(self, source: str) -> bool:
+        with self.lock:
+            return source in self.items and self._tokens(source, self.clock()) < 1
+
+    def failed(self, source: str) -> None:
+        with self.lock:
+            now = self.clock()
+            self.items[source] = (max(0.0, self._tokens(source, now) - 1), now)
+            self.items.move_to_end(source)
             while len(self.items) > self.size:
                 self.items.popitem(last=False)
 
@@ -320,7 +356,10 @@ class WebSecurity:
         self._reload_lock = threading.Lock()
         self._bcrypt_lock = threading.Lock()  # bcrypt is CPU-bound by design: one at a time, as exporter-toolkit
         self._dummy_hashes: dict[int, bytes] = {}
+        # Verified credentials and refused ones apart: a flood of wrong passwords never evicts a good one.
         self._cache = _AuthCache(auth_cache_ttl, auth_cache_size, clock)
+        self._refused = _AuthCache(auth_cache_ttl, auth_cache_size, clock)
+        self._failures = _SourceFailures(AUTH_FAILURE_BURST, AUTH_FAILURE_INTERVAL, 4096, clock)
         self._hmac_key = secrets.token_bytes(32)
         self.reloads = 0
         self.reload_failures = 0
@@ -423,31 +462,65 @@ class WebSecurity:
     def extra_headers(self) -> list[tuple[str, str]]:
         return list(self._state.config.headers)
 
-    def authenticate(self, authorization: str | None, state: WebState | None = None) -> bool:
-        """Check an Authorization header against the users. Same cost for unknown users."""
+    @property
+    def needs_auth(self) -> bool:
+        return bool(self._state.users)
+
+    def _key(self, authorization: str | None, state: WebState) -> tuple[tuple, bytes, bool] | None:
+        """(cache key, password, whether the user exists); None without usable credentials.
+        The key holds the hash checked against (an unknown user's: the dummy one, same cost)."""
+        creds = parse_basic_auth(authorization)
+        if creds is None:
+            return None
+        user, password = creds
+        stored = state.users.get(user)
+        hashed = stored if stored is not None else state.dummy_hash
+        if hashed is None:
+            return None
+        digest = hmac.new(self._hmac_key, password, hashlib.sha256).digest()
+        return (user, digest, hashed), password, stored is not None
+
+    def cached_verdict(self, authorization: str | None, state: WebState | None = None) -> bool | None:
+        """True or False when known without bcrypt (verified or refused recently, or no credentials);
+        None when only a bcrypt check can tell. Cheap: the connection loop asks it for every request."""
+        state = state or self._state
+        if not state.users:
+            return True
+        found = self._key(authorization, state)
+        if found is None:
+            return False
+        key = found[0]
+        if self._cache.get(key, slide=True):
+            return True
+        return False if self._refused.get(key) is not None else None
+
+    def source_blocked(self, source: str) -> bool:
+        """Too many failed password checks from ``source`` lately (:class:`_SourceFailures`)."""
+        return self._failures.blocked(source)
+
+    def authenticate(self, authorization: str | None, state: WebState | None = None, source: str | None = None) -> bool:
+        """Check an Authorization header against the users. Same cost for unknown users. Verified
+        credentials are cached by user and a keyed hash of the password, as exporter-toolkit does."""
         import bcrypt
 
         state = state or self._state
-        creds = parse_basic_auth(authorization)
-        if creds is None:
+        found = self._key(authorization, state)
+        if found is None:
             return False
-        user, password = creds
-        stored = state.users.get(user)
-        known = stored is not None
-        hashed = stored if known else state.dummy_hash
-        if hashed is None:
+        key, password, known = found
+        if self._cache.get(key, slide=True):
+            return True
+        if self._refused.get(key) is not None:
             return False
-        digest = hmac.new(self._hmac_key, password, hashlib.sha256).digest()
-        key = (user, digest, hashed)
-        ok = self._cache.get(key)
-        if ok is None:
-            with self._bcrypt_lock:
-                try:
-                    ok = bcrypt.checkpw(password[:BCRYPT_MAX_PASSWORD], hashed)
-                except ValueError:
-                    ok = False
-            ok = ok and known
-            self._cache.put(key, ok)
+        with self._bcrypt_lock:
+            try:
+                ok = bcrypt.checkpw(password[:BCRYPT_MAX_PASSWORD], key[2])
+            except ValueError:
+                ok = False
+        ok = ok and known
+        (self._cache if ok else self._refused).put(key, ok)
+        if not ok and source is not None:
+            self._failures.failed(source)
         return ok
 
     # -- WSGI ------------------------------------------------------------------------

@@ -16,12 +16,13 @@ from __future__ import annotations
 
 import errno
 import logging
+import queue
 import selectors
 import socket
 import ssl
 import threading
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable
 
@@ -33,6 +34,7 @@ log = logging.getLogger(__name__)
 MAX_HEAD = 64 * 1024  # request line + headers; beyond: 414 (request line alone) or 431
 ACCEPT_BATCH = 256  # connections accepted per wake-up before other sockets get a turn
 PLAIN_HTTP_DRAIN = 0.2  # seconds to read what is left of a plain request refused on the TLS port
+AUTH_QUEUE = 32  # connections waiting for a password check; beyond, 429
 _OUT_OF_FDS = {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM}
 
 
@@ -48,7 +50,7 @@ class Handoff:
 
 
 class _Pending:
-    __slots__ = ("sock", "addr", "deadline", "buf", "handshaking", "events", "round")
+    __slots__ = ("sock", "addr", "deadline", "buf", "handshaking", "events", "round", "authed")
 
     def __init__(self, sock: socket.socket, addr: tuple, deadline: float, handshaking: bool, round_: int) -> None:
         self.round = round_  # the loop round it was accepted in
@@ -58,6 +60,7 @@ class _Pending:
         self.buf = bytearray()
         self.handshaking = handshaking
         self.events = selectors.EVENT_READ
+        self.authed = False  # its credentials were verified while it held no request slot
 
 
 def head_complete(buf: bytes | bytearray) -> bool:
@@ -70,6 +73,18 @@ def request_path(head: bytes | bytearray) -> str:
     line = bytes(head.split(b"\n", 1)[0])
     words = line.split()
     return words[1].split(b"?", 1)[0].decode("latin-1") if len(words) >= 2 else ""
+
+
+def header_value(head: bytes | bytearray, name: bytes) -> str | None:
+    """The first ``name:`` header of a request head (name in lower case), or None."""
+    for line in bytes(head).split(b"\n")[1:]:
+        line = line.rstrip(b"\r")
+        if not line:
+            break
+        k, sep, v = line.partition(b":")
+        if sep and k.strip().lower() == name:
+            return v.strip().decode("latin-1")
+    return None
 
 
 def plain_answer(status: str, body: bytes, extra: list[tuple[str, str]] = ()) -> bytes:
@@ -108,11 +123,17 @@ class Intake:
         listener.setblocking(False)
         self.sel.register(listener, selectors.EVENT_READ, "accept")
         self.sel.register(self._wake_r, selectors.EVENT_READ, "wake")
+        # Password checks (bcrypt, slow by design) run on one thread of their own, the connections
+        # that wait for them hold no request slot: a flood of wrong passwords never starves scrapes
+        # whose credentials are verified (cached). At most AUTH_QUEUE wait; beyond, 429.
+        self._auth_queue: queue.Queue[_Pending] = queue.Queue(maxsize=AUTH_QUEUE)
+        self._auth_done: deque[tuple[_Pending, bool]] = deque()
+        self._auth_thread: threading.Thread | None = None
 
     # -- bookkeeping -------------------------------------------------------------------
     @property
     def open_connections(self) -> int:
-        return len(self.pending) + len(self.draining) + self._active
+        return len(self.pending) + len(self.draining) + self._active + self._auth_queue.qsize() + len(self._auth_done)
 
     def done(self) -> None:
         """A handed-off connection was closed."""
@@ -144,6 +165,7 @@ class Intake:
                         accept = True  # after the reads: a connection gets its turn before it can be evicted
                     elif key.data == "wake":
                         self._drain_wake()
+                        self._authenticated()
                     else:
                         self._guarded(self._drain_plain if key.fileobj.fileno() in self.draining else self._advance,
                                       key.data)
@@ -154,6 +176,19 @@ class Intake:
                         log.exception("accepting connections failed")
                 self._expire(time.monotonic())
         finally:
+            while True:  # connections still waiting for a password check are closed, the thread ended
+                try:
+                    waiting = self._auth_queue.get_nowait()
+                except queue.Empty:
+                    break
+                if waiting is not None:
+                    self._close(waiting)
+            try:
+                self._auth_queue.put_nowait(None)  # type: ignore[arg-type] - ends the password-check thread
+            except queue.Full:
+                pass
+            while self._auth_done:
+                self._close(self._auth_done.popleft()[0])
             for p in [*self.pending.values(), *self.draining.values()]:
                 self._close(p)
             self.pending.clear()
@@ -337,6 +372,8 @@ class Intake:
 
     def _hand_off(self, p: _Pending) -> None:
         self.pending.pop(p.sock.fileno(), None)
+        if self.web is not None and not p.authed and self.web.needs_auth and not self._auth_gate(p):
+            return
         path = request_path(p.buf)
         slot = self.admit(path)
         if slot is None:
@@ -356,6 +393,65 @@ class Intake:
             slot.release()
             self.done()
             p.sock.close()
+
+    # -- basic auth, before a request slot is taken ---------------------------------------
+    def _auth_gate(self, p: _Pending) -> bool:
+        """True to go on to a request slot; False when ``p`` was answered (401, 429) or parked for bcrypt."""
+        from .config import WWW_AUTHENTICATE
+
+        assert self.web is not None
+        verdict = self.web.cached_verdict(header_value(p.buf, b"authorization"))
+        if verdict:
+            return True
+        if verdict is False:
+            self.count("auth_refused")
+            self._answer(p, "401 Unauthorized", b"Unauthorized.\n", [("WWW-Authenticate", WWW_AUTHENTICATE)])
+            return False
+        if self.web.source_blocked(str(p.addr[0])) or self._auth_queue.full():
+            self.count("auth_throttled")
+            self._answer(p, "429 Too Many Requests", b"Too many failed password checks; try again later.\n",
+                         [("Retry-After", "1")])
+            return False
+        try:
+            self.sel.unregister(p.sock)
+        except (KeyError, ValueError):
+            pass
+        if self._auth_thread is None:
+            self._auth_thread = threading.Thread(target=self._check_passwords, name="http-auth", daemon=True)
+            self._auth_thread.start()
+        self._auth_queue.put_nowait(p)
+        return False
+
+    def _check_passwords(self) -> None:
+        """The password-check thread: one bcrypt at a time, results handed back to the loop."""
+        while True:
+            p = self._auth_queue.get()
+            if p is None or self._stopped:
+                return
+            ok = False
+            try:
+                ok = self.web is not None and self.web.authenticate(header_value(p.buf, b"authorization"),
+                                                                    source=str(p.addr[0]))
+            except Exception:  # noqa: BLE001 - a failed check is a refusal, never a dead thread
+                log.exception("password check for %s failed", p.addr)
+            self._auth_done.append((p, ok))
+            try:
+                self._wake_w.send(b"a")
+            except OSError:
+                pass
+
+    def _authenticated(self) -> None:
+        while self._auth_done:
+            p, ok = self._auth_done.popleft()
+            if ok:
+                p.authed = True
+                p.deadline = max(p.deadline, time.monotonic() + 1.0)  # its head was complete before the wait
+                self._guarded(self._hand_off, p)
+            else:
+                from .config import WWW_AUTHENTICATE
+
+                self.count("auth_refused")
+                self._answer(p, "401 Unauthorized", b"Unauthorized.\n", [("WWW-Authenticate", WWW_AUTHENTICATE)])
 
     def _answer(self, p: _Pending, status: str, body: bytes, extra: list[tuple[str, str]] = ()) -> None:
         """A short refusal written from the loop: it fits the socket buffer, or the client loses it."""

@@ -151,8 +151,48 @@ def make_app(registry: CollectorRegistry, is_ready: Callable[[], bool], models: 
         start_response("404 Not Found", [TEXT])
         return [b"Not found.\n"]
 
-    app.metrics_cache = cache  # type: ignore[attr-defined]
-    return app
+    gated = methods(app)
+    gated.metrics_cache = cache  # type: ignore[attr-defined]
+    return gated
+
+
+ALLOW = "GET, HEAD, OPTIONS"
+
+
+def methods(app: WSGIApp) -> WSGIApp:
+    """One method policy for every path: GET, HEAD (GET's headers, no body) and OPTIONS; anything
+    else a 405 whose ``Allow`` lists exactly those, so what it advertises is what is served."""
+
+    def gate(environ: dict, start_response: Callable) -> Iterable[bytes]:
+        method = environ.get("REQUEST_METHOD", "GET")
+        if method == "OPTIONS":
+            start_response("200 OK", [("Allow", ALLOW), ("Content-Length", "0")])
+            return [b""]
+        if method not in ("GET", "HEAD"):
+            start_response("405 Method Not Allowed", [TEXT, ("Allow", ALLOW)])
+            return [f"Method {method[:32]} not allowed; allowed: {ALLOW}.\n".encode("ascii", "replace")]
+        if method == "GET":
+            return app(environ, start_response)
+        body = app({**environ, "REQUEST_METHOD": "GET"}, start_response)
+        length = 0
+        try:
+            for chunk in body:
+                length += len(chunk)
+        finally:
+            close = getattr(body, "close", None)
+            if close is not None:
+                close()
+        return _Empty(length)
+
+    return gate
+
+
+class _Empty(list):
+    """A HEAD answer: no body, and the length GET's would have had (set by ``_ServerHandler``)."""
+
+    def __init__(self, length: int) -> None:
+        super().__init__()
+        self.length = length
 
 
 def parse_scrape_timeout(value: str | None) -> float | None:
@@ -351,6 +391,13 @@ def connection_cap(wanted: int) -> int:
 
 
 class _ServerHandler(ServerHandler):
+    server_software = "wan-exporter"  # not wsgiref's "WSGIServer/0.2 CPython/3.x": no interpreter version
+
+    def finish_content(self) -> None:
+        if isinstance(self.result, _Empty) and not self.headers_sent:  # HEAD: GET's length, no body
+            self.headers.setdefault("Content-Length", str(self.result.length))
+        super().finish_content()
+
     def log_exception(self, exc_info: tuple) -> None:
         what = (self.environ.get("REQUEST_METHOD"), self.environ.get("PATH_INFO"), exc_info[1])
         if isinstance(exc_info[1], OSError):  # the client went away or stalled past its deadline
@@ -408,6 +455,10 @@ class _Handler(WSGIRequestHandler):
     :class:`Limits`."""
 
     server: _Server  # type: ignore[assignment]
+    server_version = "wan-exporter"  # the Server header of send_error answers, without the Python version
+
+    def version_string(self) -> str:
+        return self.server_version
 
     def __init__(self, handoff: Handoff, server: _Server) -> None:
         self.handoff = handoff
