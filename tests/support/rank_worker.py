@@ -6,10 +6,11 @@ gloo group, builds the same tiny Wan2.2 A14B pipeline (same seed, so the same we
 diffusers' own Ulysses context parallelism on ``transformer`` and ``transformer_2``,
 instruments it, and generates ``--requests`` videos. Faults are real and on one rank only:
 ``--sleep S --at-step K --on-rank R`` sleeps S seconds inside step K (in the transformer's
-forward, after its collectives), ``--kill-at-step K --on-rank R`` sends the rank SIGKILL there.
+forward, after its collectives; ``--sleep-in N``: only in request N), ``--kill-at-step K
+--kill-in N --on-rank R`` sends the rank SIGKILL there, in request N.
 
 Metrics go to ``PROMETHEUS_MULTIPROC_DIR`` when set, else each rank serves its own /metrics
-on ``--port-base + rank``. Prints one JSON line per rank: the outcomes it saw and its digests.
+on its own port of ``--ports``. Prints one JSON line per rank: the outcomes it saw and its digests.
 """
 
 from __future__ import annotations
@@ -30,11 +31,13 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--requests", type=int, default=1)
     ap.add_argument("--steps", type=int, default=2)
     ap.add_argument("--stall-after", type=float, default=60.0)
-    ap.add_argument("--port-base", type=int, default=0)
+    ap.add_argument("--ports", default="", help="comma-separated: rank N serves /metrics on the Nth")
     ap.add_argument("--on-rank", type=int, default=-1)
     ap.add_argument("--sleep", type=float, default=0.0)
     ap.add_argument("--at-step", type=int, default=-1, help="-1: every step")
     ap.add_argument("--kill-at-step", type=int, default=-1)
+    ap.add_argument("--sleep-in", type=int, default=-1, help="the request (0-based) that sleeps; -1: every one")
+    ap.add_argument("--kill-in", type=int, default=0, help="the request (0-based) in which the rank is killed")
     ap.add_argument("--timeout", type=float, default=60.0, help="gloo group timeout, seconds")
     ap.add_argument("--linger", type=float, default=0.0, help="seconds to keep serving after the requests")
     a = ap.parse_args(argv)
@@ -50,22 +53,25 @@ def main(argv: list[str]) -> int:
     from wan_exporter.bench.parallel import enable_context_parallel
     from wan_exporter.instrument import instrument
 
-    if a.port_base and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        start_http_server(a.port_base + rank, addr="127.0.0.1")
+    if a.ports and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        start_http_server(int(a.ports.split(",")[rank]), addr="127.0.0.1")
     torch.manual_seed(0)
     pipe = tiny.make_pipeline("tiny-wan2.2-t2v-a14b")
     pipe.set_progress_bar_config(disable=True)
     enable_context_parallel(pipe, ulysses=dist.get_world_size())
     pipe = instrument(pipe, model="tiny", stall_after=a.stall_after)
 
-    step = {"i": 0}
+    step = {"i": 0, "request": 0}
     faulty = rank == a.on_rank
+    slept: set[tuple[int, int]] = set()
 
     def in_step(module, args, output):  # the transformer's forward, after its collectives (the output gather)
-        if faulty and a.kill_at_step == step["i"]:
+        if faulty and a.kill_at_step == step["i"] and a.kill_in == step["request"]:
             os.kill(os.getpid(), signal.SIGKILL)
-        if faulty and a.sleep and a.at_step in (-1, step["i"]):
-            time.sleep(a.sleep)
+        if faulty and a.sleep and a.at_step in (-1, step["i"]) and a.sleep_in in (-1, step["request"]):
+            if a.at_step == -1 or (step["request"], step["i"]) not in slept:  # once per step when one is named
+                slept.add((step["request"], step["i"]))
+                time.sleep(a.sleep)
         return output
 
     def on_step_end(p, i, t, kw):
@@ -75,8 +81,8 @@ def main(argv: list[str]) -> int:
     for name in ("transformer", "transformer_2"):
         getattr(pipe, name).register_forward_hook(in_step)
     seen = []
-    for _ in range(a.requests):
-        step["i"] = 0
+    for n in range(a.requests):
+        step["i"], step["request"] = 0, n
         try:
             out = pipe(prompt="a cat walks", height=32, width=32, num_frames=5, num_inference_steps=a.steps,
                        output_type="np", generator=torch.Generator("cpu").manual_seed(3),
