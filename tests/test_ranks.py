@@ -9,6 +9,7 @@ mid-request. The stall goes through a real Prometheus and Alertmanager to a webh
 
 from __future__ import annotations
 
+import time
 from datetime import datetime
 from pathlib import Path
 
@@ -24,6 +25,59 @@ from support.rank_worker import launch, results
 from wan_exporter.instrument.multiprocess import collector
 
 STEPS = 2
+
+
+def test_a_loop_that_is_not_a_pipeline_gets_the_same_families_from_a_request_block_and_a_step_call():
+    """Wan's generate.py or xDiT: ``with track.request(...) as req`` around the loop, ``req.step(total=N)`` in it."""
+    import threading
+
+    from wan_exporter.instrument import track
+
+    reg = CollectorRegistry()
+    seen_stalled = []
+
+    def rank_loop(rank: int) -> None:
+        # xDiT returns the video on the last rank: output_rank=-1.
+        with track.request(model="xdit", registry=reg, rank=rank, world_size=2, output_rank=-1,
+                           stall_after=0.3) as req:
+            for i in range(3):
+                time.sleep(0.6 if (rank, i) == (0, 1) else 0.01)  # rank 0 stalls once, then moves on
+                req.step(total=3)
+            time.sleep(0.6)  # after the last step (decode, barrier): not a stall
+            req.output(frames=5, width=832, height=480, fps=16)
+
+    def watch() -> None:
+        for _ in range(40):
+            seen_stalled.append(reg.get_sample_value("wan_rank_stalled", {"model": "xdit", "rank": "0",
+                                                                         "collective": "unknown"}))
+            time.sleep(0.05)
+
+    threads = [threading.Thread(target=rank_loop, args=(r,)) for r in (0, 1)] + [threading.Thread(target=watch)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    m = scrape(reg)
+    assert sample(m, "wan_requests_total", model="xdit", outcome="ok") == 1  # counted on rank 1 alone
+    assert sample(m, "wan_request_frames_total", model="xdit") == 5
+    assert {r: sample(m, "wan_rank_step_duration_seconds_count", model="xdit", rank=r) for r in ("0", "1")} == \
+        {"0": 3, "1": 3}
+    assert sample(m, "wan_request_step_duration_seconds_count", model="xdit", resolution="480p") == 3
+    assert 1.0 in seen_stalled, seen_stalled  # rank 0's long step was seen (no torch.distributed: unknown)
+    assert not any(v for v in samples_named(m, "wan_rank_stalled").values())  # and cleared; the decode wait never
+    assert {r: sample(m, "wan_rank_last_step", model="xdit", rank=r) for r in ("0", "1")} == {"0": 3, "1": 3}
+
+
+def test_explicit_ranks_are_checked_and_the_output_rank_may_count_from_the_end():
+    from wan_exporter.instrument import resolve, track
+
+    assert resolve(1, 4, -1).is_output is False and resolve(3, 4, -1).is_output is True
+    assert resolve().rank == 0 and resolve().world_size == 1  # no torch.distributed: one process
+    for kw, msg in (({"rank": 2, "world_size": 2}, "not below world_size"),
+                    ({"world_size": 2, "output_rank": 2}, "not a rank"), ({"rank": -1}, ">= 0"),
+                    ({"world_size": 0}, "world_size must be")):
+        with pytest.raises(ValueError, match=msg):
+            track.request(model="x", registry=CollectorRegistry(), **kw)
 
 
 def scrape(reg: CollectorRegistry) -> dict:
