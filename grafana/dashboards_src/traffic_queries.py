@@ -102,3 +102,37 @@ def probe_seconds_per_step() -> str:
 
 def in_flight() -> str:
     return f"sum by (job, model) ({_sel('wan_requests_in_flight', _job(), _model())})"
+
+
+# -- ranks of one generation (torchrun) ---------------------------------------------------------------
+# ``job=False``: on dashboards without a service variable (Model detail), every service of the model.
+
+def _rank_sel(name: str, job: bool) -> str:
+    return _sel(name, _job(), _model()) if job else _sel(name, _model())
+
+
+def rank_seconds_per_step(job: bool = True) -> str:
+    return _rank_sel(T.RANK_SECONDS_PER_STEP, job)
+
+
+def rank_step_skew(job: bool = True) -> str:
+    return _rank_sel(T.RANK_STEP_SKEW, job)
+
+
+def rank_step_end_skew(job: bool = True) -> str:
+    return _rank_sel(T.RANK_STEP_END_SKEW, job)
+
+
+def rank_heartbeat_age(job: bool = True) -> str:
+    """Seconds since each rank in flight last ended a step."""
+    ts = _rank_sel("wan_rank_last_step_timestamp_seconds", job)
+    busy = _rank_sel("wan_rank_requests_in_flight", job)
+    return f"time() - max by (job, model, rank) ({ts}) and on (job, model, rank) max by (job, model, rank) ({busy}) > 0"
+
+
+def rank_stalled(job: bool = True) -> str:
+    return f"max by (job, model, rank, collective) ({_rank_sel('wan_rank_stalled', job)}) == 1"
+
+
+def rank_peak_memory(job: bool = True) -> str:
+    return f"max by (job, model, rank) ({_rank_sel('wan_rank_peak_memory_bytes', job)})"
