@@ -193,3 +193,31 @@ def test_a_rank_asleep_in_a_step_pages_as_stalled_naming_its_collective_and_reso
         for s in reversed(started):
             s.stop()
         webhook.stop()
+
+
+def test_a_parallel_profile_benchmarks_as_two_ranks_and_reports_every_ranks_steps_and_memory(tiny_dir):
+    """``parallel: {ulysses: 2}``: the real benchmark child (spawned, daemonic) is rank 0 and starts rank 1."""
+    from wan_exporter.bench.parallel import devices
+    from wan_exporter.bench.runner import CHILD_TARGET
+    from wan_exporter.childproc import run_in_child
+    from wan_exporter.config import ConfigError, parse_config
+
+    request = {"model_dir": str(tiny_dir / "tiny-wan2.2-t2v-a14b"), "kind": "tiny-wan2.2-t2v-a14b",
+               "pipeline": "WanPipeline", "device": "cpu", "dtype": "float32", "width": 32, "height": 32,
+               "frames": 5, "steps": STEPS, "ulysses": 2}
+    out = run_in_child(CHILD_TARGET, request, timeout=400)
+    r = out.result or {}
+    assert r.get("success"), (r.get("reason"), r.get("detail"), out.exitcode)
+    ranks = r["ranks"]
+    assert [x["rank"] for x in ranks] == [0, 1] and not any(x.get("error") for x in ranks), ranks
+    assert all(len(x["step_seconds"]) == STEPS and x["peak_memory_bytes"] > 0 for x in ranks), ranks
+    assert r["rank_step_skew_seconds"] >= 0 and r["rank_step_end_skew_seconds"] >= 0
+    # Both ranks started the call together (a barrier before it): rank 0's first step holds no load time.
+    assert r["seconds_per_step"] < 10 * min(min(x["step_seconds"]) for x in ranks), r
+    # The busy-GPU skip looks at every GPU the ranks occupy; a config says how many.
+    assert devices("cuda:1", 3) == ["cuda:1", "cuda:2", "cuda:3"] and devices("cpu", 2) == ["cpu", "cpu"]
+    assert parse_config("profiles:\n  two: {parallel: {ulysses: 2}}\n").profiles["two"].parallel.ulysses == 2
+    with pytest.raises(ConfigError) as bad:
+        parse_config("profiles:\n  bad: {parallel: {ulysses: 0, ring: 2}}\n")
+    assert "profiles.bad.parallel.ulysses: expected 1 to 64 ranks, got 0" in str(bad.value)
+    assert "profiles.bad.parallel.ring: unknown key" in str(bad.value)

@@ -58,6 +58,13 @@ class ConfigError(Exception):
 
 
 @dataclass(frozen=True)
+class Parallel:
+    """One generation across several ranks (diffusers' context parallelism): ``ulysses`` ranks, one GPU each."""
+
+    ulysses: int = 1
+
+
+@dataclass(frozen=True)
 class Profile:
     """A benchmark generation's inputs. Kept small by default: a benchmark is a probe, not a job."""
 
@@ -74,6 +81,9 @@ class Profile:
     # image-to-video models; selects text+image mode for TI2V models.
     image: bool = False
     timeout: Duration = 1800.0
+    # ``{ulysses: N}``: the benchmark runs as N ranks (NCCL on the model's GPU and the N-1 after it,
+    # gloo on the CPU) and reports every rank's step times and peak memory.
+    parallel: Parallel = field(default_factory=Parallel)
 
 
 @dataclass(frozen=True)
@@ -392,6 +402,8 @@ def _validate(cfg: Config, raw: Mapping[str, Any], errors: list[str], check_path
             errors.append(f"{p}.steps: expected at least 1")
         if prof.timeout <= 0:
             errors.append(f"{p}.timeout: expected a positive duration")
+        if not 1 <= prof.parallel.ulysses <= 64:
+            errors.append(f"{p}.parallel.ulysses: expected 1 to 64 ranks, got {prof.parallel.ulysses}")
     for i, m in enumerate(cfg.models):
         p = f"models[{i}]"
         if not NAME_RE.match(m.name or ""):
@@ -409,6 +421,11 @@ def _validate(cfg: Config, raw: Mapping[str, Any], errors: list[str], check_path
             errors.append(f"{p}.device: expected cpu, cuda or cuda:N, got {m.device!r}")
         if m.device == "cpu" and m.offload != "none":
             errors.append(f"{p}.offload: CPU offload needs a CUDA device")
+        for j, prof_name in enumerate(m.profiles):
+            prof = cfg.profiles.get(prof_name)
+            if prof is not None and prof.parallel.ulysses > 1 and m.offload != "none":
+                errors.append(f"{p}.profiles[{j}]: profile '{prof_name}' runs {prof.parallel.ulysses} ranks, which "
+                              f"offload {m.offload!r} does not support (offload: none)")
         for j, prof_name in enumerate(m.profiles):
             prof = cfg.profiles.get(prof_name)
             if prof is None:

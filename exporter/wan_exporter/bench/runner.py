@@ -49,6 +49,8 @@ def build_request(m: ModelConfig, profile: Profile, model_dir: Path, output_path
         "output_path": output_path,
         "fps": entry.fps_default,
         "repeat_for_reproducibility": False,
+        # ranks of one generation (diffusers' Ulysses context parallelism); 1: one process, as before
+        "ulysses": profile.parallel.ulysses,
         # single-file and GGUF denoisers around a diffusers base (replaces model_dir)
         **single_file.request_fields(m, model_dir, form_of(model_dir, m.format, scanned)
                                    if m.format != "diffusers" else None),

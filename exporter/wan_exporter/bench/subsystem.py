@@ -26,6 +26,7 @@ from . import aggregate
 from .baselines import Baselines
 from .collector import BenchmarkFigures, Recommendation
 from .efficiency import EfficiencyFigures
+from .parallel import devices as parallel_devices
 from .runner import CHILD_TARGET, run_once
 
 log = logging.getLogger(__name__)
@@ -139,7 +140,9 @@ class BenchmarkSubsystem:
             snap = self.store.snapshot
             model_dir = resolve_model_dir(m, cfg)
             scanned = self.scans.get(m.name, model_dir, m.format, cfg.schedules.layout.interval)
-            reason = skip_reason(model_dir, m, scanned) or courtesy_skip(snap, cfg, m.device)
+            ranks = cfg.profiles[profile_name].parallel.ulysses
+            reason = skip_reason(model_dir, m, scanned) or next(
+                (r for d in parallel_devices(m.device, ranks) if (r := courtesy_skip(snap, cfg, d)) is not None), None)
             if reason is not None:
                 log.info("benchmark %s/%s skipped: %s", m.name, profile_name, reason)
                 self._update(m.name, profile_name, lambda a: aggregate.skip(a, reason))

@@ -63,7 +63,7 @@ class Request:
         self.stall_after = stall_after
         self.device = device
         self._beat: Beat | None = None
-        self._steps_total: int | None = None
+        self._heartbeat: tuple[Any, Any] | None = None
         self.enqueued_at = enqueued_at
         self.width, self.height, self.fps = width, height, fps
         self.frames: int | None = None
@@ -109,21 +109,16 @@ class Request:
     def on_progress(self, event: dict[str, Any]) -> None:
         """The run's progress events: a step ended or a phase began. The rank's heartbeat; cheap, never raises."""
         beat = self._beat
-        if beat is None:
-            if event.get("event") == "step":
-                m, r = self.metrics, self.ranks.label
-                m.rank_heartbeat.labels(self.model, r).set(time.time())
-                m.rank_last_step.labels(self.model, r).set(int(event.get("step", 0)))
-            return
-        beat.progress()
-        if event.get("event") == "step":
-            m, r = self.metrics, self.ranks.label
-            step, steps = int(event.get("step", 0)), int(event.get("steps") or 0)
-            m.rank_heartbeat.labels(self.model, r).set(time.time())
-            m.rank_last_step.labels(self.model, r).set(step)
-            if steps and step >= steps:
+        if beat is not None:
+            beat.progress()
+        if event.get("event") == "step" and self._heartbeat is not None:
+            heartbeat, last_step = self._heartbeat
+            step = event.get("step", 0)
+            heartbeat.set(time.time())
+            last_step.set(step)
+            if beat is not None and step >= (event.get("steps") or step + 1):
                 beat.stepping = False  # what follows the last step is no step: not watched
-        elif event.get("phase") in ("vae_decode", "postprocess"):
+        elif beat is not None and event.get("phase") in ("vae_decode", "postprocess"):
             beat.stepping = False
 
     def __enter__(self) -> "Request":
@@ -150,7 +145,9 @@ class Request:
             m.in_flight.labels(self.model).inc()
         m.known_rank(self.model, r)
         m.rank_in_flight.labels(self.model, r).inc()
-        m.rank_last_step.labels(self.model, r).set(0)
+        # The heartbeat's two gauges, looked up once: each step then costs two sets.
+        self._heartbeat = (m.rank_heartbeat.labels(self.model, r), m.rank_last_step.labels(self.model, r))
+        self._heartbeat[1].set(0)
         if self.stall_after:
             self._beat = Beat(self.model, r, m, self.stall_after)
             WATCH.add(self._beat)
