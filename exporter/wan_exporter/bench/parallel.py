@@ -174,8 +174,8 @@ def rank_main(req: dict[str, Any], rank: int) -> dict[str, Any]:
 class Ranks:
     """Rank 0's view of the other ranks: started before the load, joined after the call.
 
-    The other ranks are plain subprocesses (``python -m wan_exporter.bench.parallel RANK``, the request
-    as JSON on stdin, one JSON line back): the benchmark child is a daemonic multiprocessing child,
+    The other ranks are plain subprocesses (``python -m wan_exporter.bench.parallel RANK REQUEST_JSON``,
+    one JSON line back on stdout): the benchmark child is a daemonic multiprocessing child,
     which may not start multiprocessing children of its own."""
 
     def __init__(self, req: dict[str, Any]) -> None:
@@ -191,11 +191,9 @@ class Ranks:
         self.procs = []
         text = json.dumps({k: v for k, v in req.items() if isinstance(v, (str, int, float, bool, type(None)))})
         for rank in range(1, int(req["ulysses"])):
-            p = subprocess.Popen([sys.executable, "-m", "wan_exporter.bench.parallel", str(rank)],
-                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+            p = subprocess.Popen([sys.executable, "-m", "wan_exporter.bench.parallel", str(rank), text],
+                                 stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
                                  text=True, env=dict(os.environ))
-            p.stdin.write(text)
-            p.stdin.close()
             self.procs.append(p)
 
     def join(self, timeout: float) -> list[dict[str, Any]]:
@@ -215,6 +213,8 @@ class Ranks:
                     got = json.loads(lines[-1])
             except (subprocess.TimeoutExpired, ValueError):
                 pass
+            if got.get("error") and p.returncode is not None and p.returncode != 0:
+                got["error"] += f" (exit status {p.returncode})"
             out.append(got)
         return out
 
@@ -228,10 +228,8 @@ class Ranks:
 
 def _main(argv: list[str]) -> int:
     import json
-    import sys
 
-    req = json.loads(sys.stdin.read())
-    print(json.dumps(rank_main(req, int(argv[0]))), flush=True)
+    print(json.dumps(rank_main(json.loads(argv[1]), int(argv[0]))), flush=True)
     return 0
 
 __all__ = ["Ranks", "StepClock", "devices", "enable_context_parallel", "init_group", "rank_device", "rank_main",
