@@ -165,7 +165,8 @@ def test_a_rank_asleep_in_a_step_pages_as_stalled_naming_its_collective_and_reso
         assert fired["0"]["labels"]["collective"] == "all_to_all", diagnostics()
         assert fired["1"]["labels"]["severity"] == "critical"
         assert fired["1"]["annotations"]["runbook_url"].endswith("#wangenerationstalled")
-        seq = {s["metric"]["rank"]: float(s["value"][1]) for s in prom.query('wan_rank_collective_sequence{job="wan-serve"}')}
+        seq = {s["metric"]["rank"]: float(s["value"][1])
+               for s in prom.query('wan_rank_collective_sequence{job="wan-serve"}')}
         assert seq["1"] < seq["0"], seq  # the stuck rank's sequence number lags
         # Reported within stall_after plus a scrape, an evaluation and the test's for: of 1 s (and the watch's tick).
         beat = prom.query('wan_rank_last_step_timestamp_seconds{rank="1"}')

@@ -51,6 +51,7 @@ def build_request(m: ModelConfig, profile: Profile, model_dir: Path, output_path
         "repeat_for_reproducibility": False,
         # ranks of one generation (diffusers' Ulysses context parallelism); 1: one process, as before
         "ulysses": profile.parallel.ulysses,
+        "_timeout": float(profile.timeout),  # bounds the ranks' process group and rank 0's wait for the others
         # single-file and GGUF denoisers around a diffusers base (replaces model_dir)
         **single_file.request_fields(m, model_dir, form_of(model_dir, m.format, scanned)
                                    if m.format != "diffusers" else None),

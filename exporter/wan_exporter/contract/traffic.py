@@ -121,8 +121,9 @@ REQUEST_FLOPS = Family(
     labels=("model",), source=SOURCE)
 REQUEST_PEAK_FLOPS_PER_SECOND = Family(
     "wan_request_peak_flops_per_second", "gauge",
-    "Datasheet peak dense tensor FLOP/s, in the transformer's dtype, of the GPU the last request ran on: the "
-    "denominator of traffic's utilisation. Absent on CPU, for float32 and for GPUs without a datasheet row.",
+    "Datasheet peak dense tensor FLOP/s, in the transformer's dtype, of the GPU the last request ran on, times "
+    "the ranks of its generation (each on such a GPU): the denominator of traffic's utilisation. Absent on CPU, "
+    "for float32 and for GPUs without a datasheet row.",
     labels=("model", "gpu_model"), source=SOURCE,
     bounded={"gpu_model": tuple(p.key for p in gpu_peaks.PEAKS)})
 
@@ -199,5 +200,6 @@ BUCKETS = MappingProxyType({**BUCKETS, RANK_STEP_DURATION_SECONDS.name: BUCKETS[
 
 assert set(BUCKETS) == {f.name for f in FAMILIES if f.type == "histogram"}
 
-__all__ = ["BUCKETS", "COLLECTIVES", "EXPERTS", "FAILURE_OUTCOMES", "FAILURE_PHASES", "FAMILIES", "OUTCOMES", "MAX_RANKS", "OUTPUT_CHECKS",
-           "RANK_FAMILIES", "RESOLUTION_CLASSES", "SOURCE", "TRAFFIC_PHASES", "resolution_class"]
+__all__ = ["BUCKETS", "COLLECTIVES", "EXPERTS", "FAILURE_OUTCOMES", "FAILURE_PHASES", "FAMILIES", "MAX_RANKS",
+           "OUTCOMES", "OUTPUT_CHECKS", "RANK_FAMILIES", "RESOLUTION_CLASSES", "SOURCE", "TRAFFIC_PHASES",
+           "resolution_class"]

@@ -16,7 +16,12 @@ pixels, seconds of video, CUDA peak memory, sampled output sanity), on the regis
 child's (:mod:`wan_exporter.bench.measure`), so a phase means the same in a probe and in
 traffic. Exceptions reach the caller unchanged.
 
-Importing this module imports neither torch nor diffusers and starts nothing.
+Under torchrun (one generation over several ranks) the request is counted once, on its output
+rank, and every rank publishes its own ``wan_rank_*`` series (steps, heartbeat, stall): see
+:mod:`.ranks`. Loops that are not pipelines call ``req.step(total=N)`` inside ``track.request``.
+
+Importing this module imports neither torch nor diffusers and starts nothing (the stall watch's
+thread starts with the first request that has a ``stall_after``).
 """
 
 from __future__ import annotations
@@ -61,4 +66,5 @@ class Track:
 
 track = Track()
 
-__all__ = ["DEFAULT_STALL_AFTER", "GAUGE_MULTIPROCESS_MODES", "Ranks", "Request", "Track", "classify", "for_registry", "instrument", "track"]
+__all__ = ["DEFAULT_STALL_AFTER", "GAUGE_MULTIPROCESS_MODES", "Ranks", "Request", "Track", "classify", "for_registry",
+           "instrument", "resolve", "track"]

@@ -272,7 +272,8 @@ class Request:
             if self.width and self.height:
                 m.pixels.labels(model).inc(int(self.width) * int(self.height) * int(self.frames))
         if self.peak is not None:
-            m.peak_flops.labels(model, self.peak[0]).set(self.peak[1])
+            # A generation over N ranks runs on N such GPUs: utilisation's denominator is all of them.
+            m.peak_flops.labels(model, self.peak[0]).set(self.peak[1] * self.ranks.world_size)
         if self._device is not None:
             if self.peak_memory is not None:
                 m.peak_memory.labels(model).set(self.peak_memory)
