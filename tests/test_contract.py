@@ -49,7 +49,10 @@ def full_snapshot():
                            duration_seconds=12.0, process_start_seconds=3.0, phases=frozen_map({"denoise": 10.0}),
                            steps=4, seconds_per_step=2.5, frames=17, width=832, height=480,
                            peak_memory_bytes=40 << 30, peak_memory_kind="cuda", device="cuda:0",
-                           sanity=frozen_map({"finite": True}), gpu_uuid="GPU-aaaa", gpu_name="NVIDIA H200")
+                           sanity=frozen_map({"finite": True}), gpu_uuid="GPU-aaaa", gpu_name="NVIDIA H200",
+                           rank_seconds_per_step=frozen_map({"0": 2.5, "1": 2.6}),
+                           rank_peak_memory_bytes=frozen_map({"0": 40 << 30, "1": 39 << 30}),
+                           rank_step_end_skew_seconds=0.1)
     agg = replace(snap.benchmarks[("t2v-a14b", "probe")], last=last, last_success=last, consecutive_failures=0)
     return replace(snap, checks=frozen_map(checks),
                    check_last_success=frozen_map({("ti2v-5b", c): T0 for c in ("layout", "headers", "hash")}),

@@ -215,6 +215,31 @@ def test_a_parallel_profile_benchmarks_as_two_ranks_and_reports_every_ranks_step
     assert r["rank_step_skew_seconds"] >= 0 and r["rank_step_end_skew_seconds"] >= 0
     # Both ranks started the call together (a barrier before it): rank 0's first step holds no load time.
     assert r["seconds_per_step"] < 10 * min(min(x["step_seconds"]) for x in ranks), r
+    # The exporter's result, then its series: every rank's step time and peak, and the step-end skew.
+    from types import SimpleNamespace
+
+    from prometheus_client import generate_latest as render
+
+    from dataclasses import replace
+
+    from wan_exporter.app import App
+    from wan_exporter.bench import aggregate
+    from wan_exporter.bench.runner import to_result
+    from wan_exporter.state import BenchmarkAggregate, frozen_map
+
+    res = to_result(SimpleNamespace(name="t2v", device="cpu"), "two", out, time.time())
+    assert set(res.rank_seconds_per_step) == {"0", "1"} and set(res.rank_peak_memory_bytes) == {"0", "1"}
+    assert res.rank_step_end_skew_seconds == r["rank_step_end_skew_seconds"]
+    cfg = parse_config(f"models:\n  - {{name: t2v, kind: tiny-wan2.2-t2v-a14b, path: {tiny_dir}, device: cpu, "
+                       "profiles: [two]}\nprofiles:\n  two: {width: 32, height: 32, frames: 5, steps: 2, "
+                       "parallel: {ulysses: 2}}\n")
+    app = App(cfg)
+    agg = aggregate.fold(BenchmarkAggregate(), res, cfg.benchmark.buckets, 5)
+    app.store.update(lambda snap: replace(snap, benchmarks=frozen_map({("t2v", "two"): agg})))
+    m = parse_metrics(render(app.registry).decode())
+    assert sample(m, "wan_generation_rank_seconds_per_step", model="t2v", profile="two", rank="1") == \
+        res.rank_seconds_per_step["1"]
+    assert sample(m, "wan_generation_rank_step_end_skew_seconds", model="t2v", profile="two") is not None
     # The busy-GPU skip looks at every GPU the ranks occupy; a config says how many.
     assert devices("cuda:1", 3) == ["cuda:1", "cuda:2", "cuda:3"] and devices("cpu", 2) == ["cpu", "cpu"]
     assert parse_config("profiles:\n  two: {parallel: {ulysses: 2}}\n").profiles["two"].parallel.ulysses == 2

@@ -109,7 +109,24 @@ def to_result(m: ModelConfig, profile_name: str, outcome: ChildOutcome, started_
         device=str(r.get("device") or m.device),
         gpu_uuid=str(r.get("gpu_uuid") or ""),
         gpu_name=str(r.get("gpu_name") or ""),
+        **(_ranks(r) if ok else {}),
     )
+
+
+def _ranks(r: dict) -> dict:
+    """The per-rank figures of a parallel profile's result (none for one process)."""
+    per_step, peak = {}, {}
+    for x in r.get("ranks") or []:
+        if not isinstance(x, dict) or x.get("error") or not isinstance(x.get("rank"), int):
+            continue
+        steps = [float(v) for v in x.get("step_seconds") or [] if isinstance(v, (int, float))]
+        if steps:
+            per_step[str(x["rank"])] = sum(steps) / len(steps)
+        if isinstance(x.get("peak_memory_bytes"), int):
+            peak[str(x["rank"])] = int(x["peak_memory_bytes"])
+    skew = r.get("rank_step_end_skew_seconds")
+    return {"rank_seconds_per_step": frozen_map(per_step), "rank_peak_memory_bytes": frozen_map(peak),
+            "rank_step_end_skew_seconds": float(skew) if isinstance(skew, (int, float)) else None}
 
 
 def run_once(cfg: Config, m: ModelConfig, profile_name: str, model_dir: Path, output_path: str | None = None,
