@@ -4,7 +4,10 @@ Each rank is a process started with torchrun's environment (:mod:`support.rank_w
 tiny Wan2.2 A14B pipeline with ``ContextParallelConfig(ulysses_degree=2)`` on ``transformer``
 and ``transformer_2``, instrumented on every rank. Faults are real: a rank sleeps inside a
 step (in the transformer's forward, after its collectives), a rank is killed with SIGKILL
-mid-request. The stall goes through a real Prometheus and Alertmanager to a webhook.
+mid-request. The stall goes through a real Prometheus and Alertmanager to a webhook. A
+benchmark profile with ``parallel: {ulysses: 2}`` runs through the real benchmark child as two
+ranks, and its per-rank figures reach the exporter's /metrics. The loop API (a request block and
+a step call) runs in threads standing for ranks, with explicit ranks.
 """
 
 from __future__ import annotations
