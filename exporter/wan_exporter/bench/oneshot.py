@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from dataclasses import asdict, fields
+from typing import Mapping
 
 from .. import catalog, checkpoint
 from ..config import ConfigError
@@ -85,8 +86,9 @@ def cmd_bench(args) -> int:
     eff = _efficiency(cfg, m, profile, model_dir, result)
     if args.json:
         d = {f.name: getattr(result, f.name) for f in fields(result)}
-        d["phases"] = dict(result.phases)
-        d["sanity"] = dict(result.sanity)
+        for key, value in d.items():  # the result's read-only mappings (phases, sanity, per-rank figures)
+            if isinstance(value, Mapping):
+                d[key] = dict(value)
         d["versions"] = versions
         d["efficiency"] = asdict(eff)
         print(json.dumps(d, indent=2, sort_keys=True))
