@@ -92,7 +92,7 @@ class StepClock:
         self.walls.append(time.time())
 
     def figures(self, rank: int, torch: Any, device: str) -> dict[str, Any]:
-        from . import measure
+        from ..measure import phases as measure
 
         start = self.run.denoise_start
         marks = ([start] if start is not None else []) + self.ends
@@ -141,9 +141,9 @@ def ready() -> None:
 
 def rank_main(req: dict[str, Any], rank: int) -> dict[str, Any]:
     """Ranks 1..N-1: the same pipeline and call as rank 0, measured on this rank; its figures, or its error."""
-    from . import measure
+    from ..measure import phases as measure
     from .child import _generate, _load_phase
-    from .pipeline import offline_env
+    from ..load.pipeline import offline_env
     from .request import conditioning_image
 
     offline_env()
