@@ -31,6 +31,7 @@ JM = names.LEVEL_LABELS[names.JOB_MODEL]
 JMR = names.LEVEL_LABELS[names.JOB_MODEL_RESOLUTION]
 JMO = names.LEVEL_LABELS[names.JOB_MODEL_OUTCOME]
 JMOP = names.LEVEL_LABELS[names.JOB_MODEL_OUTCOME_PHASE]
+JMR_ = names.LEVEL_LABELS[names.JOB_MODEL_RANK]
 
 DURATION = F.REQUEST_DURATION_SECONDS.name
 REQUESTS = F.REQUESTS.exposed_name
@@ -121,6 +122,8 @@ def recording_groups(s: dict, rec) -> list[dict]:
         (sum by ({JM}) (rate({denoise}[{w}]) * on ({jim}) max by ({jim}) ({peak}{{{sel}}})) > 0)
     """))
 
+    ranks = _rank_rules(sel, rec)
+
     le = le_text(slo["latency_threshold_seconds"])
     sli: list[dict] = []
     for win in slo_windows(s):
@@ -143,7 +146,33 @@ def recording_groups(s: dict, rec) -> list[dict]:
         ]
     return [
         {"name": "wan-traffic.rules", "rules": panels},
+        {"name": "wan-traffic-ranks.rules", "rules": ranks},
         {"name": "wan-traffic-slo.rules", "rules": sli},
+    ]
+
+
+def _rank_rules(sel: str, rec) -> list[dict]:
+    """Skew across the ranks of one generation, from each rank's own series: no collective in any step."""
+    w = names.PANEL_WINDOW
+    step = F.RANK_STEP_DURATION_SECONDS.name
+    ts, idx = F.RANK_LAST_STEP_TIMESTAMP_SECONDS.name, F.RANK_LAST_STEP.name
+    return [
+        rec(names.RANK_SECONDS_PER_STEP, f"""
+            sum by ({JMR_}) (rate({step}_sum{{{sel}}}[{w}]))
+            /
+            (sum by ({JMR_}) (rate({step}_count{{{sel}}}[{w}])) > 0)
+        """),
+        rec(names.RANK_STEP_SKEW, f"""
+            max by ({JM}) ({names.RANK_SECONDS_PER_STEP})
+            -
+            min by ({JM}) ({names.RANK_SECONDS_PER_STEP})
+        """),
+        # Only while every rank reports the same step: the spread of that step's end across ranks.
+        rec(names.RANK_STEP_END_SKEW, f"""
+            (max by ({JM}) ({ts}{{{sel}}}) - min by ({JM}) ({ts}{{{sel}}}))
+            and on ({JM})
+            (max by ({JM}) ({idx}{{{sel}}}) == min by ({JM}) ({idx}{{{sel}}}))
+        """),
     ]
 
 
@@ -190,4 +219,29 @@ def alert_groups(s: dict, alert) -> list[dict]:
             f"{threshold:g}s) can sustain ({what} at {_tiers_text(tiers)}).", "traffic", value=burn,
             severity=severity))
     out.sort(key=lambda r: r["alert"])
-    return [{"name": "wan-traffic-slo", "rules": out}]
+    return [{"name": "wan-traffic-slo", "rules": out}, {"name": "wan-traffic-ranks", "rules": _rank_alerts(s, alert)}]
+
+
+def _rank_alerts(s: dict, alert) -> list[dict]:
+    sel = s["slo"]["selector"]
+    skew = s["thresholds"]["rank_step_skew_seconds"]
+    M, J, R, I = "{{ $labels.model }}", "{{ $labels.job }}", "{{ $labels.rank }}", "{{ $labels.instance }}"
+    stalled = F.RANK_STALLED.name
+    ts = F.RANK_LAST_STEP_TIMESTAMP_SECONDS.name
+    return [
+        alert(A.GENERATION_STALLED, f"""
+            max by (job, instance, model, rank, collective) ({stalled}{{{sel}}}) == 1
+        """,
+            f"Rank {R} of model {M} (job {J}, {I}) has a request in flight and has finished no denoising step "
+            f"for longer than its stall_after. Collective in flight on it: {{{{ $labels.collective }}}} (none: it "
+            f"waits for nothing, so its peers wait for it; compare {F.RANK_COLLECTIVE_SEQUENCE.name} across ranks: the "
+            f"rank whose number lags is the stuck one).", "traffic"),
+        alert(A.RANK_SKEW_HIGH, f"""
+            {names.RANK_STEP_END_SKEW} > {skew:g}
+            and on (job, model)
+            (time() - max by (job, model) ({ts}{{{sel}}}) < 600)
+        """,
+            f"The ranks of model {M} (job {J}) end the same denoising step {{{{ printf \"%.2f\" $value }}}}s apart "
+            f"(threshold {skew:g}s): one rank does more work outside the collectives, or runs on a slower device.",
+            "traffic", value='{{ printf "%.2f" $value }}'),
+    ]

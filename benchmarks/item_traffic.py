@@ -63,9 +63,11 @@ def run(ctx: Context) -> ItemResult:
                                         "ratios"),
                 Row(f"  ratio of the medians ({label})", median(inst) / median(raw), "x"),
                 Row(f"  instrumentation work per denoising step ({label})", d["step_us"], "us",
-                    note="the step callback the instrumentation installs (clock, expert lookup), timed alone over 20,000 calls"),
+                    note="the step callback the instrumentation installs (clock, expert lookup, the rank's heartbeat "
+                             "gauges and stall-watch progress), timed alone over 20,000 calls"),
                 Row(f"  per-request bookkeeping ({label})", d["request_us"], "us",
-                    note="open, classify and record one request into the metrics, timed alone over 5,000 requests"),
+                    note="open, classify and record one request into the metrics (request and per-rank series), "
+                             "timed alone over 5,000 requests"),
             ]
             res.tables.append(Table(f"Alternating calls ({label}, {what}; seconds)", ["call", "raw", "instrumented",
                                                                                       "ratio"],

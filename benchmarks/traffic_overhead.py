@@ -5,8 +5,9 @@ pipeline twice with the benchmark child's loader (same weights, dtype, device), 
 one with :func:`wan_exporter.instrument.instrument` on its own registry and leaves the other
 bare, then alternates calls (raw first on even calls, instrumented first on odd ones), each
 timed with ``perf_counter`` after a device synchronisation. It then times the per-step work
-the instrumentation adds (the step callback and its clock) and the per-request bookkeeping
-(opening and recording a request), each alone in a loop. Prints one JSON line.
+the instrumentation adds (the step callback, its clock, the rank's heartbeat gauges and the stall
+watch's progress clock) and the per-request bookkeeping (opening and recording a request, with
+its per-rank series), each alone in a loop. Prints one JSON line.
 """
 
 from __future__ import annotations
@@ -67,7 +68,14 @@ def main(argv: list[str]) -> int:
     # Per step: the instrumentation's callback work alone (clock, expert lookup), on the real pipeline.
     from wan_exporter.instrument.wrap import _chained
 
-    run = measure.Run(torch=torch, device=device, steps=10**9, step_times=True)
+    # With the rank's heartbeat (two gauges) and the stall watch's progress clock, as a served request has.
+    from wan_exporter.instrument.metrics import for_registry
+    from wan_exporter.instrument.ranks import Ranks
+    from wan_exporter.instrument.request import Request
+
+    beat_req = Request("bench-step", for_registry(registry), ranks=Ranks(0, 1, 0), stall_after=60.0)
+    beat_req.open()
+    run = measure.Run(torch=torch, device=device, steps=10**9, step_times=True, progress=beat_req.on_progress)
     run.denoise_begins(time.perf_counter())
     callback = _chained(run, None)  # what the pipeline calls after each step
     t = inst.scheduler.timesteps[0] if len(inst.scheduler.timesteps) else torch.tensor(0)
@@ -76,6 +84,7 @@ def main(argv: list[str]) -> int:
     for i in range(loops):
         callback(inst, i % max(steps, 1), t, kwargs)
     step_us = (time.perf_counter() - t0) / loops * 1e6
+    beat_req.close()
     t0 = time.perf_counter()
     run.step_durations()
     resolve_us = (time.perf_counter() - t0) / loops * 1e6

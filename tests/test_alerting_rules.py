@@ -22,7 +22,7 @@ EXPORTER_SRC = ALERTING.parent / "exporter" / "wan_exporter"
 SETTINGS = yaml.safe_load((ALERTING / "thresholds.yml").read_text())
 DASHBOARD_UIDS = ("wan-overview", "wan-model-detail", "wan-comparison", "wan-fleet", "wan-traffic")
 # SLO alerts are a service's (job), summed over its replicas: they name the job, not an instance.
-SERVICE_ALERTS = ("WanTrafficErrorBudgetBurn", "WanTrafficLatencyBudgetBurn")
+SERVICE_ALERTS = ("WanTrafficErrorBudgetBurn", "WanTrafficLatencyBudgetBurn", "WanGenerationStalled", "WanRankSkewHigh")
 
 needs_promtool = pytest.mark.skipif(binary(PROMTOOL) is None, reason="promtool not installed (Debian package prometheus)")
 
@@ -168,7 +168,8 @@ def test_the_required_alerts_exist():
         "WanGpuMemoryHeadroomLow", "WanGpuHot", "WanGpuThrottling", "WanGpuXidErrors", "WanGpuEccErrors",
         "WanGpuLost", "WanExporterDown", "WanExporterAbsent", "WanCollectorFailing", "WanExporterJobStuck",
         "WanConfigReloadFailed",
-        "WanTrafficErrorBudgetBurn", "WanTrafficLatencyBudgetBurn", "Watchdog",
+        "WanTrafficErrorBudgetBurn", "WanTrafficLatencyBudgetBurn", "WanGenerationStalled", "WanRankSkewHigh",
+        "Watchdog",
     }
     assert required <= set(ALERT_NAMES), required - set(ALERT_NAMES)
     assert set(SETTINGS["for"]) == set(ALERT_NAMES), "thresholds.yml must hold the for: of every alert"

@@ -53,7 +53,10 @@ def full_snapshot():
                            steps=4, seconds_per_step=2.5, frames=17, width=832, height=480,
                            peak_memory_bytes=40 << 30, peak_memory_kind="cuda", device="cuda:0",
                            sanity=frozen_map({"finite": True}), gpu_uuid="GPU-aaaa", gpu_name="NVIDIA H200",
-                           form="official", weight_format="bf16", compute_dtype="bfloat16")
+                           form="official", weight_format="bf16", compute_dtype="bfloat16",
+                           rank_seconds_per_step=frozen_map({"0": 2.5, "1": 2.6}),
+                           rank_peak_memory_bytes=frozen_map({"0": 40 << 30, "1": 39 << 30}),
+                           rank_step_end_skew_seconds=0.1)
     last = with_efficiency(last)
     estimate = MemoryEstimate(bytes=42 << 30, weights_bytes=36 << 30, activations_bytes=3 << 30,
                               vae_decode_bytes=3 << 30, runtime_bytes=0, device_bytes=141 << 30, kind="cuda")

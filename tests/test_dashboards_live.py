@@ -74,6 +74,10 @@ ALLOWED_EMPTY: dict[tuple[str, str, str], str] = {
         "(instrument/efficiency.py)",
     ("wan-model-detail", "Real-time factor", "B"):
         "benchmarks run on the CPU here; joules per video second need the GPU's NVML energy counter",
+    **{(uid, "Heartbeat age by rank", "B"): "wan_rank_stalled is 1 only while a rank is stalled; none is here"
+       for uid in ("wan-traffic", "wan-model-detail")},
+    **{(uid, "Peak memory by rank", "A"): "the example service runs on the CPU here; a rank's peak memory is CUDA's"
+       for uid in ("wan-traffic", "wan-model-detail")},
     ("wan-overview", "Collector errors", "A"):
         "wan_exporter_collector_error_info exists only while a collector fails; every collector works here",
 }

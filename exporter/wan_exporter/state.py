@@ -133,6 +133,11 @@ class BenchmarkResult:
     output_psnr_decibels: float | None = None
     efficiency: Efficiency | None = None  # computed at the end of the run, from what it loaded
     memory_estimate: MemoryEstimate | None = None  # estimated before the run
+    # A parallel profile (several ranks per generation): rank -> mean step seconds, rank -> peak memory
+    # (kind as peak_memory_kind), and how far the last rank ended a step after the first.
+    rank_seconds_per_step: Mapping[str, float] = field(default_factory=frozen_map)
+    rank_peak_memory_bytes: Mapping[str, int] = field(default_factory=frozen_map)
+    rank_step_end_skew_seconds: float | None = None
 
 
 @dataclass(frozen=True)

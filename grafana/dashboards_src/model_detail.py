@@ -18,6 +18,7 @@ from wan_exporter.contract import models as M
 
 from . import common as c
 from . import queries as q
+from .rank_panels import ranks  # the Traffic dashboard's per-rank row, over every service of the model
 
 ONE = q.models_single()  # model=~"${model}", instance=~"${instance}"
 RATIO_X = "suffix:×"  # a dimensionless "times" figure (slowdown against baseline)
@@ -510,7 +511,7 @@ def runs() -> object:
 
 
 def build() -> dashboard.Dashboard:
-    return (
+    d = (
         dashboard.Dashboard(c.TITLES[c.UID_MODEL])
         .uid(c.UID_MODEL)
         .description("One Wan model: capabilities, health, generation time, memory, output sanity, failures and skips.")
@@ -557,4 +558,8 @@ def build() -> dashboard.Dashboard:
         .with_panel(sanity_failures())
         .with_panel(skips())
         .with_panel(runs())
+        .with_row(dashboard.Row("Ranks of one generation (traffic)"))
     )
+    for p in ranks(job=False):
+        d = d.with_panel(p)
+    return d

@@ -17,6 +17,7 @@ from . import common as c
 from . import queries as q
 from . import traffic_queries as tq
 from .model_detail import FLOPS
+from .rank_panels import ranks
 
 UID = c.UID_TRAFFIC
 
@@ -179,5 +180,8 @@ def build() -> dashboard.Dashboard:
         d = d.with_panel(p)
     d = d.with_row(dashboard.Row("Steps"))
     for p in steps():
+        d = d.with_panel(p)
+    d = d.with_row(dashboard.Row("Ranks of one generation"))
+    for p in ranks():
         d = d.with_panel(p)
     return d

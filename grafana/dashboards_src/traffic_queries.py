@@ -7,6 +7,7 @@ variables. The probes' own step time comes from the exporter's raw gauge.
 
 from __future__ import annotations
 
+from wan_exporter.contract import Family
 from wan_exporter.contract import benchmark as B
 from wan_exporter.contract import gpu as G
 from wan_exporter.contract import models as M
@@ -90,3 +91,41 @@ def probe_seconds_per_step() -> str:
 
 def in_flight() -> str:
     return f"sum by (job, model) ({_sel(TR.REQUESTS_IN_FLIGHT.exposed_name, _is('job'), _is('model'))})"
+
+
+# -- ranks of one generation (torchrun) ---------------------------------------------------------------
+# ``job=False``: on dashboards without a service variable (Model detail), every service of the model.
+
+def _rule_sel(name: str, job: bool) -> str:
+    return _sel(name, _is("job"), _is("model")) if job else _sel(name, _is("model"))
+
+
+def _rank_sel(family: Family, job: bool) -> str:
+    return _rule_sel(family.exposed_name, job)
+
+
+def rank_seconds_per_step(job: bool = True) -> str:
+    return _rule_sel(T.RANK_SECONDS_PER_STEP, job)
+
+
+def rank_step_skew(job: bool = True) -> str:
+    return _rule_sel(T.RANK_STEP_SKEW, job)
+
+
+def rank_step_end_skew(job: bool = True) -> str:
+    return _rule_sel(T.RANK_STEP_END_SKEW, job)
+
+
+def rank_heartbeat_age(job: bool = True) -> str:
+    """Seconds since each rank in flight last ended a step."""
+    ts = _rank_sel(TR.RANK_LAST_STEP_TIMESTAMP_SECONDS, job)
+    busy = _rank_sel(TR.RANK_REQUESTS_IN_FLIGHT, job)
+    return f"time() - max by (job, model, rank) ({ts}) and on (job, model, rank) max by (job, model, rank) ({busy}) > 0"
+
+
+def rank_stalled(job: bool = True) -> str:
+    return f"max by (job, model, rank, collective) ({_rank_sel(TR.RANK_STALLED, job)}) == 1"
+
+
+def rank_peak_memory(job: bool = True) -> str:
+    return f"max by (job, model, rank) ({_rank_sel(TR.RANK_PEAK_MEMORY_BYTES, job)})"

@@ -20,7 +20,7 @@ import time
 import traceback
 from typing import Any
 
-from . import faults, warm
+from . import faults, parallel, warm
 from ..measure import phases as measure
 from .export import export_phase
 from .faults import FAULTS
@@ -57,19 +57,33 @@ def run_benchmark(request: dict[str, Any], progress: Progress | None = None) -> 
     device = str(req["device"])
     stage = "load"
     run: Run | None = None
+    others: parallel.Ranks | None = None
     try:
+        if int(req["ulysses"]) > 1:  # this child is rank 0; the other ranks start now and load alongside
+            req["_timeout"] = float(req.get("_timeout") or 600)
+            others = parallel.Ranks(req)
         t0 = time.perf_counter()
         import torch  # heavy import deliberately inside the child
 
         result["import_seconds"] = time.perf_counter() - t0
         result["versions"] = measure.versions()
+        if others is not None:
+            parallel.init_group(req, 0)
         pipe, image_mode = _load_phase(torch, req, result, progress)
         result["geometry"] = geometry(pipe)
         stage = "generate"
         measure.install(pipe, image_mode)
         image = conditioning_image(int(req["width"]), int(req["height"]), int(req["seed"])) if image_mode else None
         run = Run(torch, device, progress, generation=1, steps=int(req["steps"]))
-        frames = _measured_generation(torch, pipe, req, image, run, result)
+        clock = parallel.StepClock(run) if others is not None else None
+        frames = _measured_generation(torch, pipe, req, image, run, result, clock)
+        if others is not None and clock is not None:
+            ranks = [clock.figures(0, torch, device), *others.join(float(req["_timeout"]))]
+            result["ranks"] = ranks
+            result.update(parallel.summarise(ranks))
+            failed = [f"rank {r['rank']}: {r['error']}" for r in ranks if r.get("error")]
+            if failed and result["success"]:
+                result.update(success=False, reason="unknown", detail="; ".join(failed))
         _compare_phase(frames, req, result)
         if req["output_path"]:
             export_phase(frames, req, result, progress, detail)
@@ -85,6 +99,10 @@ def run_benchmark(request: dict[str, Any], progress: Progress | None = None) -> 
         result["peak_memory_bytes"], result["peak_memory_kind"] = measure.peak_memory(sys.modules.get("torch"), device)
         if not result["versions"]:
             result["versions"] = measure.versions()
+        if others is not None:
+            with contextlib.suppress(Exception):
+                sys.modules["torch"].distributed.destroy_process_group()
+            others.stop()
     return result
 
 
@@ -94,7 +112,8 @@ def _load_phase(torch: Any, req: dict[str, Any], result: dict[str, Any], progres
     if is_cuda(device) and not torch.cuda.is_available():  # fail before spending time on a load
         raise CudaUnavailable(f"device {device} requested, but torch.cuda.is_available() is False")
     result["gpu_name"], result["gpu_uuid"] = measure.gpu_identity(torch, device)
-    key = warm.key(req) if req.get("keep_loaded") and req["fault"] == "none" else None
+    ranks = int(req.get("ulysses") or 1)
+    key = warm.key(req) if req.get("keep_loaded") and req["fault"] == "none" and ranks == 1 else None
     kept = warm.take(key)
     if kept is not None:
         result["warm"] = True  # nothing loaded this run: no "load" phase is reported
@@ -108,6 +127,8 @@ def _load_phase(torch: Any, req: dict[str, Any], result: dict[str, Any], progres
         pipe = as_image_pipeline(pipe)
     faults.poison(pipe, req["fault"])
     place(pipe, req)
+    if ranks > 1:
+        parallel.enable_context_parallel(pipe, ulysses=ranks)
     measure.sync(torch, device)
     result["phases"]["load"] = time.perf_counter() - t0
     warm.keep(key, pipe, image_mode)
@@ -149,8 +170,11 @@ def geometry(pipe: Any) -> dict[str, Any]:
     return out
 
 
-def _generate(pipe: Any, req: dict[str, Any], image: Any, run: Run, fault: str) -> tuple[Any, float]:
-    """One pipeline call inside ``run``; returns float frames (frames, H, W, 3) and its wall time."""
+def _generate(pipe: Any, req: dict[str, Any], image: Any, run: Run, fault: str,
+              clock: "parallel.StepClock | None" = None) -> tuple[Any, float]:
+    """One pipeline call inside ``run``; returns float frames (frames, H, W, 3) and its wall time.
+
+    ``clock``: a parallel profile's per-rank step clock (a device synchronisation at each step end)."""
 
     injector = faults.Injector(fault, run.device)
 
@@ -158,6 +182,8 @@ def _generate(pipe: Any, req: dict[str, Any], image: Any, run: Run, fault: str) 
         if i == 0:
             injector.at_first_step()
         run.step_end(p, i, t)
+        if clock is not None:
+            clock.tick()
         return kwargs
 
     kwargs = call_kwargs(req, image, on_step_end)
@@ -175,14 +201,16 @@ def _generate(pipe: Any, req: dict[str, Any], image: Any, run: Run, fault: str) 
 
 
 def _measured_generation(torch: Any, pipe: Any, req: dict[str, Any], image: Any, run: Run,
-                         result: dict[str, Any]) -> Any:
+                         result: dict[str, Any], clock: "parallel.StepClock | None" = None) -> Any:
     """The generation the benchmark reports: timed, memory-peaked, energy-metered, sanity-checked."""
     from ..measure import sanity
 
     device = str(req["device"])
     measure.reset_peak(torch, device)
+    if clock is not None:
+        parallel.ready()
     with measure.energy(torch, device, result):
-        frames, duration = _generate(pipe, req, image, run, req["fault"])
+        frames, duration = _generate(pipe, req, image, run, req["fault"], clock)
     result["phases"].update(run.finish())
     result["duration_seconds"] = duration
     if "denoise" in result["phases"] and int(req["steps"]) > 0:

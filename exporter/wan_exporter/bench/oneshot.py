@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from dataclasses import asdict, fields
+from typing import Mapping
 
 from ..config import ConfigError
 from ..checkpoint.locate import resolve_model_dir
@@ -113,8 +114,9 @@ def cmd_bench(args) -> int:
     eff = result.efficiency or Efficiency()  # computed with the run, from what it loaded
     if args.json:
         d = {f.name: getattr(result, f.name) for f in fields(result) if f.name not in ("efficiency", "memory_estimate")}
-        d["phases"] = dict(result.phases)
-        d["sanity"] = dict(result.sanity)
+        for key, value in d.items():  # the result's read-only mappings (phases, sanity, per-rank figures)
+            if isinstance(value, Mapping):
+                d[key] = dict(value)
         d["versions"] = versions
         d["efficiency"] = asdict(eff)
         d["memory_estimate"] = asdict(result.memory_estimate) if result.memory_estimate else None

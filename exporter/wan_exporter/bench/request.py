@@ -21,7 +21,7 @@ def normalise_request(request: dict[str, Any]) -> dict[str, Any]:
         "guidance_scale": 4.0, "guidance_scale_2": None, "seed": 42,
         "prompt": "A cat walks on the grass, realistic style.", "negative_prompt": "", "image": False,
         "fault": "none", "output_path": None, "fps": 16, "repeat_for_reproducibility": False,
-        "max_sequence_length": 512,
+        "max_sequence_length": 512, "ulysses": 1,
     }
     req.update({k: v for k, v in dict(request).items() if v is not None or k in ("guidance_scale_2", "output_path")})
     if req["fault"] not in FAULTS:

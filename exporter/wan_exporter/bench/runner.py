@@ -59,6 +59,9 @@ def build_request(m: ModelConfig, profile: Profile, model_dir: Path, output_path
         "fps": entry.fps_default,
         "default_steps": entry.steps_default,
         "repeat_for_reproducibility": False,
+        # ranks of one generation (diffusers' Ulysses context parallelism); 1: one process, as before
+        "ulysses": profile.parallel.ulysses,
+        "_timeout": float(profile.timeout),  # bounds the ranks' process group and rank 0's wait for the others
         # single-file and GGUF denoisers around a diffusers base (replaces model_dir)
         **single_file.request_fields(m, model_dir, form),
         # labels of the run, decided here from the file headers (the child only loads)
@@ -128,6 +131,7 @@ def to_result(m: ModelConfig, profile_name: str, outcome: ChildOutcome, started_
         output_max_abs_difference=f("output_max_abs_difference") if ok else None,
         output_psnr_decibels=f("output_psnr_decibels") if ok else None,
         memory_estimate=estimate,
+        **(_ranks(r) if ok else {}),
     )
     if not ok:
         return result
@@ -136,6 +140,22 @@ def to_result(m: ModelConfig, profile_name: str, outcome: ChildOutcome, started_
     eff = efficiency.compute(result, geometry, req.get("guidance_scale"), str(req.get("dtype") or m.dtype),
                              req.get("fps"), req.get("default_steps"))
     return replace(result, efficiency=eff)
+
+
+def _ranks(r: dict) -> dict:
+    """The per-rank figures of a parallel profile's result (none for one process)."""
+    per_step, peak = {}, {}
+    for x in r.get("ranks") or []:
+        if not isinstance(x, dict) or x.get("error") or not isinstance(x.get("rank"), int):
+            continue
+        steps = [float(v) for v in x.get("step_seconds") or [] if isinstance(v, (int, float))]
+        if steps:
+            per_step[str(x["rank"])] = sum(steps) / len(steps)
+        if isinstance(x.get("peak_memory_bytes"), int):
+            peak[str(x["rank"])] = int(x["peak_memory_bytes"])
+    skew = r.get("rank_step_end_skew_seconds")
+    return {"rank_seconds_per_step": frozen_map(per_step), "rank_peak_memory_bytes": frozen_map(peak),
+            "rank_step_end_skew_seconds": float(skew) if isinstance(skew, (int, float)) else None}
 
 
 def run_once(cfg: Config, m: ModelConfig, profile_name: str, model_dir: Path, output_path: str | None = None,

@@ -25,6 +25,7 @@ from ..scheduler import Jobs
 from ..state import BenchmarkAggregate, BenchmarkResult, MemoryEstimate, Snapshot, Store, frozen_map
 from . import aggregate, memory
 from .baselines import Baselines
+from .parallel import devices as parallel_devices
 from .runner import CHILD_TARGET, run_once
 
 log = logging.getLogger(__name__)
@@ -162,7 +163,9 @@ class BenchmarkSubsystem:
                     log_timeout(log, e, f"benchmark {m.name}/{profile_name}")
             estimate = self.estimate(snap, cfg, m, profile_name)
             refused = memory.refusal(m.name, profile_name, estimate, m.device)
-            reason = reason or ("would_not_fit" if refused else None) or courtesy_skip(snap, cfg, m.device)
+            ranks = cfg.profiles[profile_name].parallel.ulysses
+            reason = reason or ("would_not_fit" if refused else None) or next(
+                (r for d in parallel_devices(m.device, ranks) if (r := courtesy_skip(snap, cfg, d)) is not None), None)
             if reason is not None:
                 (log.warning if reason == "would_not_fit" else log.info)(
                     "benchmark %s/%s skipped: %s", m.name, profile_name, refused if reason == "would_not_fit" else reason)

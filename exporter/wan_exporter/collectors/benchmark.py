@@ -77,6 +77,9 @@ class BenchmarkFigures:
         psnr = new(benchmark.BENCHMARK_OUTPUT_PSNR_DECIBELS)
         phase = new(benchmark.GENERATION_PHASE_DURATION_SECONDS)
         per_step = new(benchmark.GENERATION_SECONDS_PER_STEP)
+        rank_step = new(benchmark.GENERATION_RANK_SECONDS_PER_STEP)
+        rank_peak = new(benchmark.GENERATION_RANK_PEAK_MEMORY_BYTES)
+        rank_skew = new(benchmark.GENERATION_RANK_STEP_END_SKEW_SECONDS)
         peak = new(benchmark.GENERATION_PEAK_MEMORY_BYTES)
         peak_ratio = new(benchmark.GENERATION_PEAK_MEMORY_RATIO)
         estimated = new(benchmark.GENERATION_ESTIMATED_PEAK_MEMORY_BYTES)
@@ -149,6 +152,12 @@ class BenchmarkFigures:
                             phase.add_metric(lv + [ph], s.phases[ph])
                     if s.seconds_per_step is not None:
                         per_step.add_metric(lv, s.seconds_per_step)
+                    for rank, v in sorted(s.rank_seconds_per_step.items(), key=lambda kv: int(kv[0])):
+                        rank_step.add_metric(lv + [rank], v)
+                    for rank, v in sorted(s.rank_peak_memory_bytes.items(), key=lambda kv: int(kv[0])):
+                        rank_peak.add_metric(lv + [rank], v)
+                    if s.rank_step_end_skew_seconds is not None:
+                        rank_skew.add_metric(lv, s.rank_step_end_skew_seconds)
                     if s.frames and s.duration_seconds:
                         frames.add_metric(lv, s.frames)
                         fps.add_metric(lv, s.frames / s.duration_seconds)
@@ -179,7 +188,7 @@ class BenchmarkFigures:
         for (model, reason), n in sorted(skips.items()):
             if model in seen_models:
                 skipped.add_metric([model, reason], n)
-        return [hist, last_dur, prof_info, run_info, comparison, max_diff, psnr, phase, per_step, peak, estimated, peak_ratio, frames, fps, pps, energy, start, runs, fails,
+        return [hist, last_dur, prof_info, run_info, comparison, max_diff, psnr, phase, per_step, rank_step, rank_peak, rank_skew, peak, estimated, peak_ratio, frames, fps, pps, energy, start, runs, fails,
                 skipped, last_ok, last_run, last_result, consecutive, sanity_ratio, sanity_fail, repro, baseline, perf,
                 spread]
 

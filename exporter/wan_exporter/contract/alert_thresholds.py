@@ -17,4 +17,5 @@ THRESHOLDS: dict[str, float] = {
     "generation_slowdown_ratio": 1.5,
     "memory_headroom_ratio": 0.9,
     "gpu_temperature_celsius": 85,
+    "rank_step_skew_seconds": 2,
 }

@@ -72,6 +72,9 @@ TRAFFIC_ERROR_BUDGET_BURN = Alert("WanTrafficErrorBudgetBurn", ("critical", "war
                                   "A Wan service is failing requests fast enough to spend its error budget.")
 TRAFFIC_LATENCY_BUDGET_BURN = Alert("WanTrafficLatencyBudgetBurn", ("critical", "warning"),
                                     "A Wan service's requests are too slow often enough to spend its latency budget.")
+# -- ranks of one generation across several GPUs (torchrun) ---------------------------------------------
+GENERATION_STALLED = Alert("WanGenerationStalled", C, "A rank of a Wan generation has stopped making progress.")
+RANK_SKEW_HIGH = Alert("WanRankSkewHigh", W, "One rank of a Wan generation trails the others.")
 # -- the alerting pipeline itself --------------------------------------------------------------------------
 WATCHDOG = Alert("Watchdog", ("none",), "The alerting pipeline works.")
 
@@ -81,7 +84,7 @@ ALL: tuple[Alert, ...] = (
     BENCHMARK_FAILING, BENCHMARK_STALE, GENERATION_SLOW, OUTPUT_INVALID, BENCHMARK_OOM, GPU_MEMORY_HEADROOM_LOW,
     GPU_HOT, GPU_THROTTLING, GPU_XID_ERRORS, GPU_ECC_ERRORS, GPU_LOST,
     EXPORTER_DOWN, EXPORTER_ABSENT, COLLECTOR_FAILING, EXPORTER_JOB_STUCK, CONFIG_RELOAD_FAILED,
-    TRAFFIC_ERROR_BUDGET_BURN, TRAFFIC_LATENCY_BUDGET_BURN, WATCHDOG,
+    TRAFFIC_ERROR_BUDGET_BURN, TRAFFIC_LATENCY_BUDGET_BURN, GENERATION_STALLED, RANK_SKEW_HIGH, WATCHDOG,
 )
 
 

@@ -150,6 +150,22 @@ MODEL_RECOMMENDATION_SCORE = Family(
     labels=("use_case", "priority", "model"), source=SOURCE,
     bounded={"use_case": labels.USE_CASES, "priority": labels.PRIORITIES})
 
+GENERATION_RANK_SECONDS_PER_STEP = Family(
+    "wan_generation_rank_seconds_per_step", "gauge",
+    "Seconds per denoising step on each rank in the last successful run of a parallel profile (parallel: "
+    "{ulysses: N}; each rank synchronises its device at each step end).",
+    labels=("model", "profile", "rank"), source=SOURCE)
+GENERATION_RANK_PEAK_MEMORY_BYTES = Family(
+    "wan_generation_rank_peak_memory_bytes", "gauge",
+    "Peak memory of each rank in the last successful run of a parallel profile (CUDA peak on GPUs, the rank "
+    "process's peak RSS on the CPU).",
+    labels=("model", "profile", "rank"), source=SOURCE)
+GENERATION_RANK_STEP_END_SKEW_SECONDS = Family(
+    "wan_generation_rank_step_end_skew_seconds", "gauge",
+    "How far the last rank ended a denoising step after the first, worst step of the last successful run of a "
+    "parallel profile.",
+    labels=("model", "profile"), source=SOURCE)
+
 FAMILIES: tuple[Family, ...] = (
     GENERATION_DURATION_SECONDS,
     GENERATION_LAST_DURATION_SECONDS,
@@ -160,6 +176,9 @@ FAMILIES: tuple[Family, ...] = (
     BENCHMARK_OUTPUT_PSNR_DECIBELS,
     GENERATION_PHASE_DURATION_SECONDS,
     GENERATION_SECONDS_PER_STEP,
+    GENERATION_RANK_SECONDS_PER_STEP,
+    GENERATION_RANK_PEAK_MEMORY_BYTES,
+    GENERATION_RANK_STEP_END_SKEW_SECONDS,
     GENERATION_PEAK_MEMORY_BYTES,
     GENERATION_ESTIMATED_PEAK_MEMORY_BYTES,
     GENERATION_PEAK_MEMORY_RATIO,

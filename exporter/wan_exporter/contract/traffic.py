@@ -28,6 +28,13 @@ RESOLUTION_CLASSES: tuple[str, ...] = ("below_480p", "480p", "720p", "1080p", "o
 # The benchmark's sanity checks that make sense on frames a caller asked for (any shape is fine).
 OUTPUT_CHECKS: tuple[str, ...] = tuple(c for c in SANITY_CHECKS if c != "shape")
 
+# The collective a stalled rank waits in, from torch's flight recorder (the op names of c10d, folded):
+# "none" = nothing in flight on that rank (its peers wait for it), "unknown" = no flight recorder.
+COLLECTIVES: tuple[str, ...] = ("all_to_all", "all_gather", "reduce_scatter", "all_reduce", "broadcast", "barrier",
+                                "send_recv", "other", "none", "unknown")
+# Ranks of one generation: a rank label takes 0 .. world size - 1; this bounds what a label may carry.
+MAX_RANKS = 1024
+
 # Short side of width x height -> class (inclusive bounds).
 _RESOLUTION_BOUNDS: tuple[tuple[int, int, str], ...] = ((448, 544, "480p"), (672, 768, "720p"), (1024, 1152, "1080p"))
 
@@ -114,16 +121,65 @@ REQUEST_FLOPS = Family(
     labels=("model",), source=SOURCE)
 REQUEST_PEAK_FLOPS_PER_SECOND = Family(
     "wan_request_peak_flops_per_second", "gauge",
-    "Datasheet peak dense tensor FLOP/s, in the transformer's dtype, of the GPU the last request ran on: the "
-    "denominator of traffic's utilisation. Absent on CPU, for float32 and for GPUs without a datasheet row.",
+    "Datasheet peak dense tensor FLOP/s, in the transformer's dtype, of the GPU the last request ran on, times "
+    "the ranks of its generation (each on such a GPU): the denominator of traffic's utilisation. Absent on CPU, "
+    "for float32 and for GPUs without a datasheet row.",
     labels=("model", "gpu_model"), source=SOURCE,
     bounded={"gpu_model": tuple(p.key for p in gpu_peaks.PEAKS)})
+
+# -- one generation across several processes (ranks): every rank's own series ----------------------------
+# The request families above count a generation once, on its output rank; these carry every rank.
+RANK_STEP_DURATION_SECONDS = Family(
+    "wan_rank_step_duration_seconds", "histogram",
+    "Duration of each denoising step on each rank of a generation (every rank observes its own steps; a "
+    "single-process pipeline is rank 0).",
+    labels=("model", "rank"), source=SOURCE)
+RANK_LAST_STEP_DURATION_SECONDS = Family(
+    "wan_rank_last_step_duration_seconds", "gauge",
+    "Duration of the last denoising step this rank finished.",
+    labels=("model", "rank"), source=SOURCE)
+RANK_LAST_STEP_TIMESTAMP_SECONDS = Family(
+    "wan_rank_last_step_timestamp_seconds", "gauge",
+    "Heartbeat: Unix time at which this rank's last denoising step ended. Ranks of one generation in lockstep "
+    "end a step together; how far the last trails the first at the same step is their skew.",
+    labels=("model", "rank"), source=SOURCE)
+RANK_LAST_STEP = Family(
+    "wan_rank_last_step", "gauge",
+    "Heartbeat: how many denoising steps of its current (or last) request this rank has finished (0 when a "
+    "request begins).",
+    labels=("model", "rank"), source=SOURCE)
+RANK_REQUESTS_IN_FLIGHT = Family(
+    "wan_rank_requests_in_flight", "gauge",
+    "Generation requests this rank is working on now (counted on every rank, unlike wan_requests_in_flight).",
+    labels=("model", "rank"), source=SOURCE)
+RANK_PEAK_MEMORY_BYTES = Family(
+    "wan_rank_peak_memory_bytes", "gauge",
+    "CUDA peak memory of this rank's last request; absent on CPU and while requests overlap on one device.",
+    labels=("model", "rank"), source=SOURCE)
+RANK_STALLED = Family(
+    "wan_rank_stalled", "gauge",
+    "1 while this rank has a request in flight and has made no step progress for stall_after seconds (the "
+    "wait after its last step, while the output rank decodes, does not count); 0 once it moves again. "
+    "collective: the oldest collective still in flight on the rank (torch's flight recorder), none when it "
+    "has none in flight (its peers wait for it), unknown without a flight recorder.",
+    labels=("model", "rank", "collective"), source=SOURCE, bounded={"collective": COLLECTIVES})
+RANK_COLLECTIVE_SEQUENCE = Family(
+    "wan_rank_collective_sequence", "gauge",
+    "Sequence number of the collective wan_rank_stalled names (the last one issued when none is in flight), "
+    "read from torch's flight recorder while the rank is stalled: the rank whose number lags is the stuck one.",
+    labels=("model", "rank"), source=SOURCE)
+
+RANK_FAMILIES: tuple[Family, ...] = (
+    RANK_STEP_DURATION_SECONDS, RANK_LAST_STEP_DURATION_SECONDS, RANK_LAST_STEP_TIMESTAMP_SECONDS, RANK_LAST_STEP,
+    RANK_REQUESTS_IN_FLIGHT, RANK_PEAK_MEMORY_BYTES, RANK_STALLED, RANK_COLLECTIVE_SEQUENCE,
+)
 
 FAMILIES: tuple[Family, ...] = (
     REQUESTS, REQUEST_FAILURES, REQUESTS_IN_FLIGHT, REQUEST_DURATION_SECONDS, REQUEST_QUEUE_WAIT_SECONDS,
     REQUEST_STEP_DURATION_SECONDS, REQUEST_PHASE_DURATION_SECONDS, REQUEST_EXPERT_DURATION_SECONDS,
     REQUEST_EXPERT_SWITCH_STEP, REQUEST_FRAMES, REQUEST_VIDEO_SECONDS, REQUEST_PIXELS, REQUEST_PEAK_MEMORY_BYTES,
     REQUEST_OUTPUT_CHECKS, REQUEST_OUTPUT_SANITY_FAILURES, REQUEST_FLOPS, REQUEST_PEAK_FLOPS_PER_SECOND,
+    *RANK_FAMILIES,
 )
 
 # -- histogram buckets (seconds): the defaults, overridable per family by instrument(..., buckets=) --
@@ -140,8 +196,10 @@ BUCKETS = MappingProxyType({
                                           60.0, 120.0, 300.0, 600.0, 1800.0),
     REQUEST_EXPERT_DURATION_SECONDS.name: _LONG,
 })
+BUCKETS = MappingProxyType({**BUCKETS, RANK_STEP_DURATION_SECONDS.name: BUCKETS[REQUEST_STEP_DURATION_SECONDS.name]})
 
 assert set(BUCKETS) == {f.name for f in FAMILIES if f.type == "histogram"}
 
-__all__ = ["BUCKETS", "EXPERTS", "FAILURE_OUTCOMES", "FAILURE_PHASES", "FAMILIES", "OUTCOMES", "OUTPUT_CHECKS",
-           "RESOLUTION_CLASSES", "SOURCE", "TRAFFIC_PHASES", "resolution_class"]
+__all__ = ["BUCKETS", "COLLECTIVES", "EXPERTS", "FAILURE_OUTCOMES", "FAILURE_PHASES", "FAMILIES", "MAX_RANKS",
+           "OUTCOMES", "OUTPUT_CHECKS", "RANK_FAMILIES", "RESOLUTION_CLASSES", "SOURCE", "TRAFFIC_PHASES",
+           "resolution_class"]

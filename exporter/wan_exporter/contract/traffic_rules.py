@@ -17,12 +17,14 @@ JOB_MODEL = "job_model"
 JOB_MODEL_RESOLUTION = "job_model_resolution"
 JOB_MODEL_OUTCOME = "job_model_outcome"
 JOB_MODEL_OUTCOME_PHASE = "job_model_outcome_phase"
+JOB_MODEL_RANK = "job_model_rank"
 
 LEVEL_LABELS = {
     JOB_MODEL: "job, model",
     JOB_MODEL_RESOLUTION: "job, model, resolution",
     JOB_MODEL_OUTCOME: "job, model, outcome",
     JOB_MODEL_OUTCOME_PHASE: "job, model, outcome, phase",
+    JOB_MODEL_RANK: "job, model, rank",
 }
 
 # The window of the dashboard figures: short enough to follow a laptop demo, long enough for rate().
@@ -54,6 +56,14 @@ SECONDS_PER_STEP = _n(JOB_MODEL_RESOLUTION, "wan_request_step_duration_seconds",
 # Model FLOPs of the denoising steps over the seconds spent denoising, and that over the GPU's peak.
 FLOPS_PER_SECOND = _n(JOB_MODEL, "wan_request_flops_per_second", f"ratio_rate{_W}")
 MODEL_FLOPS_UTILIZATION = _n(JOB_MODEL, "wan_request_model_flops_utilization", f"ratio_rate{_W}")
+
+# -- ranks of one generation (a job is one torchrun job: its ranks are the generation's) -----------------
+RANK_SECONDS_PER_STEP = _n(JOB_MODEL_RANK, "wan_rank_step_duration_seconds", f"mean_rate{_W}")
+# Slowest minus fastest rank's mean step time: ranks in lockstep wait for each other inside a step, so this
+# stays near zero unless ranks do unequal work where they do not wait for each other.
+RANK_STEP_SKEW = _n(JOB_MODEL, "wan_rank_step_duration_seconds", f"skew_rate{_W}")
+# How far the last rank trails the first at the end of the same step (heartbeats of equal step index).
+RANK_STEP_END_SKEW = _n(JOB_MODEL, "wan_rank_last_step_timestamp_seconds", "max_minus_min")
 
 
 # -- service level objectives (one rule per window) ------------------------------------------------------
@@ -100,5 +110,5 @@ def slo_names(windows: tuple[str, ...] = DEFAULT_SLO_WINDOWS) -> tuple[str, ...]
 ALL: tuple[str, ...] = (
     *LATENCY_QUANTILE.values(), *QUEUE_WAIT_QUANTILE.values(), REQUESTS_BY_OUTCOME, FAILURES_BY_OUTCOME_PHASE,
     VIDEOS_PER_HOUR, REAL_TIME_FACTOR, PIXELS_PER_SECOND, SECONDS_PER_STEP, FLOPS_PER_SECOND, MODEL_FLOPS_UTILIZATION,
-    *slo_names(),
+    RANK_SECONDS_PER_STEP, RANK_STEP_SKEW, RANK_STEP_END_SKEW, *slo_names(),
 )

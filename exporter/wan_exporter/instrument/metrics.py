@@ -24,6 +24,16 @@ GAUGE_MULTIPROCESS_MODES = MappingProxyType({
     traffic.REQUEST_EXPERT_SWITCH_STEP.name: "mostrecent",
     traffic.REQUEST_PEAK_MEMORY_BYTES.name: "mostrecent",
     traffic.REQUEST_PEAK_FLOPS_PER_SECOND.name: "mostrecent",
+    # Per-rank series carry an explicit rank label, so no pid label is added. What describes a rank
+    # now (in flight, stalled) leaves with its process once the dead process's files are swept
+    # (wan_exporter.instrument.multiprocess); the heartbeat and last figures stay, newest write wins.
+    traffic.RANK_LAST_STEP_DURATION_SECONDS.name: "mostrecent",
+    traffic.RANK_LAST_STEP_TIMESTAMP_SECONDS.name: "mostrecent",
+    traffic.RANK_LAST_STEP.name: "mostrecent",
+    traffic.RANK_PEAK_MEMORY_BYTES.name: "mostrecent",
+    traffic.RANK_REQUESTS_IN_FLIGHT.name: "livesum",
+    traffic.RANK_STALLED.name: "livemostrecent",
+    traffic.RANK_COLLECTIVE_SEQUENCE.name: "livemostrecent",
 })
 
 
@@ -53,6 +63,15 @@ class TrafficMetrics:
         self.sanity_failures = self._make(t.REQUEST_OUTPUT_SANITY_FAILURES)
         self.flops = self._make(t.REQUEST_FLOPS)
         self.peak_flops = self._make(t.REQUEST_PEAK_FLOPS_PER_SECOND)
+        self.rank_step = self._make(t.RANK_STEP_DURATION_SECONDS)
+        self.rank_last_step_duration = self._make(t.RANK_LAST_STEP_DURATION_SECONDS)
+        self.rank_heartbeat = self._make(t.RANK_LAST_STEP_TIMESTAMP_SECONDS)
+        self.rank_last_step = self._make(t.RANK_LAST_STEP)
+        self.rank_in_flight = self._make(t.RANK_REQUESTS_IN_FLIGHT)
+        self.rank_peak_memory = self._make(t.RANK_PEAK_MEMORY_BYTES)
+        self.rank_stalled = self._make(t.RANK_STALLED)
+        self.rank_collective_sequence = self._make(t.RANK_COLLECTIVE_SEQUENCE)
+        self._ranks: set[tuple[str, str]] = set()
 
     def _make(self, fam: Family) -> Any:
         kw: dict[str, Any] = {"labelnames": fam.labels, "registry": self.registry}
@@ -73,6 +92,15 @@ class TrafficMetrics:
         self.in_flight.labels(model)
         for counter in (self.frames, self.video_seconds, self.pixels, self.output_checks):
             counter.labels(model)
+
+    def known_rank(self, model: str, rank: str) -> None:
+        """Export zero for a rank's in-flight and stalled series from its first request on."""
+        with self._lock:
+            if (model, rank) in self._ranks:
+                return
+            self._ranks.add((model, rank))
+        self.rank_in_flight.labels(model, rank)
+        self.rank_stalled.labels(model, rank, "none")
 
 
 _LOCK = threading.Lock()

@@ -19,6 +19,7 @@ from typing import Any
 from ..measure import phases as measure
 from ..contract import traffic
 from .metrics import TrafficMetrics
+from .ranks import WATCH, Beat, Ranks
 
 log = logging.getLogger(__name__)
 _CURRENT: contextvars.ContextVar["Request | None"] = contextvars.ContextVar("wan_exporter_request", default=None)
@@ -48,11 +49,21 @@ def classify(exc: BaseException | None, run: measure.Run | None) -> str:
 
 
 class Request:
-    """What one request did; recorded into ``metrics`` once, when it closes."""
+    """What one request did; recorded into ``metrics`` once, when it closes.
+
+    On a generation spread over ranks, every rank opens its own Request: the rank's series
+    (steps, heartbeat, stall) are recorded on each, the request's own figures only on the output rank.
+    """
 
     def __init__(self, model: str, metrics: TrafficMetrics, enqueued_at: float | None = None,
-                 width: int | None = None, height: int | None = None, fps: float | None = None) -> None:
+                 width: int | None = None, height: int | None = None, fps: float | None = None,
+                 ranks: Ranks | None = None, stall_after: float | None = None, device: str = "cpu") -> None:
         self.model, self.metrics = str(model), metrics
+        self.ranks = ranks if ranks is not None else Ranks()
+        self.stall_after = stall_after
+        self.device = device
+        self._beat: Beat | None = None
+        self._heartbeat: tuple[Any, Any] | None = None
         self.enqueued_at = enqueued_at
         self.width, self.height, self.fps = width, height, fps
         self.frames: int | None = None
@@ -79,6 +90,37 @@ class Request:
         self.height = height if height is not None else self.height
         self.fps = fps if fps is not None else self.fps
 
+    def step(self, total: int | None = None) -> None:
+        """Mark the end of one denoising step of a loop that is not a diffusers pipeline call.
+
+        The first step is timed from the block's start (or from the pipeline's own step clock when
+        one runs inside). ``total``: the loop's step count, so the wait after the last step (the
+        output rank decoding, the others in a barrier) is not taken for a stall.
+        """
+        run = self.run
+        if run is None:
+            run = self.run = measure.Run(torch=sys.modules.get("torch"), device=self.device, step_times=True,
+                                         steps=int(total or 0), progress=self.on_progress)
+            run.denoise_begins(self._t0)
+        elif total and not run.steps:
+            run.steps = int(total)
+        run.step_end(None, run.steps_done(), None)
+
+    def on_progress(self, event: dict[str, Any]) -> None:
+        """The run's progress events: a step ended or a phase began. The rank's heartbeat; cheap, never raises."""
+        beat = self._beat
+        if beat is not None:
+            beat.progress()
+        if event.get("event") == "step" and self._heartbeat is not None:
+            heartbeat, last_step = self._heartbeat
+            step = event.get("step", 0)
+            heartbeat.set(time.time())
+            last_step.set(step)
+            if beat is not None and step >= (event.get("steps") or step + 1):
+                beat.stepping = False  # what follows the last step is no step: not watched
+        elif beat is not None and event.get("phase") in ("vae_decode", "postprocess"):
+            beat.stepping = False
+
     def __enter__(self) -> "Request":
         self.open()
         self._token = _CURRENT.set(self)
@@ -95,11 +137,20 @@ class Request:
 
     def open(self) -> None:
         self._t0 = time.perf_counter()
-        m = self.metrics
-        m.known(self.model)
-        if self.enqueued_at is not None:
-            m.queue_wait.labels(self.model).observe(max(0.0, time.time() - float(self.enqueued_at)))
-        m.in_flight.labels(self.model).inc()
+        m, r = self.metrics, self.ranks.label
+        if self.ranks.is_output:
+            m.known(self.model)
+            if self.enqueued_at is not None:
+                m.queue_wait.labels(self.model).observe(max(0.0, time.time() - float(self.enqueued_at)))
+            m.in_flight.labels(self.model).inc()
+        m.known_rank(self.model, r)
+        m.rank_in_flight.labels(self.model, r).inc()
+        # The heartbeat's two gauges, looked up once: each step then costs two sets.
+        self._heartbeat = (m.rank_heartbeat.labels(self.model, r), m.rank_last_step.labels(self.model, r))
+        self._heartbeat[1].set(0)
+        if self.stall_after:
+            self._beat = Beat(self.model, r, m, self.stall_after)
+            WATCH.add(self._beat)
 
     def on_device(self, device: str) -> None:
         """Note the CUDA device this request runs on and reset its peak if it runs there alone."""
@@ -150,7 +201,11 @@ class Request:
         except Exception:  # noqa: BLE001
             log.exception("recording a request of %s failed", self.model)
         finally:
-            self.metrics.in_flight.labels(self.model).dec()
+            if self._beat is not None:
+                WATCH.remove(self._beat)
+            if self.ranks.is_output:
+                self.metrics.in_flight.labels(self.model).dec()
+            self.metrics.rank_in_flight.labels(self.model, self.ranks.label).dec()
 
     # ---- recording
 
@@ -163,11 +218,30 @@ class Request:
         phase = run.failed_phase or run.where()
         return phase if phase in traffic.FAILURE_PHASES else "other"
 
+    def _record_rank(self, steps: list[float]) -> None:
+        m, model, r = self.metrics, self.model, self.ranks.label
+        if steps:
+            hist = m.rank_step.labels(model, r)
+            for d in steps:
+                hist.observe(d)
+            m.rank_last_step_duration.labels(model, r).set(steps[-1])
+        if self._device is not None:
+            if self.peak_memory is not None:
+                m.rank_peak_memory.labels(model, r).set(self.peak_memory)
+            else:
+                try:
+                    m.rank_peak_memory.remove(model, r)
+                except KeyError:
+                    pass
+
     def _record(self, outcome: str, duration: float, error: BaseException | None) -> None:
         m, model = self.metrics, self.model
+        steps = self.run.step_durations() if self.run is not None else []
+        self._record_rank(steps)
+        if not self.ranks.is_output:
+            return  # the generation is counted once, on the rank that returns the video
         m.requests.labels(model, outcome).inc()
         resolution = traffic.resolution_class(self.width, self.height) if self.width and self.height else "other"
-        steps = self.run.step_durations() if self.run is not None else []
         if steps:  # every step that ran is a step, whatever the request's outcome
             step_hist = m.step.labels(model, resolution)
             for d in steps:
@@ -198,7 +272,8 @@ class Request:
             if self.width and self.height:
                 m.pixels.labels(model).inc(int(self.width) * int(self.height) * int(self.frames))
         if self.peak is not None:
-            m.peak_flops.labels(model, self.peak[0]).set(self.peak[1])
+            # A generation over N ranks runs on N such GPUs: utilisation's denominator is all of them.
+            m.peak_flops.labels(model, self.peak[0]).set(self.peak[1] * self.ranks.world_size)
         if self._device is not None:
             if self.peak_memory is not None:
                 m.peak_memory.labels(model).set(self.peak_memory)

@@ -19,6 +19,7 @@ from ..measure import phases as measure
 from ..contract import traffic
 from .efficiency import StepFlops, peak, videos
 from .metrics import TrafficMetrics, for_registry
+from .ranks import DEFAULT_STALL_AFTER, check, resolve
 from .request import Request, current
 
 log = logging.getLogger(__name__)
@@ -31,8 +32,12 @@ _CLASSES_LOCK = threading.Lock()
 class Instrumentation:
     """What ``instrument()`` attached to one pipeline: its model label, metrics and call signature."""
 
-    def __init__(self, pipe: Any, model: str, metrics: TrafficMetrics, fps: float | None, sample_outputs: float) -> None:
+    def __init__(self, pipe: Any, model: str, metrics: TrafficMetrics, fps: float | None, sample_outputs: float,
+                 ranks: tuple[int | None, int | None, int | None] = (None, None, None),
+                 stall_after: float | None = DEFAULT_STALL_AFTER) -> None:
         self.model, self.metrics = model, metrics
+        self.ranks = ranks  # (rank, world_size, output_rank) as given; the rest from torch.distributed per call
+        self.stall_after = stall_after
         self.fps = float(fps) if fps else _default_fps(pipe)
         self.sample_outputs = float(sample_outputs)
         base = getattr(type(pipe), "_wan_exporter_base", type(pipe))
@@ -78,12 +83,13 @@ class Instrumentation:
     def call(self, pipe: Any, base_call: Callable[..., Any], args: tuple, kwargs: dict) -> Any:
         outer = current()
         own = outer is None or outer.model != self.model or outer.run is not None
-        req = Request(self.model, self.metrics, fps=self.fps) if own else outer
+        req = Request(self.model, self.metrics, fps=self.fps, ranks=resolve(*self.ranks),
+                      stall_after=self.stall_after) if own else outer
         if req.fps is None:
             req.fps = self.fps
         if own:
             req.open()
-        run = measure.Run(torch=sys.modules.get("torch"), step_times=True)
+        run = measure.Run(torch=sys.modules.get("torch"), step_times=True, progress=req.on_progress)
         req.run = run
         error: BaseException | None = None
         try:
@@ -213,7 +219,9 @@ def _instrumented_class(cls: type) -> type:
 
 
 def instrument(pipe: Any, model: str, registry: Any = None, *, fps: float | None = None,
-               sample_outputs: float = 0.0, buckets: Mapping[str, tuple[float, ...]] | None = None) -> Any:
+               sample_outputs: float = 0.0, buckets: Mapping[str, tuple[float, ...]] | None = None,
+               rank: int | None = None, world_size: int | None = None, output_rank: int | None = None,
+               stall_after: float | None = DEFAULT_STALL_AFTER) -> Any:
     """Measure every call of ``pipe`` into the traffic metrics; returns the same pipeline.
 
     ``model``: the ``model`` label (1-64 of ``[A-Za-z0-9_.-]``). ``registry``: a
@@ -222,11 +230,20 @@ def instrument(pipe: Any, model: str, registry: Any = None, *, fps: float | None
     successful requests whose returned frames are checked (finite, not black, not frozen);
     0 checks none. ``buckets``: histogram buckets by family name, replacing the contract's.
     Instrumenting the same pipeline again changes nothing.
+
+    Several ranks per generation (torchrun): ``rank`` and ``world_size`` default to
+    torch.distributed's when it is initialised at call time (else 0 of 1); ``output_rank`` is the
+    rank whose call counts the request (0 by default; -1 for the last rank, as xDiT returns
+    there). ``stall_after``: seconds without step progress before a rank is reported stalled
+    (None or 0: no stall watch, and no thread).
     """
     if not isinstance(model, str) or not _MODEL.match(model):
         raise ValueError(f"model must be 1-64 characters of [A-Za-z0-9_.-], got {model!r}")
     if not 0.0 <= float(sample_outputs) <= 1.0:
         raise ValueError(f"sample_outputs is a share of requests between 0 and 1, got {sample_outputs!r}")
+    check(rank, world_size, output_rank)
+    if stall_after is not None and not float(stall_after) >= 0:
+        raise ValueError(f"stall_after is seconds >= 0 (or None), got {stall_after!r}")
     if not callable(pipe) or not hasattr(pipe, "__dict__"):
         raise TypeError(f"instrument() takes a diffusers pipeline, got {type(pipe).__name__}")
     existing = pipe.__dict__.get(_ATTR)
@@ -237,7 +254,7 @@ def instrument(pipe: Any, model: str, registry: Any = None, *, fps: float | None
     metrics = for_registry(registry, buckets)
     metrics.known(model)
     measure.install(pipe, image_mode=hasattr(pipe, "encode_image"), postprocess=True)
-    state = Instrumentation(pipe, model, metrics, fps, sample_outputs)
+    state = Instrumentation(pipe, model, metrics, fps, sample_outputs, (rank, world_size, output_rank), stall_after)
     pipe.__class__ = _instrumented_class(type(pipe))
     pipe.__dict__[_ATTR] = state
     return pipe

@@ -221,6 +221,10 @@ class Run:
                     self._boundary = [EXPERTS[0] if x >= boundary else EXPERTS[1] for x in ts]
         return self._boundary[i] if i < len(self._boundary) else ""
 
+    def steps_done(self) -> int:
+        """Steps ended so far in a step-timed run (no device wait)."""
+        return max(0, len(self._marks) - 1)
+
     def step_durations(self) -> list[float]:
         """Seconds per step, from the start of denoising (call after the run ended)."""
         m = self._marks
