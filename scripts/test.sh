@@ -27,5 +27,19 @@ echo "==> installing Python dependencies"
 # The tested versions (README "Tested versions"), pinned in constraints.txt.
 "$PY" -m pip install -q -c constraints.txt -e '.[test]'
 
+# The current Prometheus, Alertmanager and VictoriaMetrics, built from source (cached; only when
+# missing). Their paths go to the tests as WAN_PEER_<NAME> (tests/support/peers.py).
+echo "==> building the peers (scripts/peers.sh; cached in ~/.cache/wan-exporter/peers)"
+if peers=$(bash scripts/peers.sh); then
+  while IFS='=' read -r name path; do
+    [ -n "$name" ] && export "WAN_PEER_$(printf '%s' "$name" | tr 'a-z-' 'A-Z_')=$path"
+  done <<<"$peers"
+elif [ "${CI:-}" = "true" ]; then
+  echo "scripts/peers.sh failed; under CI=true the tests that need the built peers would fail" >&2
+  exit 1
+else
+  echo "warning: scripts/peers.sh failed; the tests that need the built peers will skip" >&2
+fi
+
 echo "==> running the test suite"
 exec "$PY" -m pytest "$@"
