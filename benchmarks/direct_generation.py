@@ -3,8 +3,8 @@
 ``python3 -m benchmarks.direct_generation REQUEST.json`` prints one JSON line (two generations:
 the first and a warm one); with ``--serve`` it stays up and generates once per ``gen`` line on
 stdin, answering one JSON line each. The pipeline is
-loaded exactly as the benchmark child loads it (:func:`wan_exporter.bench.pipeline.load_pipeline`
-and :func:`~wan_exporter.bench.pipeline.place`: same weights, dtypes and device; loading is
+loaded exactly as the benchmark child loads it (:func:`wan_exporter.load.pipeline.load_pipeline`
+and :func:`~wan_exporter.load.pipeline.place`: same weights, dtypes and device; loading is
 outside both measured figures), then ``pipe(...)`` is called with the child's inputs
 (prompt, size, frames, steps, guidance, seed, ``output_type="np"``) and nothing else: no
 wrapped methods, no step callback, no progress messages. Each call is timed with
@@ -22,7 +22,8 @@ def main(argv: list[str]) -> int:
     t_start = time.perf_counter()
     serve = "--serve" in argv
     request = json.loads(open([a for a in argv if a != "--serve"][0]).read())
-    from wan_exporter.bench import pipeline, sanity
+    from wan_exporter.load import pipeline
+    from wan_exporter.measure import sanity
     from wan_exporter.bench.request import normalise_request
 
     pipeline.offline_env()

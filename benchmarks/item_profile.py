@@ -164,7 +164,7 @@ def run(ctx: Context) -> ItemResult:
         res.notes += notes
     res.tables.append(in_process(ctx, work))
     res.notes.append("The in-process table is what one render costs, wherever it runs. Since /metrics is served "
-                     "pre-rendered (wan_exporter/exposition.py), renders run in the exporter's metrics-prerender thread "
+                     "pre-rendered (wan_exporter/web/exposition.py), renders run in the exporter's metrics-prerender thread "
                      "ahead of periodic scrapes, and the py-spy table (request threads only) shows what is left in the "
                      "scrape itself. Before that change rendering was about 90% of the request threads' samples.")
     return res

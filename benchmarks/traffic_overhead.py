@@ -19,7 +19,9 @@ import time
 def main(argv: list[str]) -> int:
     model_dir, device = argv[0], argv[1]
     w, h, frames, steps, n = (int(x) for x in argv[2:7])
-    from wan_exporter.bench import measure, pipeline, sanity
+    from wan_exporter.measure import phases as measure
+    from wan_exporter.load import pipeline
+    from wan_exporter.measure import sanity
     from wan_exporter.bench.request import normalise_request
 
     pipeline.offline_env()

@@ -35,7 +35,7 @@ from typing import Any
 
 from wan_exporter import catalog
 from wan_exporter.bench import child, runner
-from wan_exporter.bench.efficiency import compute
+from wan_exporter.measure.efficiency import compute
 from wan_exporter.childproc import ChildOutcome
 from wan_exporter.config import parse_config
 

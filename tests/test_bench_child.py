@@ -20,7 +20,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 from wan_exporter import tiny  # noqa: E402
-from wan_exporter.bench import sanity  # noqa: E402
+from wan_exporter.measure import sanity  # noqa: E402
 from wan_exporter.bench.child import child_main, classify, conditioning_image, run_benchmark  # noqa: E402
 from wan_exporter.health.loadcheck import load_check  # noqa: E402
 

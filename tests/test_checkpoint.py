@@ -13,9 +13,10 @@ import numpy as np
 import pytest
 from safetensors.numpy import save_file
 
-from wan_exporter import catalog, checkpoint
-from wan_exporter.checkpoint import HeaderError, compare_with_catalog, derive_facts, read_safetensors_header
-from wan_exporter.safetensors_header import dtype_name, read_header
+from wan_exporter import catalog
+from wan_exporter.checkpoint import facts as checkpoint
+from wan_exporter.checkpoint.facts import HeaderError, compare_with_catalog, derive_facts, read_safetensors_header
+from wan_exporter.scan.safetensors_header import dtype_name, read_header
 
 EXPORTER_DIR = Path(__file__).resolve().parents[1] / "exporter"
 
@@ -307,7 +308,7 @@ def test_deriving_facts_never_imports_torch(tmp_path: Path) -> None:
     """The exporter process derives facts; it must stay free of the heavy stack."""
     _layout(tmp_path)
     code = (
-        "import sys; from wan_exporter.checkpoint import derive_facts;"
+        "import sys; from wan_exporter.checkpoint.facts import derive_facts;"
         f"f = derive_facts({str(tmp_path)!r}); assert f.experts == 2, f;"
         "heavy = [m for m in ('torch', 'diffusers', 'numpy', 'safetensors') if m in sys.modules];"
         "assert not heavy, heavy"

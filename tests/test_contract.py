@@ -19,7 +19,7 @@ from prometheus_client import generate_latest
 from test_metrics_golden import CONFIG, T0, fixed_snapshot
 from wan_exporter import contract
 from wan_exporter.app import App
-from wan_exporter.checkpoint import CheckpointFacts
+from wan_exporter.checkpoint.facts import CheckpointFacts
 from wan_exporter.config import Thresholds, parse_config
 from wan_exporter.contract import Family, rules, thresholds
 from wan_exporter.state import BenchmarkResult, CheckResult, HealthIssue, frozen_map

@@ -8,8 +8,9 @@ import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
 from support.procs import parse_metrics, sample
-from wan_exporter import catalog, flops
-from wan_exporter.bench.efficiency import EfficiencyFigures, compute
+from wan_exporter import catalog
+from wan_exporter.measure import flops
+from wan_exporter.measure.efficiency import EfficiencyFigures, compute
 from wan_exporter.config import parse_config
 from wan_exporter.state import BenchmarkAggregate, BenchmarkResult, Snapshot, frozen_map
 

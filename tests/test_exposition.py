@@ -8,7 +8,7 @@ import time
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 
-from wan_exporter.exposition import PrerenderedMetrics
+from wan_exporter.web.exposition import PrerenderedMetrics
 
 OM = "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5"
 

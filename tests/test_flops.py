@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import pytest
 
-from wan_exporter import catalog, flops
-from wan_exporter.checkpoint import derive_facts
+from wan_exporter import catalog
+from wan_exporter.measure import flops
+from wan_exporter.checkpoint.facts import derive_facts
 
 # The formula counts exactly what the counter counts (matmuls and the patch convolution); the
 # tolerance only leaves room for a diffusers release that adds a small projection.

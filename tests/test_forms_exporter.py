@@ -137,7 +137,7 @@ def test_single_file_and_gguf_transformers_benchmark_through_diffusers_loaders(
 
 def test_fp8_scaled_files_are_skipped_because_diffusers_drops_their_scales(diffusers_base: Path,
                                                                              tmp_path: Path) -> None:
-    from wan_exporter.bench.forms import skip_reason
+    from wan_exporter.load.forms import skip_reason
     from wan_exporter.config import ModelConfig
 
     files = tuple(str(p) for p in tiny_forms.single_files(tmp_path / "f", "fp8_scaled"))
@@ -164,7 +164,7 @@ def test_the_benchmark_request_names_the_single_files_around_the_base(tmp_path: 
 def test_two_files_that_both_look_like_one_expert_are_skipped_not_one_dropped(tmp_path: Path, caplog) -> None:
     import shutil
 
-    from wan_exporter.bench.forms import skip_reason
+    from wan_exporter.load.forms import skip_reason
     from wan_exporter.config import ModelConfig
 
     high, _low = tiny_forms.gguf_files(tmp_path / "f")

@@ -65,7 +65,7 @@ def test_a_benchmark_on_a_lost_gpu_is_skipped_and_the_other_gpu_still_runs():
 
 
 def test_peak_memory_ratio_is_over_the_gpu_the_run_reported():
-    from wan_exporter.bench.collector import memory_total_for
+    from wan_exporter.collectors.benchmark import memory_total_for
     from wan_exporter.state import BenchmarkResult, Snapshot
 
     r = BenchmarkResult(model="m", profile="p", success=True, started_at=0, finished_at=1, device="cuda:0",

@@ -152,7 +152,7 @@ def test_hf_cache_layout_of_the_official_repo_is_checked_against_blob_names(buil
 
 
 def test_modelscope_layout_is_found_and_recorded(built: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from wan_exporter import locate
+    from wan_exporter.checkpoint import locate
 
     monkeypatch.setenv("MODELSCOPE_CACHE", str(tmp_path / "ms"))
     d = tiny_forms.modelscope_cache(tmp_path / "ms", "Wan-AI/Wan2.2-T2V-A14B", built["official"])
@@ -267,8 +267,8 @@ def test_pth_with_undecodable_member_name_is_header_invalid(built: dict, tmp_pat
 
 @pytest.mark.parametrize("form", ("official", "fp16", "gguf"))
 def test_single_files_give_the_geometry_a_flops_count_needs(built: dict, form: str) -> None:
-    from wan_exporter import flops
-    from wan_exporter.checkpoint import derive_facts
+    from wan_exporter.measure import flops
+    from wan_exporter.checkpoint.facts import derive_facts
 
     shape = flops.shape_from_config(derive_facts(built[form]).transformer_config)
     assert shape is not None and (shape.dim, shape.ffn_dim, shape.num_layers) == (24, 32, 2)

@@ -11,8 +11,8 @@ from test_health_fixtures import SHARDS, write_model
 from wan_exporter.collectors import SnapshotCollector
 from wan_exporter.config import Config, ModelConfig
 from wan_exporter.health import hashing, headers, layout
-from wan_exporter.health.collector import HealthFigures
-from wan_exporter.health.issues import CHECKS, ISSUE_KINDS
+from wan_exporter.collectors.health import HealthFigures
+from wan_exporter.findings import CHECKS, ISSUE_KINDS
 from wan_exporter.health.subsystem import publish
 from wan_exporter.health.verdict import STATUSES
 from wan_exporter.state import Store

@@ -281,7 +281,7 @@ def test_callers_step_callback_still_runs_chained_with_its_tensor_inputs(a14b):
 
 
 def test_image_to_video_two_experts_and_ti2v_image_mode_are_measured():
-    from wan_exporter.bench.pipeline import as_image_pipeline
+    from wan_exporter.load.pipeline import as_image_pipeline
     from wan_exporter.bench.request import conditioning_image
 
     reg = CollectorRegistry()
@@ -296,7 +296,8 @@ def test_image_to_video_two_experts_and_ti2v_image_mode_are_measured():
     assert value(reg, "wan_request_expert_duration_seconds_count", model="i2v-a14b", expert="low_noise") == 1
     assert value(reg, "wan_request_expert_duration_seconds_count", model="ti2v-5b", expert="high_noise") == 0
     assert value(reg, "wan_request_video_seconds_total", model="ti2v-5b") == pytest.approx(FRAMES / 24)
-    from wan_exporter import catalog, flops
+    from wan_exporter import catalog
+    from wan_exporter.measure import flops
 
     for model, pipe, kind, per_token in (("i2v-a14b", i2v, "tiny-wan2.2-i2v-a14b", False),
                                          ("ti2v-5b", ti2v, "tiny-wan2.2-ti2v-5b", True)):
@@ -306,7 +307,8 @@ def test_image_to_video_two_experts_and_ti2v_image_mode_are_measured():
 
 
 def test_request_flops_are_flops_py_figure_per_step_times_steps_of_successful_requests_and_no_peak_on_cpu():
-    from wan_exporter import catalog, flops
+    from wan_exporter import catalog
+    from wan_exporter.measure import flops
 
     reg = CollectorRegistry()
     pipe = instrument(tiny_pipe("tiny-wan2.1-t2v"), model="t2v", registry=reg)
@@ -395,7 +397,7 @@ def test_a_failure_while_recording_never_reaches_the_caller_nor_replaces_its_exc
 
 
 def test_a_failing_output_check_never_fails_the_pipeline_call(monkeypatch, caplog):
-    from wan_exporter.bench import sanity
+    from wan_exporter.measure import sanity
 
     def broken(arr: Any) -> Any:
         raise RuntimeError("the check itself failed")
@@ -410,7 +412,7 @@ def test_a_failing_output_check_never_fails_the_pipeline_call(monkeypatch, caplo
 
 
 def test_a_requests_peak_is_read_while_no_other_request_can_join_its_device(monkeypatch):
-    from wan_exporter.bench import measure
+    from wan_exporter.measure import phases as measure
     from wan_exporter.instrument import request as rq
 
     held: list[bool] = []

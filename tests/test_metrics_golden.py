@@ -19,7 +19,7 @@ from prometheus_client.openmetrics import exposition as openmetrics
 
 from wan_exporter.app import App
 from wan_exporter.config import parse_config
-from wan_exporter.server import make_app
+from wan_exporter.web.server import make_app
 from wan_exporter.state import (BenchmarkAggregate, BenchmarkResult, CheckResult, CollectorStatus, GpuReading,
                                 HealthIssue, HostReading, JobStatus, Snapshot, frozen_map)
 
@@ -94,7 +94,7 @@ def _pinned(text: str) -> str:
 
 def served(accept: str | None, gzipped: bool = False) -> tuple[str, str]:
     """(Content-Type, body) as a scrape gets them: GET /metrics on the exporter's own endpoints,
-    wired as App.start wires them, so the body is the pre-rendered bytes of wan_exporter.exposition."""
+    wired as App.start wires them, so the body is the pre-rendered bytes of wan_exporter.web.exposition."""
     cfg = parse_config(CONFIG)
     app = App(cfg)
     app.store.update(lambda s: fixed_snapshot())

@@ -15,10 +15,10 @@ import yaml
 from prometheus_client import CollectorRegistry
 
 from wan_exporter.bench import aggregate
-from wan_exporter.bench.collector import BenchmarkFigures
+from wan_exporter.collectors.benchmark import BenchmarkFigures
 from wan_exporter.collectors import SnapshotCollector
 from wan_exporter.config import DEFAULT_BUCKETS, RUNBOOK_BASE, Config, ConfigError, ModelConfig, Profile, parse_config
-from wan_exporter.health.collector import HealthFigures
+from wan_exporter.collectors.health import HealthFigures
 from wan_exporter.state import (BenchmarkAggregate, BenchmarkResult, CheckResult, CollectorStatus, GpuReading,
                                 HealthIssue, HostReading, JobStatus, Snapshot, frozen_map)
 from wan_exporter.status import StatusPages, html, model
@@ -300,7 +300,7 @@ def test_a_scrape_never_waits_on_the_page():
     import threading
     import urllib.request
 
-    from wan_exporter.server import HttpServer, make_app
+    from wan_exporter.web.server import HttpServer, make_app
 
     release = threading.Event()
     entered = threading.Event()

@@ -37,7 +37,7 @@ def _file_hashes(d: Path) -> dict[str, str]:
 
 
 def test_importing_tiny_and_sanity_never_imports_torch() -> None:
-    code = "import sys, wan_exporter.tiny, wan_exporter.bench.sanity; assert 'torch' not in sys.modules, 'torch imported'"
+    code = "import sys, wan_exporter.tiny, wan_exporter.measure.sanity; assert 'torch' not in sys.modules, 'torch imported'"
     env = {**os.environ, "PYTHONPATH": str(ROOT / "exporter")}
     proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
@@ -73,7 +73,7 @@ def test_only_wan21_i2v_has_a_clip_image_encoder(built: dict[str, Path]) -> None
 
 def test_each_kind_loads_back_with_the_real_pipeline_class(built: dict[str, Path]) -> None:
     import diffusers
-    from wan_exporter.bench.pipeline import load_pipeline
+    from wan_exporter.load.pipeline import load_pipeline
 
     for kind, path in built.items():
         cls, experts, ratio, expand, in_ch, z_dim = EXPECTED[kind]
@@ -88,7 +88,7 @@ def test_each_kind_loads_back_with_the_real_pipeline_class(built: dict[str, Path
 
 def test_reloaded_weights_equal_the_built_ones(built: dict[str, Path]) -> None:
     import torch
-    from wan_exporter.bench.pipeline import load_pipeline
+    from wan_exporter.load.pipeline import load_pipeline
 
     fresh = tiny.make_pipeline("tiny-wan2.2-t2v-a14b")
     loaded = load_pipeline({"model_dir": str(built["tiny-wan2.2-t2v-a14b"]), "pipeline": "WanPipeline",

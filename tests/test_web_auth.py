@@ -12,7 +12,7 @@ import bcrypt
 import pytest
 
 from support.web_certs import CA
-from wan_exporter.webconfig import WebSecurity, parse_basic_auth
+from wan_exporter.web.config import WebSecurity, parse_basic_auth
 
 COST = 4
 

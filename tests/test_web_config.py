@@ -15,7 +15,7 @@ from support.procs import REPO, exporter_env
 from support.web_certs import CA
 from support.tools import require_tool
 from wan_exporter.config import ConfigError
-from wan_exporter.webconfig import WebSecurity, build_ssl_context, parse_web_config, read_web_config
+from wan_exporter.web.config import WebSecurity, build_ssl_context, parse_web_config, read_web_config
 
 HASH = "$2y$04$Ktk9q0qQb0H6oLe3lQx6U.3E1nUXYbz4Fb7UcT6rXo5KH5rjuDmH6"  # bcrypt-shaped; never verified here
 TLS = "tls_server_config:\n  cert_file: s.crt\n  key_file: s.key\n"
@@ -230,11 +230,11 @@ def test_bad_web_config_stops_the_exporter_before_it_serves(tmp_path):
 
 def test_check_command_for_web_configs(pki, tmp_path):
     good = _substituted(REPO / "examples" / "web-config.yml", pki, tmp_path)
-    r = _run("wan_exporter.webconfig", str(good))
+    r = _run("wan_exporter.web.config", str(good))
     assert r.returncode == 0 and "valid (tls=on, client_auth_type=RequireAndVerifyClientCert, users=1)" in r.stdout
     bad = tmp_path / "bad.yml"
     bad.write_text("http_server_config:\n  headers:\n    X-Frame-Options: allow\n")
-    r = _run("wan_exporter.webconfig", str(bad))
+    r = _run("wan_exporter.web.config", str(bad))
     assert r.returncode == 1 and "http_server_config.headers.X-Frame-Options: invalid value" in r.stderr
 
 

@@ -1,6 +1,6 @@
 """Request limits of the HTTP server, on a real server on loopback with small limits.
 
-The server is the exporter's own (:class:`wan_exporter.server.HttpServer` over ``make_app``);
+The server is the exporter's own (:class:`wan_exporter.web.server.HttpServer` over ``make_app``);
 only the limits are made small, and a collector that blocks stands in for slow work.
 """
 
@@ -16,7 +16,7 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.core import GaugeMetricFamily
 
 from support.procs import http_get, wait_for
-from wan_exporter.server import HttpServer, Limits, make_app
+from wan_exporter.web.server import HttpServer, Limits, make_app
 
 
 class GatedCollector:
@@ -246,7 +246,7 @@ def test_requests_reuse_kept_threads_instead_of_starting_one_each(server_factory
 
 
 def test_a_request_whose_thread_could_not_start_is_never_served_later(monkeypatch):
-    from wan_exporter.server import _Workers
+    from wan_exporter.web.server import _Workers
 
     served: list[str] = []
     workers = _Workers(2, served.append)

@@ -20,8 +20,8 @@ from prometheus_client.core import GaugeMetricFamily
 from support.procs import http_get, wait_for
 from support.web_certs import CA
 from support.web_procs import client_context, https_get
-from wan_exporter.server import HttpServer, Limits, make_app
-from wan_exporter.webconfig import WebSecurity
+from wan_exporter.web.server import HttpServer, Limits, make_app
+from wan_exporter.web.config import WebSecurity
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -14,8 +14,8 @@ from prometheus_client import CollectorRegistry
 from support.procs import http_get
 from support.web_certs import CA
 from support.web_procs import client_context, https_get
-from wan_exporter.server import HttpServer, Limits, make_app
-from wan_exporter.webconfig import WebSecurity, peer_sans, san_allowed
+from wan_exporter.web.server import HttpServer, Limits, make_app
+from wan_exporter.web.config import WebSecurity, peer_sans, san_allowed
 
 
 @pytest.fixture(scope="module")

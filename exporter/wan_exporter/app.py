@@ -30,7 +30,7 @@ from .nvml import NvmlReader
 from .pollers import CheckpointPoller, GpuPoller, HostPoller
 from .scan.cache import ScanCache
 from .scheduler import Jobs
-from .server import HttpServer, make_app
+from .web.server import HttpServer, make_app
 from .state import Store
 from .status import StatusPages
 
@@ -114,7 +114,7 @@ class App:
         self.snapshot_collector = SnapshotCollector(self.store, self.config, parts)
         self.registry.register(self.snapshot_collector)
         self.server: HttpServer | None = None
-        self.metrics_cache = None  # the pre-rendered /metrics (wan_exporter.exposition), once serving
+        self.metrics_cache = None  # the pre-rendered /metrics (wan_exporter.web.exposition), once serving
         self._reload_lock = threading.Lock()
         self.clockwatch = ClockWatch(self.store, self.jobs.reschedule_all)
         self.store.set(config_last_reload_success=True, config_last_reload_at=time.time())

@@ -2,7 +2,7 @@
 
 Figures are the authors' published ones (Wan-Video/Wan2.1, Wan-Video/Wan2.2 READMEs and
 configs, diffusers docs). What a checkpoint on disk says about itself is derived
-separately (:mod:`wan_exporter.checkpoint`); disagreements are health findings.
+separately (:mod:`wan_exporter.checkpoint.facts`); disagreements are health findings.
 
 Rules kept here: a figure nobody published is left out (empty mapping or ``None``), never
 estimated; ``precisions[0]`` is the native precision; ``size_multiple`` equals the total

@@ -172,7 +172,7 @@ def location_warnings(path: str) -> list[str]:
 
     Found by the exporter's own lookup (``pollers.resolve_model_dir``) on the file as typed, even
     when other parts of it are invalid."""
-    from . import hfcache
+    from .checkpoint import hfcache
     from .config import Config, load_typed, load_yaml_mapping
     from .pollers import resolve_model_dir
 
@@ -284,7 +284,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     wrapper = None
     if args.web_config_file:
         try:
-            from .webconfig import make_wrapper
+            from .web.config import make_wrapper
 
             wrapper = make_wrapper(args.web_config_file)
         except Exception as e:  # noqa: BLE001 - reported and fatal at start: never serve unprotected

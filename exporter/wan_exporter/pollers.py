@@ -15,7 +15,8 @@ from typing import Callable
 
 import psutil
 
-from . import checkpoint, locate
+from .checkpoint import facts as checkpoint
+from .checkpoint import locate
 from . import scan as scanning
 from .scan.cache import ScanCache
 from .config import Config, ModelConfig

@@ -250,7 +250,7 @@ def hf_cache(cache: Path, repo_id: str, src: Path) -> Path:
 
 def modelscope_cache(cache: Path, repo_id: str, src: Path) -> Path:
     """Copy ``src`` where ``modelscope download`` puts a model: ``<cache>/models/<org>/<name>``."""
-    from .locate import modelscope_dir
+    from .checkpoint.locate import modelscope_dir
 
     dest = modelscope_dir(repo_id, str(cache))
     shutil.copytree(src, dest, dirs_exist_ok=True)

@@ -20,12 +20,13 @@ import time
 import traceback
 from typing import Any
 
-from . import faults, measure, warm
+from . import faults, warm
+from ..measure import phases as measure
 from .export import export_phase
 from .faults import FAULTS
-from .measure import PHASES, Progress, Run, detail, emit, is_cuda
+from ..measure.phases import PHASES, Progress, Run, detail, emit, is_cuda
 from ..contract.labels import CHILD_FAILURE_REASONS as REASONS
-from .pipeline import CudaUnavailable, as_image_pipeline, device_order_env, load_pipeline, offline_env, place
+from ..load.pipeline import CudaUnavailable, as_image_pipeline, device_order_env, load_pipeline, offline_env, place
 from .request import call_kwargs, conditioning_image, empty_result, normalise_request
 
 _DETAIL_MAX = 2000
@@ -139,7 +140,7 @@ def _generate(pipe: Any, req: dict[str, Any], image: Any, run: Run, fault: str) 
 def _measured_generation(torch: Any, pipe: Any, req: dict[str, Any], image: Any, run: Run,
                          result: dict[str, Any]) -> Any:
     """The generation the benchmark reports: timed, memory-peaked, energy-metered, sanity-checked."""
-    from . import sanity
+    from ..measure import sanity
 
     device = str(req["device"])
     measure.reset_peak(torch, device)
@@ -161,7 +162,7 @@ def _measured_generation(torch: Any, pipe: Any, req: dict[str, Any], image: Any,
 def _repeat(torch: Any, pipe: Any, req: dict[str, Any], image: Any, result: dict[str, Any],
             progress: Progress | None) -> None:
     """Same seed again: identical uint8 frames means the setup is deterministic."""
-    from . import sanity
+    from ..measure import sanity
 
     run = Run(torch, str(req["device"]), progress, generation=2, steps=int(req["steps"]))
     frames, duration = _generate(pipe, req, image, run, "none")

@@ -6,7 +6,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .measure import Progress, emit
+from ..measure.phases import Progress, emit
 
 
 def export_video(frames: Any, path: str, fps: int) -> None:

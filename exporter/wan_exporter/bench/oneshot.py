@@ -6,11 +6,12 @@ import json
 import sys
 from dataclasses import asdict, fields
 
-from .. import catalog, checkpoint
+from .. import catalog
+from ..checkpoint import facts as checkpoint
 from ..config import ConfigError
 from ..pollers import resolve_model_dir
-from .efficiency import Efficiency, compute
-from .forms import form_of, skip_reason
+from ..measure.efficiency import Efficiency, compute
+from ..load.forms import form_of, skip_reason
 from .runner import run_once
 
 
@@ -74,7 +75,7 @@ def cmd_bench(args) -> int:
         print(f"model {m.name!r}: files not found (path or local Hugging Face cache)", file=sys.stderr)
         return 1
     if skip_reason(model_dir, m) == "unsupported_format":
-        from .single_file import why_not
+        from ..load.single_file import why_not
 
         why = why_not(m, model_dir, form_of(model_dir, m.format) or "") if m.format != "official" else None
         print(f"model {m.name!r}: its checkpoint form cannot be benchmarked here (unsupported_format)"

@@ -12,8 +12,9 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .. import catalog
-from . import faults, single_file
-from .forms import form_of
+from . import faults
+from ..load import single_file
+from ..load.forms import form_of
 from ..childproc import ChildOutcome, WarmWorker, run_in_child
 from ..config import Config, ModelConfig, Profile
 from ..contract.labels import FAILURE_REASONS

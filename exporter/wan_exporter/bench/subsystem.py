@@ -18,14 +18,14 @@ from .. import gpuid
 from ..childproc import WarmWorker
 from ..config import Config, ModelConfig, state_dir
 from ..pollers import resolve_model_dir
-from .forms import skip_reason
+from ..load.forms import skip_reason
 from ..scan.cache import ScanCache
 from ..scheduler import Jobs
 from ..state import BenchmarkAggregate, BenchmarkResult, Snapshot, Store, frozen_map
 from . import aggregate
 from .baselines import Baselines
-from .collector import BenchmarkFigures, Recommendation
-from .efficiency import EfficiencyFigures
+from ..collectors.benchmark import BenchmarkFigures, Recommendation
+from ..measure.efficiency import EfficiencyFigures
 from .runner import CHILD_TARGET, run_once
 
 log = logging.getLogger(__name__)

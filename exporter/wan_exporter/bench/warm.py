@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import measure
+from ..measure import phases as measure
 
 _WARM: dict[tuple, tuple[Any, bool]] = {}
 

@@ -6,7 +6,7 @@ raises is logged and skipped instead of failing the scrape.
 
 A part declares the snapshot fields it reads (``reads``) and sees only those (a
 :class:`SnapshotView`), so its output is a function of them and the config alone: the
-pre-rendered /metrics (:mod:`wan_exporter.exposition`) re-renders a part only when one of
+pre-rendered /metrics (:mod:`wan_exporter.web.exposition`) re-renders a part only when one of
 them changed. An entry of ``reads`` is a field name, compared by identity then equality
 (snapshot mappings keep their identity across ``dataclasses.replace`` unless replaced), or
 ``(field, key)``: the part reads the field, but only ``key(value)`` matters to its output.

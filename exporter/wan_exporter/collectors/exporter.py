@@ -10,7 +10,7 @@ from prometheus_client.core import Metric
 from ..config import Config
 from ..state import Snapshot
 from ..contract import exporter, labels
-from ._families import bool_value, new
+from .families import bool_value, new
 
 
 class ExporterSelf:

@@ -9,7 +9,7 @@ from prometheus_client.core import Metric
 from ..config import Config
 from ..state import Snapshot
 from ..contract import host
-from ._families import new
+from .families import new
 
 
 class HostFigures:

@@ -10,7 +10,7 @@ from .. import catalog, gpuid
 from ..config import Config
 from ..state import Snapshot
 from ..contract import checkpoint, models
-from ._families import bool_value, new
+from .families import bool_value, new
 
 
 class ModelCapabilities:

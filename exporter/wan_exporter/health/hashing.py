@@ -38,7 +38,7 @@ from typing import Any, Callable
 from ..scan import Scan, WeightFile, references
 from ..state import CheckResult
 from . import layout
-from .issues import Findings, make_result, oserror_detail, oserror_kind
+from ..findings import Findings, make_result, oserror_detail, oserror_kind
 
 log = logging.getLogger(__name__)
 

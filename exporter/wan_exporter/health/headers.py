@@ -24,7 +24,7 @@ from ..scan import Scan
 from ..scan.tables import TableError, TensorTable, read_table
 from ..state import CheckResult
 from . import layout
-from .issues import Findings, make_result, oserror_detail, oserror_kind
+from ..findings import Findings, make_result, oserror_detail, oserror_kind
 
 log = logging.getLogger(__name__)
 
@@ -153,8 +153,8 @@ def _check_json(root: Path, rel: str, findings: Findings) -> None:
 
 
 def _facts(lay: Scan, tables: dict[str, TensorTable]) -> Any:
-    from .. import checkpoint
-    from ..safetensors_header import Header
+    from ..checkpoint import facts as checkpoint
+    from ..scan.safetensors_header import Header
 
     try:
         if lay.form == "diffusers":
@@ -168,7 +168,7 @@ def _facts(lay: Scan, tables: dict[str, TensorTable]) -> Any:
 
 
 def _compare(lay: Scan, entry: CatalogEntry, findings: Findings, facts: Any) -> int:
-    from .. import checkpoint
+    from ..checkpoint import facts as checkpoint
 
     try:
         mismatches = checkpoint.compare_with_catalog(facts, entry)

@@ -17,7 +17,7 @@ from ..scan import MAX_ENTRIES, MAX_JSON_BYTES, Scan, scan
 from ..scan.diffusers_dir import role
 from ..scan.walk import TOKENIZER_FILES
 from ..state import CheckResult
-from .issues import Findings, make_result
+from ..findings import Findings, make_result
 
 Layout = Scan  # the name the checks used before every form had a reader
 

@@ -15,11 +15,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ..bench.measure import detail, versions
-from ..bench.pipeline import offline_env, pipeline_class
+from ..measure.phases import detail, versions
+from ..load.pipeline import offline_env, pipeline_class
 from ..childproc import run_in_child
 from ..state import CheckResult
-from .issues import Findings, make_result
+from ..findings import Findings, make_result
 
 TARGET = "wan_exporter.health.loadcheck:entry"
 DEFAULT_TIMEOUT = 300.0

@@ -23,8 +23,8 @@ from ..state import CheckResult, Snapshot, Store, frozen_map
 from ..scan import Scan
 from ..scan.cache import ScanCache
 from . import hashing, headers, layout, loadcheck
-from .collector import HealthFigures
-from .issues import CHECKS
+from ..collectors.health import HealthFigures
+from ..findings import CHECKS
 
 log = logging.getLogger(__name__)
 

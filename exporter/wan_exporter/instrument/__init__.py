@@ -13,7 +13,7 @@ Each call counts one request into the ``wan_request*`` families of
 :mod:`wan_exporter.contract.traffic` (outcome, duration, phases, steps, experts, frames,
 pixels, seconds of video, CUDA peak memory, sampled output sanity), on the registry given
 (prometheus_client's default registry when None). The measuring code is the benchmark
-child's (:mod:`wan_exporter.bench.measure`), so a phase means the same in a probe and in
+child's (:mod:`wan_exporter.measure.phases`), so a phase means the same in a probe and in
 traffic. Exceptions reach the caller unchanged.
 
 Importing this module imports neither torch nor diffusers and starts nothing.

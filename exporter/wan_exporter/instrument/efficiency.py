@@ -1,6 +1,6 @@
 """FLOPs of a request's denoising steps and the peak of the GPU it ran on, from the live pipeline.
 
-The same arithmetic as the benchmark's figures (:mod:`wan_exporter.flops`,
+The same arithmetic as the benchmark's figures (:mod:`wan_exporter.measure.flops`,
 :mod:`wan_exporter.gpu_peaks`), fed by the pipeline in memory instead of files on disk: the
 transformer's diffusers config, the pipeline's own VAE scale factors, the CLIP encoder's
 config, and the call's width, height, frames, prompt length and guidance. A step's FLOPs
@@ -13,8 +13,9 @@ from __future__ import annotations
 import threading
 from typing import Any, Mapping
 
-from .. import flops, gpu_peaks
-from ..checkpoint import image_tokens_of
+from .. import gpu_peaks
+from ..measure import flops
+from ..checkpoint.facts import image_tokens_of
 
 # Distinct (config, shape) pairs remembered per pipeline; a service serves a handful of sizes.
 _CACHE_LIMIT = 256

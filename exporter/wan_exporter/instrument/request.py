@@ -16,7 +16,7 @@ import threading
 import time
 from typing import Any
 
-from ..bench import measure
+from ..measure import phases as measure
 from ..contract import traffic
 from .metrics import TrafficMetrics
 

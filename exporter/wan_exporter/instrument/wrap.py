@@ -3,7 +3,7 @@
 ``pipe(...)`` looks ``__call__`` up on the class, so the instance's class is swapped for a
 subclass of the same name whose ``__call__`` measures and then calls the original: the
 pipeline stays the same object, ``isinstance`` checks still hold, and the phase wrappers are
-the benchmark child's (:func:`wan_exporter.bench.measure.install`).
+the benchmark child's (:func:`wan_exporter.measure.phases.install`).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import sys
 import threading
 from typing import Any, Callable, Mapping
 
-from ..bench import measure
+from ..measure import phases as measure
 from ..contract import traffic
 from .efficiency import StepFlops, peak, videos
 from .metrics import TrafficMetrics, for_registry
@@ -173,7 +173,7 @@ def _output_checks(out: Any) -> dict[str, bool] | None:
     """Sanity of the first video the pipeline returned (finite, not black, not frozen), or None."""
     import numpy as np
 
-    from ..bench import sanity
+    from ..measure import sanity
 
     frames = _video(out)
     try:

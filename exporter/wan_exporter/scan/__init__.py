@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
-from ..health.issues import oserror_detail, oserror_kind
+from ..findings import oserror_detail, oserror_kind
 from ..state import frozen_map
 from . import diffusers_dir, official, single
 from .model import DENOISERS, FILE_FORMATS, FORMATS, FORMS, Reference, Scan, ShardIndex, WeightFile

@@ -11,7 +11,7 @@ import os
 import re
 import stat
 
-from ..health.issues import oserror_detail, oserror_kind
+from ..findings import oserror_detail, oserror_kind
 from .walk import Walk, safe_name
 
 _TOKENIZER = re.compile(r"Tokeni[sz]er|TokenizersBackend")

@@ -19,7 +19,7 @@ import struct
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from ..safetensors_header import TensorInfo
+from .safetensors_header import TensorInfo
 from .tables import TableError, TensorTable
 
 MAGIC = b"GGUF"

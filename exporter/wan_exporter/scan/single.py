@@ -17,7 +17,7 @@ import stat
 from pathlib import Path
 from typing import Sequence
 
-from ..health.issues import oserror_detail, oserror_kind
+from ..findings import oserror_detail, oserror_kind
 from .walk import Walk, file_format
 
 _HIGH = re.compile(r"high[_-]?noise|(?<![a-z])high(?![a-z])", re.I)

@@ -1,6 +1,6 @@
 """Tensor tables of every weight file format, read without loading tensor data.
 
-- safetensors: the JSON header (:mod:`wan_exporter.safetensors_header`);
+- safetensors: the JSON header (:mod:`wan_exporter.scan.safetensors_header`);
 - GGUF: header, metadata, tensor infos and offsets (:mod:`.gguf_table`);
 - ``.pth`` (``torch.save``): the zip directory (:mod:`.pth_archive`); the tensors themselves
   are in a pickle, which is never loaded, so a ``.pth`` table lists no tensors.
@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping
 
-from ..safetensors_header import Header, TensorInfo
+from .safetensors_header import Header, TensorInfo
 
 
 class TableError(ValueError):
@@ -67,7 +67,7 @@ def read_table(path: Path, fmt: str) -> TensorTable:
         from .pth_archive import read_pth
 
         return read_pth(path)
-    from ..safetensors_header import HeaderError, MAX_HEADER_BYTES, read_header
+    from .safetensors_header import HeaderError, MAX_HEADER_BYTES, read_header
 
     try:
         return from_safetensors(read_header(path))

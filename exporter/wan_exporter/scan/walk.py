@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..health.issues import Findings, oserror_detail, oserror_kind
+from ..findings import Findings, oserror_detail, oserror_kind
 from .model import ShardIndex, WeightFile
 from .references import published
 

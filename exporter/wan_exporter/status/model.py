@@ -13,12 +13,12 @@ from typing import Any
 from urllib.parse import quote
 
 from .. import __version__, catalog, gpuid
-from ..bench.collector import PHASES, effective_baseline, memory_total_for
-from ..bench.recommend import recommendation_families
+from ..collectors.benchmark import PHASES, effective_baseline, memory_total_for
+from ..collectors.recommendation import recommendation_families
 from ..config import Config, ModelConfig
 from ..contract.labels import HARDWARE_THROTTLE_REASONS, NO_GPU_COLLECTOR_REASONS
-from ..health.collector import reference as integrity_reference
-from ..health.issues import CHECKS
+from ..collectors.health import reference as integrity_reference
+from ..findings import CHECKS
 from ..health.verdict import CRITICAL_KINDS, DEGRADED_KINDS, STATUSES, verdict
 from ..state import BenchmarkAggregate, BenchmarkResult, GpuReading, Snapshot
 

@@ -14,10 +14,10 @@ from prometheus_client.core import Metric
 from .. import gpuid
 from ..config import Config
 from ..state import BenchmarkResult, Snapshot
-from ..collectors._families import bool_value, new
+from .families import bool_value, new
 from ..contract import benchmark
 from ..contract.labels import FAILURE_REASONS, PHASES, SANITY_CHECKS
-from .recommend import recommendation_families
+from .recommendation import recommendation_families
 
 
 

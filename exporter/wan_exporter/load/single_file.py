@@ -29,7 +29,7 @@ def why_not(m: ModelConfig, target: Any, form: str, scanned: Any = None) -> str 
     """A short reason this single-file/GGUF model cannot be benchmarked, or None."""
     from .. import scan as scanning
     from ..scan.tables import TableError, read_table
-    from ..checkpoint_forms import SCALE_TENSOR
+    from ..checkpoint.forms import SCALE_TENSOR
 
     from ..scan.single import component_names
 

@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from .measure import is_cuda
+from ..measure.phases import is_cuda
 
 # Components run in float32 whatever the requested dtype, as the diffusers Wan examples do:
 # the VAE and the CLIP image encoder are small and lose quality (or overflow) in half precision.

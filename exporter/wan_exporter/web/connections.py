@@ -3,7 +3,7 @@
 A client that connects and then says nothing, or trickles its request line and headers, holds
 only a socket and a few bytes here. One event loop thread accepts, does the TLS handshake
 without blocking, and reads request heads; only a connection whose head is complete is handed
-to a worker thread (:mod:`wan_exporter.server`), and only when a request slot is free, so the
+to a worker thread (:mod:`wan_exporter.web.server`), and only when a request slot is free, so the
 number of threads is bounded by the request limits, never by the number of open connections.
 
 At the connection cap the stalest half-open connection is closed to make room, instead of
@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable
 
 if TYPE_CHECKING:
-    from .webconfig import WebSecurity
+    from .config import WebSecurity
 
 log = logging.getLogger(__name__)
 

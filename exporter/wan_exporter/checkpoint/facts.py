@@ -20,8 +20,8 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Iterable, Mapping
 
-from .catalog import CatalogEntry
-from .safetensors_header import Header, HeaderError, TensorInfo, dtype_name, read_header
+from ..catalog import CatalogEntry
+from ..scan.safetensors_header import Header, HeaderError, TensorInfo, dtype_name, read_header
 
 DENOISERS: tuple[str, ...] = ("transformer", "transformer_2")
 MAX_PROBLEMS = 32
@@ -142,7 +142,8 @@ def derive_facts(model_dir: Any, headers: Mapping[Path, Header] | None = None, f
     ``headers``/``tables``: what the caller has already read (the header check passes its
     own), so no header is parsed twice.
     """
-    from . import checkpoint_forms, scan as scanning
+    from .. import scan as scanning
+    from . import forms as checkpoint_forms
 
     sc = model_dir if isinstance(model_dir, scanning.Scan) else scanning.scan(model_dir, fmt)
     if sc.form not in (None, "diffusers"):

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from .scan.references import blob_sha256
+from ..scan.references import blob_sha256
 
 
 def cache_root(override: str | None = None) -> Path:

@@ -193,7 +193,7 @@ class PrerenderedMetrics:
 
     def _assemble(self, v: _Variant, sections: Sequence[Section]) -> bytes:
         """The exposition from each part's bytes, re-rendering only the parts whose key changed."""
-        from .collectors import same_key
+        from ..collectors import same_key
 
         if v.trailer is None:
             v.trailer = v.encoder(_Families(()))

@@ -13,8 +13,8 @@ import time
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
-from ..contract.labels import CHECKS, INFORMATIONAL_KINDS, ISSUE_KINDS
-from ..state import CheckResult, HealthIssue, frozen_map
+from .contract.labels import CHECKS, INFORMATIONAL_KINDS, ISSUE_KINDS
+from .state import CheckResult, HealthIssue, frozen_map
 
 __all__ = ["CHECKS", "ISSUE_KINDS", "INFORMATIONAL", "Findings", "make_result", "oserror_kind", "oserror_detail", "gone"]
 

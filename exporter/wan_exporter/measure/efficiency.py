@@ -15,8 +15,9 @@ from typing import Any, Iterable, Mapping
 
 from prometheus_client.core import Metric
 
-from .. import catalog, flops, gpu_peaks
-from ..collectors._families import new
+from .. import catalog, gpu_peaks
+from . import flops
+from ..collectors.families import new
 from ..config import Config
 from ..contract import efficiency as fams
 from ..state import BenchmarkResult, Snapshot

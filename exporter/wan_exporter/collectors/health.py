@@ -12,12 +12,12 @@ from typing import Iterable
 
 from prometheus_client.core import Metric
 
-from ..collectors._families import bool_value, new
+from .families import bool_value, new
 from ..contract import checkpoint, health
 from ..contract.labels import CHECKS, FORMS, ISSUE_KINDS, STATUSES
 from ..config import Config
 from ..state import Snapshot
-from .verdict import verdict
+from ..health.verdict import verdict
 
 
 class HealthFigures:

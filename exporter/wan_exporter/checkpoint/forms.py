@@ -16,9 +16,9 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Mapping
 
-from .safetensors_header import TensorInfo, dtype_name
-from .scan import Scan
-from .scan.tables import TableError, TensorTable, read_table
+from ..scan.safetensors_header import TensorInfo, dtype_name
+from ..scan import Scan
+from ..scan.tables import TableError, TensorTable, read_table
 
 # Tensors that hold quantisation scales, not model parameters.
 SCALE_TENSOR = re.compile(r"(^|\.)(scale_weight|scale_input|scaled_fp8|weight_scale|input_scale)$")
@@ -89,7 +89,7 @@ def official_config(cfg: Mapping[str, Any]) -> dict[str, Any]:
 
 def derive(scan: Scan, tables: Mapping[str, TensorTable] | None = None) -> Any:
     """CheckpointFacts of a scanned official layout or single-file model; never raises for a bad file."""
-    from .checkpoint import CheckpointFacts, _Problems
+    from .facts import CheckpointFacts, _Problems
 
     problems = _Problems(scan.root)
     for i in scan.issues:

@@ -16,7 +16,7 @@ import tempfile
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Iterator, Literal, Mapping
 
-from .config import ConfigError, did_you_mean
+from ..config import ConfigError, did_you_mean
 
 P = "tls_server_config"
 

@@ -24,7 +24,7 @@ from typing import Iterable
 from prometheus_client.core import Metric
 
 from .. import catalog, gpuid
-from ..collectors._families import bool_value, new
+from .families import bool_value, new
 from ..contract import benchmark
 from ..contract.labels import PRIORITIES, USE_CASES as USE_CASE_NAMES
 from ..config import Config

@@ -6,7 +6,7 @@ filtering) over our registry, so a scrape only serialises the current snapshot.
 The server keeps serving when clients misbehave (see :class:`Limits`):
 
 * a connection that is idle or still sending its request head costs a selector entry, not a
-  thread (:mod:`wan_exporter.connections`); it gets ``header_timeout`` in total for the TLS
+  thread (:mod:`wan_exporter.web.connections`); it gets ``header_timeout`` in total for the TLS
   handshake, request line and headers, then it is dropped;
 * at most ``max_connections`` connections are open; at the cap the stalest half-open one is
   closed to make room, so a client holding many idle connections cannot keep a scraper out;
@@ -17,7 +17,7 @@ The server keeps serving when clients misbehave (see :class:`Limits`):
   ``X-Prometheus-Scrape-Timeout-Seconds``; a scrape whose rendering already overran that
   budget gets 503 rather than a late answer Prometheus would discard anyway.
 
-TLS, basic auth and headers come from ``--web.config.file`` (:mod:`wan_exporter.webconfig`);
+TLS, basic auth and headers come from ``--web.config.file`` (:mod:`wan_exporter.web.config`);
 each connection's handshake uses the context current when it was accepted, so certificates
 rotate without a restart.
 """
@@ -39,11 +39,11 @@ from wsgiref.simple_server import ServerHandler, WSGIRequestHandler
 
 from prometheus_client import CollectorRegistry, make_wsgi_app
 
-from . import __version__
+from .. import __version__
 from .connections import Handoff, Intake
 
 if TYPE_CHECKING:
-    from .webconfig import WebSecurity
+    from .config import WebSecurity
 
 log = logging.getLogger(__name__)
 
@@ -110,11 +110,11 @@ def make_app(registry: CollectorRegistry, is_ready: Callable[[], bool], models: 
              status: WSGIApp | None = None) -> WSGIApp:
     """The exporter's endpoints. With ``version`` (objects whose identity changes whenever the
     exposition may change: the snapshot and the config), /metrics is served pre-rendered
-    (:mod:`wan_exporter.exposition`), part by part when ``sections`` gives the registry's parts
+    (:mod:`wan_exporter.web.exposition`), part by part when ``sections`` gives the registry's parts
     with their keys; the cache is the returned app's ``metrics_cache``. With ``status``
     (:class:`wan_exporter.status.StatusPages`), it serves ``/``, ``/api/v1/status`` and the
     page's stylesheet instead of the plain landing page."""
-    from .status import PATHS as STATUS_PATHS
+    from ..status import PATHS as STATUS_PATHS
 
     metrics_raw = make_wsgi_app(registry)
     cache = None
@@ -490,7 +490,7 @@ class HttpServer:
     """Serves ``app`` on ``address`` within ``limits``.
 
     ``web`` (TLS for the socket) defaults to the ``web_security`` attribute of ``app``, which
-    :func:`wan_exporter.webconfig.make_wrapper`'s wrapper sets, so ``App.start(listen,
+    :func:`wan_exporter.web.config.make_wrapper`'s wrapper sets, so ``App.start(listen,
     wsgi_wrapper)`` needs no other wiring.
     """
 

@@ -5,8 +5,8 @@ The file has the Prometheus exporter-toolkit format (exporter-toolkit
 ``promtool check web-config`` validates it. It is typed by the main config's loader
 (:func:`wan_exporter.config.load_typed`): one error style with paths, one did-you-mean.
 prometheus_client has no basic auth, hence this module: a WSGI middleware for users, headers
-and the rate limit; the ``ssl.SSLContext`` that :mod:`wan_exporter.server` uses for every new
-connection is built by :mod:`wan_exporter.webtls`.
+and the rate limit; the ``ssl.SSLContext`` that :mod:`wan_exporter.web.server` uses for every new
+connection is built by :mod:`wan_exporter.web.tls`.
 
 Like exporter-toolkit, the file and the certificates it names are re-read while running, so
 certificates and users rotate without a restart: their mtimes are checked at most once per
@@ -33,8 +33,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
-from .config import ConfigError, Duration, did_you_mean, load_typed, load_yaml_mapping
-from .webtls import TLS_ENABLING_KEYS, TLSSettings, build_ssl_context, peer_sans, san_allowed, tls_problems
+from ..config import ConfigError, Duration, did_you_mean, load_typed, load_yaml_mapping
+from .tls import TLS_ENABLING_KEYS, TLSSettings, build_ssl_context, peer_sans, san_allowed, tls_problems
 
 __all__ = ["WebConfig", "WebSecurity", "TLSSettings", "RateLimit", "build_ssl_context", "make_wrapper",
            "parse_basic_auth", "parse_web_config", "peer_sans", "read_web_config", "san_allowed"]
@@ -187,7 +187,7 @@ def _rate_limit(r: RateLimitConfig | None, errors: list[str]) -> RateLimit | Non
 def parse_web_config(text: str, source: str = "<web config>", base_dir: str | os.PathLike | None = None) -> WebConfig:
     """Parse and check a web config; raises :class:`ConfigError` listing every problem with its path.
 
-    Files are not read here; :func:`wan_exporter.webtls.build_ssl_context` does that.
+    Files are not read here; :func:`wan_exporter.web.tls.build_ssl_context` does that.
     """
     raw = _unset_blanks(load_yaml_mapping(text, source))
     typed, errors = load_typed(WebConfigFile, raw)
@@ -307,7 +307,7 @@ def parse_basic_auth(header: str | None) -> tuple[str, bytes] | None:
 class WebSecurity:
     """A loaded ``--web.config.file``, kept current; call it on a WSGI app to protect the app.
 
-    The protected app carries ``web_security`` so :class:`wan_exporter.server.HttpServer` finds
+    The protected app carries ``web_security`` so :class:`wan_exporter.web.server.HttpServer` finds
     the TLS context. Raises :class:`ConfigError` at construction when the file is invalid: the
     exporter must never start unprotected by mistake.
     """
@@ -491,11 +491,11 @@ def make_wrapper(path: str | os.PathLike) -> WebSecurity:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m wan_exporter.webconfig FILE``: validate a web config including its files."""
+    """``python -m wan_exporter.web.config FILE``: validate a web config including its files."""
     import sys
 
     args = sys.argv[1:] if argv is None else argv
-    usage = "usage: python3 -m wan_exporter.webconfig WEB_CONFIG_FILE"
+    usage = "usage: python3 -m wan_exporter.web.config WEB_CONFIG_FILE"
     if args in (["-h"], ["--help"]):
         print(f"{usage}\nCheck a --web.config.file as the exporter loads it, certificates and keys included. "
               "Exit 0 when valid, else 1 with every error and its path.")

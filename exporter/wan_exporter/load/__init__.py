@@ -1,0 +1,1 @@
+"""Loading a Wan pipeline offline from any checkpoint form, in a child process."""

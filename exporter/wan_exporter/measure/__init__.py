@@ -1,0 +1,1 @@
+"""Measuring code shared by the benchmark child and the traffic hook: phases, sanity, FLOPs."""

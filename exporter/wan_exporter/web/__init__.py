@@ -1,0 +1,1 @@
+"""HTTP: the server, its connections, web config (TLS, auth) and exposition."""
