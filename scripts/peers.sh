@@ -76,7 +76,7 @@ build() {
     [ -d "$src" ] || { echo "peers.sh: could not download $module@$version" >&2; return 1; }
     rm -rf "$dir/src" && mkdir -p "$dir" && cp -r "$src" "$dir/src" && chmod -R u+w "$dir/src"
     prep "$name" "$dir/src"
-    (cd "$dir/src" && GOTOOLCHAIN=local GOFLAGS="-trimpath -mod=mod" CGO_ENABLED=0 \
+    (cd "$dir/src" && GOTOOLCHAIN=local GOWORK=off GOFLAGS="-trimpath -mod=mod" CGO_ENABLED=0 \
       go build -ldflags "$ldflags" -o "$out.tmp" "./$pkg") >&2
     mv "$out.tmp" "$out"
     rm -rf "$dir/src"

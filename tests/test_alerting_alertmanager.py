@@ -1,6 +1,9 @@
 """The Alertmanager side of alerting/: config valid, every routing decision checked with
 amtool, every inhibition checked against a running Alertmanager, templates rendered,
-and the amtool silence (acknowledge) workflow."""
+and the amtool silence (acknowledge) workflow.
+
+Every test runs under both peer sets (tests/support/peers.py): Debian's Alertmanager 0.25 and
+the current one built from source, whose matcher parser is the UTF-8 one."""
 
 from __future__ import annotations
 
@@ -10,20 +13,23 @@ import json
 import pytest
 import yaml
 
-from support.alerting_procs import (ALERTING, ALERTMANAGER, AMTOOL, AlertmanagerProcess, WebhookReceiver,
-                                    alertmanager_test_config, binary, run, wait_until)
+from support.alerting_procs import (ALERTING, AlertmanagerProcess, WebhookReceiver, alertmanager_test_config, run,
+                                    wait_until)
+from support.peers import PEER_IDS, PEER_SETS
 
 CONFIG = ALERTING / "alertmanager.yml"
 ALERT_RULES = [r for g in yaml.safe_load((ALERTING / "rules" / "wan-alerts.rules.yml").read_text())["groups"]
                for r in g["rules"]]
 
-needs_amtool = pytest.mark.skipif(binary(AMTOOL) is None, reason="amtool not installed (prometheus-alertmanager)")
-needs_alertmanager = pytest.mark.skipif(binary(ALERTMANAGER) is None or binary(AMTOOL) is None,
-                                        reason="prometheus-alertmanager not installed")
 
 
-def routes_test(labels: dict[str, str], receiver: str) -> tuple[bool, str]:
-    args = [AMTOOL, "config", "routes", "test", f"--config.file={CONFIG}", f"--verify.receivers={receiver}"]
+@pytest.fixture(params=PEER_SETS, ids=PEER_IDS)
+def amtool(request) -> str:
+    return request.param.need("amtool").amtool
+
+
+def routes_test(amtool: str, labels: dict[str, str], receiver: str) -> tuple[bool, str]:
+    args = [amtool, "config", "routes", "test", f"--config.file={CONFIG}", f"--verify.receivers={receiver}"]
     args += [f"{k}={v}" for k, v in labels.items()]
     r = run(args)
     return r.returncode == 0, r.stdout.strip()
@@ -32,9 +38,8 @@ def routes_test(labels: dict[str, str], receiver: str) -> tuple[bool, str]:
 # --------------------------------------------------------------------------- config and routes
 
 
-@needs_amtool
-def test_amtool_check_config():
-    r = run([AMTOOL, "check-config", str(CONFIG)])
+def test_amtool_check_config(amtool):
+    r = run([amtool, "check-config", str(CONFIG)])
     assert r.returncode == 0, r.stdout + r.stderr
     assert "templates" in r.stdout
 
@@ -52,15 +57,13 @@ def test_config_groups_by_alertname_instance_model_and_uses_matchers():
 EXPECTED_RECEIVER = {"critical": "wan-critical", "warning": "wan-warning", "none": "wan-watchdog"}
 
 
-@needs_amtool
 @pytest.mark.parametrize("rule", ALERT_RULES, ids=[f'{r["alert"]}-{r["labels"]["severity"]}' for r in ALERT_RULES])
-def test_every_alert_routes_by_its_severity(rule):
+def test_every_alert_routes_by_its_severity(rule, amtool):
     labels = {"alertname": rule["alert"], **rule["labels"], "instance": "gpu-host-1:9834", "model": "wan22-t2v"}
-    ok, got = routes_test(labels, EXPECTED_RECEIVER[rule["labels"]["severity"]])
+    ok, got = routes_test(amtool, labels, EXPECTED_RECEIVER[rule["labels"]["severity"]])
     assert ok, f"{labels} routed to {got}"
 
 
-@needs_amtool
 @pytest.mark.parametrize("labels, receiver", [
     ({"alertname": "Watchdog", "severity": "none"}, "wan-watchdog"),
     # The Watchdog goes to the dead man's switch whatever its severity says.
@@ -70,13 +73,12 @@ def test_every_alert_routes_by_its_severity(rule):
     ({"alertname": "WanGpuHot", "severity": "warning", "instance": "gpu-host-1:9834", "gpu": "0"}, "wan-warning"),
     ({"alertname": "WanExporterAbsent", "severity": "critical", "job": "wan-exporter"}, "wan-critical"),
 ])
-def test_routing_decisions(labels, receiver):
-    ok, got = routes_test(labels, receiver)
+def test_routing_decisions(labels, receiver, amtool):
+    ok, got = routes_test(amtool, labels, receiver)
     assert ok, f"{labels} routed to {got}, expected {receiver}"
 
 
-@needs_amtool
-def test_notification_templates_name_model_gpu_value_and_runbook(tmp_path):
+def test_notification_templates_name_model_gpu_value_and_runbook(tmp_path, amtool):
     now = "2024-05-01T10:00:00Z"
     data = {
         "receiver": "wan-critical", "status": "firing", "externalURL": "http://alertmanager.example:9093",
@@ -101,7 +103,7 @@ def test_notification_templates_name_model_gpu_value_and_runbook(tmp_path):
     path.write_text(json.dumps(data))
 
     def render(name: str, kind: str = "text") -> str:
-        r = run([AMTOOL, "template", "render", f"--template.glob={ALERTING / 'templates' / '*.tmpl'}",
+        r = run([amtool, "template", "render", f"--template.glob={ALERTING / 'templates' / '*.tmpl'}",
                  f"--template.type={kind}", f'--template.text={{{{ template "{name}" . }}}}',
                  f"--template.data={path}"])
         assert r.returncode == 0, r.stdout + r.stderr
@@ -121,20 +123,21 @@ def test_notification_templates_name_model_gpu_value_and_runbook(tmp_path):
 # --------------------------------------------------------------------------- a running Alertmanager
 
 
-@pytest.fixture(scope="module")
-def webhook():
-    with WebhookReceiver() as w:
-        yield w
+@pytest.fixture(scope="module", params=PEER_SETS, ids=PEER_IDS)
+def alertmanager(request, tmp_path_factory):
+    """A running Alertmanager of each peer set (one after the other), each with its own webhook receiver."""
+    peers = request.param.need("alertmanager", "amtool")
+    work = tmp_path_factory.mktemp(f"alertmanager-{peers.id}")
+    with WebhookReceiver() as webhook:
+        cfg = alertmanager_test_config(work / "alertmanager.yml", webhook.url())
+        with AlertmanagerProcess(cfg, work, peers=peers) as am:
+            am.webhook = webhook
+            yield am
 
 
-@pytest.fixture(scope="module")
-def alertmanager(tmp_path_factory, webhook):
-    if binary(ALERTMANAGER) is None or binary(AMTOOL) is None:
-        pytest.skip("prometheus-alertmanager not installed")
-    work = tmp_path_factory.mktemp("alertmanager")
-    cfg = alertmanager_test_config(work / "alertmanager.yml", webhook.url())
-    with AlertmanagerProcess(cfg, work) as am:
-        yield am
+@pytest.fixture
+def webhook(alertmanager):
+    return alertmanager.webhook
 
 
 def _alert(alertname: str, severity: str, **labels: str) -> dict:

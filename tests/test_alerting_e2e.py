@@ -5,6 +5,10 @@ The real exporter (a tiny Wan model on the CPU), the real Prometheus loading the
 Alertmanager with the committed config (webhooks pointed at a loopback receiver, timers
 shortened), all on loopback with 1 s intervals. Faults are real: a truncated weight file,
 and the benchmark fault hook (a test-only file the exporter reads) switched before a reload.
+
+One exporter, and one Prometheus + Alertmanager + webhook receiver per peer set
+(tests/support/peers.py: Debian's 2.42/0.25 and the current ones built from source) watching it
+side by side: each fault is injected once, and every assertion holds for every pair.
 """
 
 from __future__ import annotations
@@ -18,17 +22,15 @@ from pathlib import Path
 
 import pytest
 
-from support.alerting_procs import (ALERTMANAGER, AMTOOL, PROMETHEUS, AlertmanagerProcess, PrometheusProcess,
-                                    WebhookReceiver, alertmanager_test_config, binary, prometheus_test_config,
-                                    render_rules, wait_until)
+from support.alerting_procs import (AlertmanagerProcess, PrometheusProcess, WebhookReceiver, alertmanager_test_config,
+                                    prometheus_test_config, render_rules, wait_until)
 from support.faults_procs import FAULTS_ENV, set_faults
+from support.peers import PEER_IDS, PEER_SETS, PeerSet, available
 from support.procs import ExporterProcess, exporter_env
 
-pytestmark = [
-    pytest.mark.e2e,
-    pytest.mark.skipif(any(binary(b) is None for b in (PROMETHEUS, ALERTMANAGER, AMTOOL)),
-                       reason="needs prometheus, prometheus-alertmanager and amtool (Debian packages)"),
-]
+pytestmark = [pytest.mark.e2e]
+
+TOOLS = ("prometheus", "alertmanager", "amtool")
 
 MODEL = "tiny-t2v"
 KIND = "tiny-wan2.1-t2v"
@@ -55,18 +57,32 @@ exporter: {{state_dir: '{state_dir}'}}
 """
 
 
+class Pair:
+    """One peer set's Prometheus and Alertmanager, with the webhook receiver its Alertmanager notifies."""
+
+    def __init__(self, peers: PeerSet) -> None:
+        self.peers = peers
+        self.webhook = WebhookReceiver()
+        self.am: AlertmanagerProcess | None = None
+        self.prom: PrometheusProcess | None = None
+
+    def __str__(self) -> str:
+        return str(self.peers)
+
+
 class Stack:
     def __init__(self, root: Path) -> None:
         self.root = root
         self.model_dir = root / "models" / KIND
         self.config = root / "wan-exporter.yml"
         self.faults = root / "faults.json"  # the benchmark fault hook the tests switch (never the config)
-        self.webhook = WebhookReceiver()
         self.exporter: ExporterProcess | None = None
-        self.am: AlertmanagerProcess | None = None
-        self.prom: PrometheusProcess | None = None
+        self.pairs: list[Pair] = []
 
     def start(self) -> "Stack":
+        sets = available(*TOOLS)  # a set that is missing skips in test_every_peer_set_runs (fails under CI)
+        if not sets:
+            PEER_SETS[0].need(*TOOLS)
         r = subprocess.run([sys.executable, "-c", "import sys, pathlib; from wan_exporter.tiny import build; "
                             "build(sys.argv[1], pathlib.Path(sys.argv[2]))", KIND, str(self.model_dir)],
                            env=exporter_env(), capture_output=True, text=True, timeout=300)
@@ -74,23 +90,30 @@ class Stack:
         assert (self.model_dir / SHARD).is_file()
         self.write_config("none")
         env = {FAULTS_ENV: str(self.faults)}
-        self.webhook.start()
-        am_cfg = alertmanager_test_config(self.root / "alertmanager.yml", self.webhook.url())
-        self.am = AlertmanagerProcess(am_cfg, self.root / "am").start()
         self.exporter = ExporterProcess([f"--config.file={self.config}"], env=env,
                                         log_path=self.root / "exporter.log").start()
         rules = render_rules(self.root / "rules", for_all="0s")
-        prom_cfg = prometheus_test_config(self.root / "prometheus" / "prometheus.yml",
-                                          targets=[f"127.0.0.1:{self.exporter.port}"], rules_dir=rules,
-                                          alertmanager=self.am.address)
-        self.prom = PrometheusProcess(prom_cfg, self.root / "prometheus").start()
+        for peers in sets:
+            pair = Pair(peers)
+            self.pairs.append(pair)
+            pair.webhook.start()
+            work = self.root / peers.id
+            work.mkdir(parents=True, exist_ok=True)
+            am_cfg = alertmanager_test_config(work / "alertmanager.yml", pair.webhook.url())
+            pair.am = AlertmanagerProcess(am_cfg, work / "am", peers=peers).start()
+            prom_cfg = prometheus_test_config(work / "prometheus" / "prometheus.yml", targets=[self.instance],
+                                              rules_dir=rules, alertmanager=pair.am.address)
+            pair.prom = PrometheusProcess(prom_cfg, work / "prometheus", peers=peers).start()
         return self
 
     def stop(self) -> None:
-        for p in (self.prom, self.exporter, self.am):
-            if p is not None:
-                p.stop()
-        self.webhook.stop()
+        for pair in self.pairs:
+            for p in (pair.prom, pair.am):
+                if p is not None:
+                    p.stop()
+            pair.webhook.stop()
+        if self.exporter is not None:
+            self.exporter.stop()
 
     @property
     def instance(self) -> str:
@@ -108,24 +131,32 @@ class Stack:
         assert self.exporter is not None
         self.exporter.signal(signal.SIGHUP)
 
-    def diagnostics(self) -> str:
-        assert self.prom and self.am and self.exporter
+    def diagnostics(self, pair: Pair) -> str:
+        assert pair.prom and pair.am and self.exporter
         try:
-            alerts = [(a["labels"].get("alertname"), a["state"], a["labels"].get("model")) for a in self.prom.alerts()]
+            alerts = [(a["labels"].get("alertname"), a["state"], a["labels"].get("model")) for a in pair.prom.alerts()]
         except Exception as e:  # noqa: BLE001 - diagnostics only
             alerts = [repr(e)]
-        seen = [(a["labels"].get("alertname"), a["status"], a["labels"].get("model")) for a in self.webhook.alerts()]
-        return (f"\nPrometheus alerts: {alerts}\nwebhook saw: {seen}\n"
-                f"exporter log tail:\n{self.exporter.log_tail(2000)}\nprometheus log tail:\n{self.prom.log_tail(1500)}")
+        seen = [(a["labels"].get("alertname"), a["status"], a["labels"].get("model")) for a in pair.webhook.alerts()]
+        return (f"\n{pair}: Prometheus alerts: {alerts}\nwebhook saw: {seen}\n"
+                f"exporter log tail:\n{self.exporter.log_tail(2000)}\nprometheus log tail:\n{pair.prom.log_tail(1500)}")
 
-    def wait(self, pred, timeout: float, what: str):
+    def wait(self, pair: Pair, pred, timeout: float, what: str):
         try:
-            return wait_until(pred, timeout, interval=0.25, what=what)
+            return wait_until(pred, timeout, interval=0.25, what=f"{what} ({pair})")
         except AssertionError as e:
-            raise AssertionError(f"{e}{self.diagnostics()}") from None
+            raise AssertionError(f"{e}{self.diagnostics(pair)}") from None
 
-    def notified(self, alertname: str, status: str, **labels: str) -> list[dict]:
-        return self.webhook.alerts(alertname, status, instance=self.instance, **labels)
+    def wait_all(self, pred, timeout: float, what: str) -> list:
+        """``pred(pair)`` true for every pair; each pair's value. The deadline is shared: the pairs watch at once."""
+        deadline = time.monotonic() + timeout
+        return [self.wait(p, lambda p=p: pred(p), max(1.0, deadline - time.monotonic()), what) for p in self.pairs]
+
+    def healthy(self, pair: Pair):
+        return pair.prom.query(f'wan_model_health_status{{model="{MODEL}", status="healthy"}} == 1')
+
+    def notified(self, pair: Pair, alertname: str, status: str, **labels: str) -> list[dict]:
+        return pair.webhook.alerts(alertname, status, instance=self.instance, **labels)
 
 
 @pytest.fixture(scope="module")
@@ -134,13 +165,19 @@ def stack(tmp_path_factory):
     try:
         s.start()
         # The model is healthy and has been benchmarked before any fault is injected.
-        s.wait(lambda: s.prom.query(f'wan_model_health_status{{model="{MODEL}", status="healthy"}} == 1'), 90,
-               "the model to be healthy in Prometheus")
-        s.wait(lambda: s.prom.query(f'wan_benchmark_last_run_success{{model="{MODEL}"}} == 1'), 120,
-               "a successful benchmark")
+        s.wait_all(s.healthy, 90, "the model to be healthy in Prometheus")
+        s.wait_all(lambda p: p.prom.query(f'wan_benchmark_last_run_success{{model="{MODEL}"}} == 1'), 120,
+                   "a successful benchmark")
         yield s
     finally:
         s.stop()
+
+
+@pytest.mark.parametrize("peers", PEER_SETS, ids=PEER_IDS)
+def test_every_peer_set_runs(peers, stack):
+    """Each peer set has its pair in the stack (a set whose binaries are missing skips here; fails under CI)."""
+    peers.need(*TOOLS)
+    assert peers.id in {p.peers.id for p in stack.pairs}
 
 
 def assert_labels(alert: dict, **expected: str) -> None:
@@ -149,12 +186,13 @@ def assert_labels(alert: dict, **expected: str) -> None:
 
 
 def test_watchdog_reaches_the_webhook(stack):
-    (a, *_) = stack.wait(lambda: stack.webhook.alerts("Watchdog", "firing"), 30, "the Watchdog notification")
-    assert a["labels"]["severity"] == "none"
-    assert a["annotations"]["runbook_url"].endswith("runbooks.md#watchdog")
-    # A GPU-less host's gpu collector fails with library_missing: no WanCollectorFailing for that.
-    if stack.prom.query('wan_exporter_collector_error_info{collector="gpu", reason="library_missing"}'):
-        assert not stack.prom.firing("WanCollectorFailing", collector="gpu")
+    for pair, (a, *_) in zip(stack.pairs, stack.wait_all(lambda p: p.webhook.alerts("Watchdog", "firing"), 30,
+                                                          "the Watchdog notification")):
+        assert a["labels"]["severity"] == "none", pair
+        assert a["annotations"]["runbook_url"].endswith("runbooks.md#watchdog"), pair
+        # A GPU-less host's gpu collector fails with library_missing: no WanCollectorFailing for that.
+        if pair.prom.query('wan_exporter_collector_error_info{collector="gpu", reason="library_missing"}'):
+            assert not pair.prom.firing("WanCollectorFailing", collector="gpu"), pair
 
 
 def corrupt(stack: Stack) -> bytes:
@@ -178,69 +216,77 @@ def test_corrupt_model_file_fires_resolves_and_a_silence_suppresses(stack):
     labels = dict(alertname="WanModelIntegrityFailure", model=MODEL)
     original = corrupt(stack)
     try:
-        (fired, *_) = stack.wait(lambda: stack.notified("WanModelIntegrityFailure", "firing", model=MODEL), 60,
-                                 "the WanModelIntegrityFailure notification")
-        assert_labels(fired, severity="critical", job="wan-exporter", instance=stack.instance, model=MODEL)
-        ann = fired["annotations"]
-        assert ann["runbook_url"].endswith("runbooks.md#wanmodelintegrityfailure")
-        assert f"Model {MODEL} on {stack.instance} has 1 integrity finding(s)" in ann["description"], ann
-        assert ann["value"] == "1"
-        assert "var-model=tiny-t2v" in ann["dashboard_url"]
+        fired_all = stack.wait_all(lambda p: stack.notified(p, "WanModelIntegrityFailure", "firing", model=MODEL), 60,
+                                   "the WanModelIntegrityFailure notification")
+        for pair, (fired, *_) in zip(stack.pairs, fired_all):
+            assert_labels(fired, severity="critical", job="wan-exporter", instance=stack.instance, model=MODEL)
+            ann = fired["annotations"]
+            assert ann["runbook_url"].endswith("runbooks.md#wanmodelintegrityfailure"), pair
+            assert f"Model {MODEL} on {stack.instance} has 1 integrity finding(s)" in ann["description"], (pair, ann)
+            assert ann["value"] == "1", pair
+            assert "var-model=tiny-t2v" in ann["dashboard_url"], pair
         # WanModelHealthCritical fires too in Prometheus, and is inhibited by the integrity alert.
-        stack.wait(lambda: stack.prom.firing("WanModelHealthCritical", model=MODEL), 30, "WanModelHealthCritical")
-        stack.wait(lambda: any(a["status"]["inhibitedBy"] for a in
-                               stack.am.alerts(alertname="WanModelHealthCritical", model=MODEL)), 30,
-                   "WanModelHealthCritical to be inhibited in Alertmanager")
+        stack.wait_all(lambda p: p.prom.firing("WanModelHealthCritical", model=MODEL), 30, "WanModelHealthCritical")
+        stack.wait_all(lambda p: any(a["status"]["inhibitedBy"] for a in
+                                     p.am.alerts(alertname="WanModelHealthCritical", model=MODEL)), 30,
+                       "WanModelHealthCritical to be inhibited in Alertmanager")
     finally:
         repair(stack, original)
-    stack.wait(lambda: stack.notified("WanModelIntegrityFailure", "resolved", model=MODEL), 60,
-               "the resolved notification after repair")
-    stack.wait(lambda: stack.prom.query(f'wan_model_health_status{{model="{MODEL}", status="healthy"}} == 1'), 60,
-               "the model to be healthy again")
+    stack.wait_all(lambda p: stack.notified(p, "WanModelIntegrityFailure", "resolved", model=MODEL), 60,
+                   "the resolved notification after repair")
+    stack.wait_all(stack.healthy, 60, "the model to be healthy again")
 
     # Acknowledge with amtool, break it again: Prometheus fires, Alertmanager stays silent.
-    add = stack.am.amtool("silence", "add", f"alertname={labels['alertname']}", f"model={MODEL}",
-                          f"instance={stack.instance}", "--author=e2e", "--duration=10m", "--comment=acknowledged")
-    assert add.returncode == 0, add.stderr
-    silence_id = add.stdout.strip()
-    before = len(stack.notified("WanModelIntegrityFailure", "firing", model=MODEL))
+    silences, before = {}, {}
+    for pair in stack.pairs:
+        add = pair.am.amtool("silence", "add", f"alertname={labels['alertname']}", f"model={MODEL}",
+                             f"instance={stack.instance}", "--author=e2e", "--duration=10m", "--comment=acknowledged")
+        assert add.returncode == 0, (str(pair), add.stderr)
+        silences[pair.peers.id] = add.stdout.strip()
+        before[pair.peers.id] = len(stack.notified(pair, "WanModelIntegrityFailure", "firing", model=MODEL))
     original = corrupt(stack)
     try:
-        stack.wait(lambda: stack.prom.firing("WanModelIntegrityFailure", model=MODEL), 60,
-                   "WanModelIntegrityFailure firing again in Prometheus")
-        stack.wait(lambda: any(silence_id in a["status"]["silencedBy"] and a["status"]["state"] == "suppressed"
-                               for a in stack.am.alerts(**labels)), 30, "the silence to suppress the alert")
+        stack.wait_all(lambda p: p.prom.firing("WanModelIntegrityFailure", model=MODEL), 60,
+                       "WanModelIntegrityFailure firing again in Prometheus")
+        stack.wait_all(lambda p: any(silences[p.peers.id] in a["status"]["silencedBy"]
+                                     and a["status"]["state"] == "suppressed" for a in p.am.alerts(**labels)), 30,
+                       "the silence to suppress the alert")
         time.sleep(4)  # several group intervals (1 s) and Prometheus evaluations (1 s)
-        assert len(stack.notified("WanModelIntegrityFailure", "firing", model=MODEL)) == before, \
-            "a silenced alert was notified" + stack.diagnostics()
+        for pair in stack.pairs:
+            assert len(stack.notified(pair, "WanModelIntegrityFailure", "firing", model=MODEL)) == \
+                before[pair.peers.id], "a silenced alert was notified" + stack.diagnostics(pair)
     finally:
         repair(stack, original)
-        stack.am.amtool("silence", "expire", silence_id)
-    stack.wait(lambda: not stack.prom.firing("WanModelIntegrityFailure", model=MODEL), 60,
-               "WanModelIntegrityFailure to resolve after the second repair")
+        for pair in stack.pairs:
+            pair.am.amtool("silence", "expire", silences.get(pair.peers.id, ""))
+    stack.wait_all(lambda p: not p.prom.firing("WanModelIntegrityFailure", model=MODEL), 60,
+                   "WanModelIntegrityFailure to resolve after the second repair")
 
 
 def test_benchmark_fault_switch_fires_then_resolves_after_repair(stack):
     stack.reload_exporter("nan")
     try:
-        (fired, *_) = stack.wait(lambda: stack.notified("WanOutputInvalid", "firing", model=MODEL), 120,
-                                 "the WanOutputInvalid notification")
-        assert_labels(fired, severity="critical", job="wan-exporter", instance=stack.instance, model=MODEL,
-                      profile=PROFILE)
-        assert fired["annotations"]["runbook_url"].endswith("runbooks.md#wanoutputinvalid")
-        assert f"of {MODEL}/{PROFILE} on {stack.instance} produced invalid output" in \
-            fired["annotations"]["description"]
+        fired_all = stack.wait_all(lambda p: stack.notified(p, "WanOutputInvalid", "firing", model=MODEL), 120,
+                                   "the WanOutputInvalid notification")
+        for pair, (fired, *_) in zip(stack.pairs, fired_all):
+            assert_labels(fired, severity="critical", job="wan-exporter", instance=stack.instance, model=MODEL,
+                          profile=PROFILE)
+            assert fired["annotations"]["runbook_url"].endswith("runbooks.md#wanoutputinvalid"), pair
+            assert f"of {MODEL}/{PROFILE} on {stack.instance} produced invalid output" in \
+                fired["annotations"]["description"], pair
         # The health verdict turns degraded (then critical after 3 failures in a row): notified.
-        health = stack.wait(lambda: stack.notified("WanModelHealthDegraded", "firing", model=MODEL)
-                            or stack.notified("WanModelHealthCritical", "firing", model=MODEL), 120,
-                            "a health notification")
-        assert_labels(health[0], instance=stack.instance, model=MODEL)
+        health = stack.wait_all(lambda p: stack.notified(p, "WanModelHealthDegraded", "firing", model=MODEL)
+                                or stack.notified(p, "WanModelHealthCritical", "firing", model=MODEL), 120,
+                                "a health notification")
+        for h in health:
+            assert_labels(h[0], instance=stack.instance, model=MODEL)
     finally:
         stack.reload_exporter("none")
-    stack.wait(lambda: stack.prom.query(f'wan_model_health_status{{model="{MODEL}", status="healthy"}} == 1'), 120,
-               "the model to be healthy after the fault switch is off")
-    names = {a["labels"]["alertname"] for a in stack.webhook.alerts(status="firing", instance=stack.instance,
-                                                                    model=MODEL)}
-    for name in sorted(names & {"WanModelHealthDegraded", "WanModelHealthCritical"}):
-        stack.wait(lambda: stack.notified(name, "resolved", model=MODEL), 30, f"the resolved {name} notification")
-    assert stack.prom.query('wan_exporter_config_last_reload_successful == 1')
+    stack.wait_all(stack.healthy, 120, "the model to be healthy after the fault switch is off")
+    for pair in stack.pairs:
+        names = {a["labels"]["alertname"] for a in pair.webhook.alerts(status="firing", instance=stack.instance,
+                                                                       model=MODEL)}
+        for name in sorted(names & {"WanModelHealthDegraded", "WanModelHealthCritical"}):
+            stack.wait(pair, lambda: stack.notified(pair, name, "resolved", model=MODEL), 30,
+                       f"the resolved {name} notification")
+        assert pair.prom.query('wan_exporter_config_last_reload_successful == 1'), pair

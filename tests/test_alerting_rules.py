@@ -1,5 +1,6 @@
-"""The Prometheus side of alerting/: generated rules up to date, valid on Prometheus 2.42,
-every alert well formed, documented and unit-tested both ways, every recording rule tested."""
+"""The Prometheus side of alerting/: generated rules up to date, valid and unit-tested under both
+promtools (Debian's 2.42 and the current 3.x, tests/support/peers.py), every alert well formed,
+documented and unit-tested both ways, every recording rule tested."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from support.alerting_procs import ALERTING, PROMTOOL, binary, render_rules, run
+from support.alerting_procs import ALERTING, render_rules, run
+from support.peers import PEER_IDS, PEER_SETS
 
 RULES = ALERTING / "rules"
 RECORDING = RULES / "wan-recording.rules.yml"
@@ -24,7 +26,12 @@ DASHBOARD_UIDS = ("wan-overview", "wan-model-detail", "wan-comparison", "wan-fle
 # SLO alerts are a service's (job), summed over its replicas: they name the job, not an instance.
 SERVICE_ALERTS = ("WanTrafficErrorBudgetBurn", "WanTrafficLatencyBudgetBurn", "WanGenerationStalled", "WanRankSkewHigh")
 
-needs_promtool = pytest.mark.skipif(binary(PROMTOOL) is None, reason="promtool not installed (Debian package prometheus)")
+
+
+@pytest.fixture(params=PEER_SETS, ids=PEER_IDS)
+def promtool(request) -> str:
+    """Each promtool: the rules must load and pass their unit tests on the oldest and the current Prometheus."""
+    return request.param.need("promtool").promtool
 
 
 def rules_of(path: Path) -> list[dict]:
@@ -108,23 +115,20 @@ def test_test_variant_shortens_every_for(tmp_path):
 # --------------------------------------------------------------------------- promtool
 
 
-@needs_promtool
-def test_promtool_check_rules():
-    r = run([PROMTOOL, "check", "rules", str(RECORDING), str(ALERTS)])
+def test_promtool_check_rules(promtool):
+    r = run([promtool, "check", "rules", str(RECORDING), str(ALERTS)])
     assert r.returncode == 0, r.stdout + r.stderr
 
 
-@needs_promtool
-def test_promtool_check_config_loads_the_rules():
-    r = run([PROMTOOL, "check", "config", str(ALERTING / "prometheus.yml")])
+def test_promtool_check_config_loads_the_rules(promtool):
+    r = run([promtool, "check", "config", str(ALERTING / "prometheus.yml")])
     assert r.returncode == 0, r.stdout + r.stderr
     assert "2 rule files found" in r.stdout + r.stderr
 
 
-@needs_promtool
 @pytest.mark.parametrize("test_file", UNIT_TESTS, ids=[p.name for p in UNIT_TESTS])
-def test_promtool_unit_tests(test_file):
-    r = run([PROMTOOL, "test", "rules", test_file.name], cwd=test_file.parent, timeout=120)
+def test_promtool_unit_tests(test_file, promtool):
+    r = run([promtool, "test", "rules", test_file.name], cwd=test_file.parent, timeout=120)
     assert r.returncode == 0, r.stdout + r.stderr
 
 

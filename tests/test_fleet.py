@@ -8,6 +8,10 @@ What it proves, with the real binaries:
 - two ``prometheus-alertmanager`` processes gossiping on loopback, both fed by Prometheus,
   deliver exactly one notification per alert group to a webhook receiver.
 
+One Prometheus and one Alertmanager pair per peer set (tests/support/peers.py: Debian's 2.42/0.25
+and the current ones built from source) watch the same four exporters from the start; the tests
+are parametrized by peer set (``fleet``), so each runs against both.
+
 CPU stays low on two cores: one tiny model per exporter (two on the first), benchmarks once
 except on the first exporter, and fake GPUs at the NVML boundary (no GPU here).
 
@@ -31,11 +35,12 @@ import pytest
 import yaml
 
 from support.deploy_procs import (
-    WebhookReceiver, active_targets, alertmanager, api, build_tiny_models, needs_prometheus, prometheus, query,
+    WebhookReceiver, active_targets, alertmanager, api, build_tiny_models, prometheus, query,
 )
+from support.peers import PEER_IDS, PEER_SETS, available
 from support.procs import REPO, ExporterProcess, free_port, wait_for, write_nvml_state
 
-pytestmark = [pytest.mark.e2e, pytest.mark.slow, needs_prometheus, pytest.mark.timeout(300)]
+pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(300)]
 
 N_EXPORTERS = 4
 GPUS_PER_INSTANCE = [2, 1, 1, 2]  # fake GPUs behind each exporter's NVML
@@ -132,72 +137,91 @@ def tiny_dir(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def fleet(tmp_path_factory, tiny_dir):
+def fleets(tmp_path_factory, tiny_dir):
+    """The four exporters, and per available peer set a Prometheus and an Alertmanager HA pair over them."""
+    sets = available("prometheus", "alertmanager")
+    if not sets:
+        PEER_SETS[0].need("prometheus", "alertmanager")
     work = tmp_path_factory.mktemp("fleet")
-    exporters, procs = [], []
-    with WebhookReceiver() as hook:
-        try:
-            for i in range(N_EXPORTERS):
-                cfg = work / f"exporter-{i}.yaml"
-                cfg.write_text(exporter_config(tiny_dir, work / f"state-{i}", first=(i == 0), benchmark=(i == 0)))
-                nvml = write_nvml_state(work / f"nvml-{i}.json", **fake_gpus(i))
-                exp = ExporterProcess([f"--config.file={cfg}"], log_path=work / f"exporter-{i}.log", env={
-                    "WAN_EXPORTER_CACHE": str(tiny_dir), "WAN_EXPORTER_NVML_MODULE": "support.fake_pynvml",
-                    "FAKE_NVML_STATE": str(nvml), "HF_HUB_CACHE": str(work / "hf"), "OMP_NUM_THREADS": "1",
-                    "XDG_STATE_HOME": str(work / f"xdg-{i}")})
-                exporters.append(exp.start())
+    exporters, procs, hooks = [], [], []
+    try:
+        for i in range(N_EXPORTERS):
+            cfg = work / f"exporter-{i}.yaml"
+            cfg.write_text(exporter_config(tiny_dir, work / f"state-{i}", first=(i == 0), benchmark=(i == 0)))
+            nvml = write_nvml_state(work / f"nvml-{i}.json", **fake_gpus(i))
+            exp = ExporterProcess([f"--config.file={cfg}"], log_path=work / f"exporter-{i}.log", env={
+                "WAN_EXPORTER_CACHE": str(tiny_dir), "WAN_EXPORTER_NVML_MODULE": "support.fake_pynvml",
+                "FAKE_NVML_STATE": str(nvml), "HF_HUB_CACHE": str(work / "hf"), "OMP_NUM_THREADS": "1",
+                "XDG_STATE_HOME": str(work / f"xdg-{i}")})
+            exporters.append(exp.start())
 
+        out = {}
+        for peers in sets:
+            pw = work / peers.id
+            pw.mkdir()
+            hook = WebhookReceiver().start()
+            hooks.append(hook)
             # The Alertmanager HA pair: each gossips with the other; one receiver, short waits.
-            am_cfg = work / "alertmanager.yml"
+            am_cfg = pw / "alertmanager.yml"
             am_cfg.write_text(yaml.safe_dump({
                 "route": {"receiver": "hook", "group_by": ["alertname", "instance", "model"],
                           "group_wait": "1s", "group_interval": "10m", "repeat_interval": "4h"},
                 "receivers": [{"name": "hook", "webhook_configs": [{"url": hook.url(), "send_resolved": True}]}],
             }))
             c1, c2 = free_port(), free_port()
-            am1 = alertmanager(am_cfg, work, "am1", cluster_port=c1, peers=[f"127.0.0.1:{c2}"])
-            am2 = alertmanager(am_cfg, work, "am2", cluster_port=c2, peers=[f"127.0.0.1:{c1}"])
+            am1 = alertmanager(am_cfg, pw, "am1", cluster_port=c1, peers=[f"127.0.0.1:{c2}"], peer_set=peers)
+            am2 = alertmanager(am_cfg, pw, "am2", cluster_port=c2, peers=[f"127.0.0.1:{c1}"], peer_set=peers)
             procs += [am1.start(), am2.start()]
 
-            prom_cfg = work / "prometheus.yml"
+            prom_cfg = pw / "prometheus.yml"
             prom_cfg.write_text(yaml.safe_dump({
                 "global": {"scrape_interval": "2s", "evaluation_interval": "2s", "scrape_timeout": "2s"},
-                "rule_files": [str(RECORDING_RULES), str(alerts_for0(work / "rules"))],
+                "rule_files": [str(RECORDING_RULES), str(alerts_for0(pw / "rules"))],
                 "alerting": {"alertmanagers": [{"static_configs": [
                     {"targets": [f"127.0.0.1:{am1.port}", f"127.0.0.1:{am2.port}"]}]}]},
                 "scrape_configs": [{"job_name": "wan-exporter", "static_configs": [
                     {"targets": [f"127.0.0.1:{e.port}"], "labels": {"instance": instance_name(i)}}
                     for i, e in enumerate(exporters)]}],
             }, sort_keys=False))
-            prom = prometheus(prom_cfg, work)
+            prom = prometheus(prom_cfg, pw, peers=peers)
             procs.append(prom.start())
             base = prom.ready_url.rsplit("/-/", 1)[0]
-            start_single_benchmarks_once_scraped(base, exporters, work, tiny_dir)
-            yield {"prom": base, "am": [am1, am2], "hook": hook, "exporters": exporters, "work": work}
-        finally:
-            for e in exporters:  # all at once: each may have a benchmark child to stop
-                if e.proc.poll() is None:
-                    e.signal(signal.SIGTERM)
-            for p in reversed(procs):
-                p.stop()
-            for e in exporters:
-                e.stop()
+            out[peers.id] = {"prom": base, "am": [am1, am2], "hook": hook, "exporters": exporters, "work": work}
+        start_single_benchmarks_once_scraped([f["prom"] for f in out.values()], exporters, work, tiny_dir)
+        yield out
+    finally:
+        for e in exporters:  # all at once: each may have a benchmark child to stop
+            if e.proc.poll() is None:
+                e.signal(signal.SIGTERM)
+        for p in reversed(procs):
+            p.stop()
+        for e in exporters:
+            e.stop()
+        for h in hooks:
+            h.stop()
     for p in procs:
         assert p.proc.poll() is not None, f"{p.name} still running"
     for e in exporters:
         assert e.proc.poll() is not None, "an exporter is still running"
 
 
-def start_single_benchmarks_once_scraped(prom: str, exporters: list, work: Path, tiny: Path) -> None:
-    """Enable the one benchmark of exporters 2-4 (SIGHUP) once Prometheus has their run counters at 0.
+@pytest.fixture(scope="module", params=PEER_SETS, ids=PEER_IDS)
+def fleet(request):
+    """The fleet as one peer set's Prometheus and Alertmanager pair see it."""
+    peers = request.param.need("prometheus", "alertmanager")
+    return request.getfixturevalue("fleets")[peers.id]
+
+
+def start_single_benchmarks_once_scraped(proms: list[str], exporters: list, work: Path, tiny: Path) -> None:
+    """Enable the one benchmark of exporters 2-4 (SIGHUP) once every Prometheus has their run counters at 0.
 
     A run that ended before the first scrape would be the counter's first sample, and
     ``increase()`` would never see it."""
     others = {instance_name(i) for i in range(1, N_EXPORTERS)}
 
     def counters_at_zero():
-        r = query(prom, 'wan_benchmark_runs_total{model="tiny-t2v-a14b"} == 0')
-        return others <= set(by_instance(r))
+        return all(others <= set(by_instance(query(prom, 'wan_benchmark_runs_total{model="tiny-t2v-a14b"} == 0')))
+                   for prom in proms)
 
     wait_for(counters_at_zero, 60, interval=0.5, what="Prometheus to hold every idle exporter's run counter at 0")
     for i in range(1, N_EXPORTERS):

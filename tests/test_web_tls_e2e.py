@@ -17,6 +17,7 @@ from types import SimpleNamespace
 import bcrypt
 import pytest
 
+from support.peers import PEER_IDS, PEER_SETS
 from support.procs import wait_for
 from support.web_certs import CA
 from support.web_procs import (
@@ -120,7 +121,8 @@ def test_mutual_tls_and_basic_auth_with_curl(mtls, pki):
     mtls.exp.alive()
 
 
-def test_prometheus_scrapes_with_matching_scrape_config(mtls, pki, tmp_path):
+@pytest.mark.parametrize("peers", PEER_SETS, ids=PEER_IDS)
+def test_prometheus_scrapes_with_matching_scrape_config(mtls, pki, tmp_path, peers):
     # A second exporter: TLS without client certificates or users (examples/web-config-tls.yml).
     web = tmp_path / "web-tls.yml"
     web.write_text(f"tls_server_config:\n  cert_file: {pki.server.cert}\n  key_file: {pki.server.key}\n"
@@ -148,10 +150,10 @@ def test_prometheus_scrapes_with_matching_scrape_config(mtls, pki, tmp_path):
                   + job("mtls-no-client-cert", mtls.exp, ca, good_auth)
                   + job("tls", tls_exp, ca))
         (tmp_path / "prom-check.yml").write_text(config)
-        r = subprocess.run([require_tool("promtool"), "check", "config", str(tmp_path / "prom-check.yml")],
-                           capture_output=True, text=True, timeout=30)
+        r = subprocess.run([peers.need("promtool", "prometheus").promtool, "check", "config",
+                            str(tmp_path / "prom-check.yml")], capture_output=True, text=True, timeout=30)
         assert r.returncode == 0, r.stdout + r.stderr
-        with PrometheusProcess(config, tmp_path / "prom") as prom:
+        with PrometheusProcess(config, tmp_path / "prom", peers=peers) as prom:
             jobs = ["mtls-basic-auth", "mtls-wrong-password", "mtls-no-client-cert", "tls"]
             targets = wait_targets(prom, jobs)
             assert targets["mtls-basic-auth"]["health"] == "up", targets["mtls-basic-auth"]["lastError"]

@@ -21,6 +21,7 @@ from typing import Any
 
 import yaml
 
+from support.peers import DEBIAN, PeerSet
 from support.procs import WorkdirServer, free_port, wait_for  # noqa: F401 - free_port re-exported
 
 REPO = Path(__file__).resolve().parents[2]
@@ -122,14 +123,17 @@ class _Server(WorkdirServer):
 
 
 class AlertmanagerProcess(_Server):
+    """One Alertmanager of a peer set (Debian's by default), with that set's amtool."""
+
     name = "alertmanager"
 
-    def __init__(self, config: Path, workdir: Path) -> None:
+    def __init__(self, config: Path, workdir: Path, peers: PeerSet = DEBIAN) -> None:
         super().__init__(workdir)
         self.config = Path(config)
+        self.peers = peers.need("alertmanager")
 
     def args(self) -> list[str]:
-        return [ALERTMANAGER, f"--config.file={self.config}", f"--storage.path={self.workdir / 'data'}",
+        return [self.peers.alertmanager, f"--config.file={self.config}", f"--storage.path={self.workdir / 'data'}",
                 f"--web.listen-address={self.address}", "--cluster.listen-address=", "--log.level=debug"]
 
     def post_alerts(self, alerts: list[dict]) -> None:
@@ -141,21 +145,24 @@ class AlertmanagerProcess(_Server):
         return http_json(self.url + "/api/v2/alerts?" + urllib.parse.urlencode(q))
 
     def amtool(self, *args: str) -> subprocess.CompletedProcess:
-        return run([AMTOOL, f"--alertmanager.url={self.url}", *args])
+        return run([self.peers.need("amtool").amtool, f"--alertmanager.url={self.url}", *args])
 
 
 class PrometheusProcess(_Server):
+    """One Prometheus of a peer set (Debian's by default)."""
+
     name = "prometheus"
 
-    def __init__(self, config: Path, workdir: Path, resend_delay: str = "1s") -> None:
+    def __init__(self, config: Path, workdir: Path, resend_delay: str = "1s", peers: PeerSet = DEBIAN) -> None:
         super().__init__(workdir)
         self.config = Path(config)
+        self.peers = peers.need("prometheus")
         # Firing alerts are re-sent every resend delay (1m by default): an alert that fired
         # before Alertmanager was discovered would otherwise wait a minute.
         self.resend_delay = resend_delay
 
     def args(self) -> list[str]:
-        return [PROMETHEUS, f"--config.file={self.config}", f"--storage.tsdb.path={self.workdir / 'data'}",
+        return [self.peers.prometheus, f"--config.file={self.config}", f"--storage.tsdb.path={self.workdir / 'data'}",
                 f"--web.listen-address={self.address}", "--web.enable-lifecycle", "--log.level=info",
                 f"--rules.alert.resend-delay={self.resend_delay}"]
 

