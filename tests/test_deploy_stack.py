@@ -15,7 +15,7 @@ import psutil
 import pytest
 import yaml
 
-from support.deploy_procs import PROMTOOL, active_targets, api
+from support.deploy_procs import PROMTOOL, active_targets, api, demo_stack
 from support.peers import PEER_IDS, PEER_SETS
 from support.procs import REPO, free_port, wait_for
 from wan_exporter import stack
@@ -133,22 +133,11 @@ def test_demo_stack_comes_up_and_ctrl_c_stops_every_child(tmp_path, tiny_dir, pe
     peers.need("prometheus", "alertmanager")
     ports = {"--exporter-port": free_port(), "--prometheus-port": free_port(), "--alertmanager-port": free_port(),
              "--serve-port": free_port()}
-    argv = [sys.executable, "-m", "wan_exporter.stack", "--demo", "--data-dir", str(tmp_path / "data"),
+    argv = [sys.executable, "-m", "wan_exporter.stack", "--demo",
             f"--prometheus.binary={peers.prometheus}", f"--alertmanager.binary={peers.alertmanager}"]
-    for k, v in ports.items():
-        argv += [k, str(v)]
-    out_path = tmp_path / "stack.out"
-    with open(out_path, "wb") as out:
-        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, cwd=str(tmp_path), env=stack_env(
-            WAN_EXPORTER_CACHE=str(tiny_dir), XDG_STATE_HOME=str(tmp_path / "state"), HF_HUB_CACHE=str(tmp_path / "hf"),
-            WAN_EXPORTER_NVML_MODULE="no_such_nvml_module"))
-    prom = f"http://127.0.0.1:{ports['--prometheus-port']}"
-    try:
-        def up_message():
-            assert proc.poll() is None, f"stack exited with {proc.returncode}: {out_path.read_text()}"
-            return "stack is up" in out_path.read_text()
-
-        wait_for(up_message, 150, interval=0.5, what="the stack to say it is up")
+    env = stack_env(WAN_EXPORTER_CACHE=str(tiny_dir), XDG_STATE_HOME=str(tmp_path / "state"),
+                    HF_HUB_CACHE=str(tmp_path / "hf"), WAN_EXPORTER_NVML_MODULE="no_such_nvml_module")
+    with demo_stack(argv, ports, tmp_path, tmp_path, env, up_within=150) as (proc, out_path, prom):
         text = out_path.read_text()
         for port in ports.values():
             assert f"http://127.0.0.1:{port}" in text, text
@@ -178,10 +167,6 @@ def test_demo_stack_comes_up_and_ctrl_c_stops_every_child(tmp_path, tiny_dir, pe
         assert "examples/serve/server.py" in names
         proc.send_signal(signal.SIGINT)
         assert proc.wait(60) == 0, out_path.read_text()
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(10)
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline and any(c.is_running() and c.status() != psutil.STATUS_ZOMBIE for c in children):
         time.sleep(0.2)

@@ -18,7 +18,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from support.deploy_procs import active_targets, api, needs_prometheus
+from support.deploy_procs import active_targets, api, demo_stack, needs_prometheus
 from support.procs import REPO, free_port, wait_for
 from wan_exporter import shipped
 
@@ -108,21 +108,11 @@ def test_wheel_install_runs_the_demo_stack_from_another_directory(venv, tiny_dir
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     ports = {"--exporter-port": free_port(), "--prometheus-port": free_port(), "--alertmanager-port": free_port()}
-    argv = [str(venv / "bin" / "wan-exporter"), "stack", "--demo", "--data-dir", str(tmp_path / "data")]
-    for k, v in ports.items():
-        argv += [k, str(v)]
-    out_path = tmp_path / "stack.out"
-    with open(out_path, "wb") as out:
-        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, cwd=str(elsewhere), env=_clean_env(
-            WAN_EXPORTER_CACHE=str(tiny_dir), XDG_STATE_HOME=str(tmp_path / "state"), HF_HUB_CACHE=str(tmp_path / "hf"),
-            WAN_EXPORTER_NVML_MODULE="no_such_nvml_module", PYTHONUNBUFFERED="1"))
-    prom = f"http://127.0.0.1:{ports['--prometheus-port']}"
-    try:
-        def up_message():
-            assert proc.poll() is None, f"stack exited with {proc.returncode}: {out_path.read_text()}"
-            return "stack is up" in out_path.read_text()
-
-        wait_for(up_message, 200, interval=0.5, what="the stack to say it is up")
+    env = _clean_env(WAN_EXPORTER_CACHE=str(tiny_dir), XDG_STATE_HOME=str(tmp_path / "state"),
+                     HF_HUB_CACHE=str(tmp_path / "hf"), WAN_EXPORTER_NVML_MODULE="no_such_nvml_module",
+                     PYTHONUNBUFFERED="1")
+    with demo_stack([str(venv / "bin" / "wan-exporter"), "stack", "--demo"], ports, tmp_path, elsewhere, env,
+                    up_within=200) as (proc, out_path, prom):
         # The configs came from the installed package, not from a checkout.
         generated = (tmp_path / "data" / "config" / "prometheus.yml").read_text()
         assert str(venv) in generated and str(REPO) not in generated, generated
@@ -142,8 +132,4 @@ def test_wheel_install_runs_the_demo_stack_from_another_directory(venv, tiny_dir
         assert exporter and exporter[0].cmdline()[0].startswith(str(venv)), exporter[0].cmdline()
         proc.send_signal(signal.SIGINT)
         assert proc.wait(60) == 0, out_path.read_text()
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(10)
     assert out_path.read_text().rstrip().endswith("stack stopped.")

@@ -8,6 +8,7 @@ command when they are absent. The processes are
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -20,7 +21,7 @@ import pytest
 
 from support.alerting_procs import WebhookReceiver  # noqa: F401 - re-exported for the deployment tests
 from support.peers import DEBIAN, PeerSet
-from support.procs import REPO, ManagedProcess, free_port, http_get
+from support.procs import REPO, ManagedProcess, free_port, http_get, wait_for
 
 PROMETHEUS = DEBIAN.prometheus
 ALERTMANAGER = DEBIAN.alertmanager
@@ -96,3 +97,26 @@ def query(prom: str, expr: str) -> list[dict]:
 
 def active_targets(prom: str) -> list[dict]:
     return api(prom, "/api/v1/targets", state="active")["data"]["activeTargets"]
+
+
+@contextlib.contextmanager
+def demo_stack(argv: list[str], ports: dict[str, int], tmp_path: Path, cwd: Path, env: dict, up_within: float):
+    """``wan-exporter stack --demo`` as ``argv`` (with a data dir under ``tmp_path`` and ``ports``), once it
+    says it is up: (process, the file of its output, Prometheus' URL). Killed on leaving if still running."""
+    argv = [*argv, "--data-dir", str(tmp_path / "data")]
+    for k, v in ports.items():
+        argv += [k, str(v)]
+    out_path = tmp_path / "stack.out"
+    with open(out_path, "wb") as out:
+        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, cwd=str(cwd), env=env)
+    try:
+        def up_message():
+            assert proc.poll() is None, f"stack exited with {proc.returncode}: {out_path.read_text()}"
+            return "stack is up" in out_path.read_text()
+
+        wait_for(up_message, up_within, interval=0.5, what="the stack to say it is up")
+        yield proc, out_path, f"http://127.0.0.1:{ports['--prometheus-port']}"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
