@@ -43,5 +43,12 @@ else
   echo "warning: scripts/peers.sh failed; the tests that need the built peers will skip" >&2
 fi
 
-echo "==> running the test suite"
-exec "$PY" -m pytest "$@"
+# Several worker processes (pytest-xdist), one test file each at a time: most end-to-end tests wait
+# on real peers (scrape and rule intervals, alert for: durations), so four workers overlap those
+# waits on two cores. WAN_TEST_WORKERS=0 runs everything in this process.
+workers="${WAN_TEST_WORKERS:-4}"
+echo "==> running the test suite ($workers worker processes)"
+if [ "$workers" = "0" ]; then
+  exec "$PY" -m pytest "$@"
+fi
+exec "$PY" -m pytest -n "$workers" --dist loadfile "$@"

@@ -1,3 +1,4 @@
+import os
 import sys
 from pathlib import Path
 
@@ -25,7 +26,17 @@ def pytest_make_collect_report(collector):
 
 @pytest.fixture(scope="session")
 def tiny_dir(tmp_path_factory):
-    """Tiny Wan pipelines of every kind, built once per session for the tests that run the demo stack."""
+    """Tiny Wan pipelines of every kind, built once per run for the tests that run the demo stack.
+
+    Under pytest-xdist (scripts/test.sh runs the suite in several processes) every worker has a
+    base temp of its own under one shared parent: the first worker builds there, under a lock,
+    and the others wait for it and reuse the models."""
+    import fcntl
+
     from support.deploy_procs import build_tiny_models
 
-    return build_tiny_models(tmp_path_factory.getbasetemp() / "tiny-models-shared")
+    base = tmp_path_factory.getbasetemp()
+    root = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+    with open(root / "tiny-models-shared.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return build_tiny_models(root / "tiny-models-shared")
