@@ -44,13 +44,14 @@ def test_a_loop_that_is_not_a_pipeline_gets_the_same_families_from_a_request_blo
         with track.request(model="xdit", registry=reg, rank=rank, world_size=2, output_rank=-1,
                            stall_after=0.3) as req:
             for i in range(3):
-                time.sleep(0.6 if (rank, i) == (0, 1) else 0.01)  # rank 0 stalls once, then moves on
+                # rank 0 stalls once (long enough to be seen on a loaded machine), then moves on
+                time.sleep(1.5 if (rank, i) == (0, 1) else 0.01)
                 req.step(total=3)
             time.sleep(0.6)  # after the last step (decode, barrier): not a stall
             req.output(frames=5, width=832, height=480, fps=16)
 
     def watch() -> None:
-        for _ in range(40):
+        for _ in range(80):
             seen_stalled.append(reg.get_sample_value("wan_rank_stalled", {"model": "xdit", "rank": "0",
                                                                          "collective": "unknown"}))
             time.sleep(0.05)
@@ -230,7 +231,7 @@ def test_a_parallel_profile_benchmarks_as_two_ranks_and_reports_every_ranks_step
     from wan_exporter.bench.runner import to_result
     from wan_exporter.state import BenchmarkAggregate, frozen_map
 
-    res = to_result(SimpleNamespace(name="t2v", device="cpu"), "two", out, time.time())
+    res = to_result(SimpleNamespace(name="t2v", device="cpu", dtype="float32"), "two", out, time.time())
     assert set(res.rank_seconds_per_step) == {"0", "1"} and set(res.rank_peak_memory_bytes) == {"0", "1"}
     assert res.rank_step_end_skew_seconds == r["rank_step_end_skew_seconds"]
     cfg = parse_config(f"models:\n  - {{name: t2v, kind: tiny-wan2.2-t2v-a14b, path: {tiny_dir}, device: cpu, "

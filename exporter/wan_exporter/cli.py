@@ -175,7 +175,10 @@ def cmd_check_config(path: str) -> int:
             print(terminal_safe(f"  {err}"), file=sys.stderr)
         _print_location_warnings(path)
         return 1
-    refused, unknown = memory_refusals(cfg)
+    from .scan.bounded import Lanes
+
+    lanes = Lanes()  # one worker per model for the whole command: a blocked file is waited for once
+    refused, unknown = memory_refusals(cfg, lanes)
     if refused:
         print(f"{path}: valid, but {len(refused)} benchmark profile(s) cannot fit their device "
               f"(refused by the memory guard, skipped with reason would_not_fit):", file=sys.stderr)
@@ -185,20 +188,28 @@ def cmd_check_config(path: str) -> int:
         print(terminal_safe(f"{path}: valid ({len(cfg.models)} models, {len(cfg.profiles)} profiles)"))
     for u in unknown:
         print(terminal_safe(f"  warning: {u}"), file=sys.stderr)
-    _print_location_warnings(path)
+    _print_location_warnings(path, lanes)
     return 1 if refused else 0
 
 
-def memory_refusals(cfg) -> tuple[list[str], list[str]]:
+def memory_refusals(cfg, lanes=None) -> tuple[list[str], list[str]]:
     """(refusals, warnings) of the memory guard for every model and profile, as the exporter will judge
     them (:func:`wan_exporter.bench.memory.offline_estimate`). A device whose memory cannot be read here
-    gets a warning with the estimate: the exporter checks it again at run time, with NVML's reading."""
+    gets a warning with the estimate: the exporter checks it again at run time, with NVML's reading.
+    The checkpoint facts are read on the model's worker under exporter.io_timeout (:mod:`.scan.bounded`),
+    so a blocking file leaves that model's estimate without its weights rather than hanging the command."""
     from .bench import memory
+    from .scan.bounded import IoTimeout, Lanes, Stopped
 
+    lanes = lanes or Lanes()
     gpus = memory.read_gpus(cfg)
     refused, unknown = [], []
     for i, m in enumerate(cfg.models):
-        facts = memory.facts_on_disk(cfg, m)
+        try:
+            facts = lanes.run(str(i), lambda m=m: memory.facts_on_disk(cfg, m), cfg.exporter.io_timeout,
+                              "reading the checkpoint facts")
+        except (IoTimeout, Stopped):
+            facts = None
         for j, p in enumerate(m.profiles):
             e = memory.estimate(m, cfg.profiles[p], facts, memory.offline_device_memory(m.device, gpus))
             why = memory.refusal(m.name, p, e, m.device)
@@ -220,7 +231,7 @@ def _located(m: "ModelConfig", cfg: Config) -> tuple:
     return found, missing
 
 
-def location_warnings(path: str) -> list[str]:
+def location_warnings(path: str, lanes=None) -> list[str]:
     """Models whose files are not on disk now: at run time a health state (missing), never a config error.
 
     Found by the exporter's own lookup (``checkpoint.locate.resolve_model_dir``) on the file as typed, even
@@ -233,7 +244,7 @@ def location_warnings(path: str) -> list[str]:
         cfg, _ = load_typed(Config, load_yaml_mapping(Path(path).read_text(encoding="utf-8"), path))
     except (ConfigError, OSError, UnicodeDecodeError):
         return []
-    lanes = Lanes()
+    lanes = lanes or Lanes()
     io_timeout = getattr(getattr(cfg, "exporter", None), "io_timeout", None)
     deadline = io_timeout if isinstance(io_timeout, (int, float)) and io_timeout > 0 else 30.0
     out = []
@@ -260,8 +271,8 @@ def location_warnings(path: str) -> list[str]:
     return out
 
 
-def _print_location_warnings(path: str) -> None:
-    warnings = location_warnings(path)
+def _print_location_warnings(path: str, lanes=None) -> None:
+    warnings = location_warnings(path, lanes)
     for w in warnings:
         print(terminal_safe(f"  warning: {w}"), file=sys.stderr)
     if warnings:
