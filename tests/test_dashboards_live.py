@@ -61,6 +61,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(420)]
 # Models of the stack: two tiny demo models that really run, one real model absent from disk.
 MODEL_A = "tiny-t2v"
 MODEL_B = "tiny-ti2v"
+MODEL_A_BF16 = "tiny-t2v-bf16"
 MISSING = "wan2.2-ti2v-5b"
 MODELS = (MODEL_A, MODEL_B, MISSING)
 
@@ -96,12 +97,14 @@ def demo_config(tiny_dir: Path, state_dir: Path, hf_dir: Path) -> str:
     from wan_exporter.defaults import demo_config_text
 
     cfg = yaml.safe_load(demo_config_text(tiny_dir))
-    by_kind = {m["kind"]: m for m in cfg["models"]}
-    a = dict(by_kind["tiny-wan2.2-t2v-a14b"], name=MODEL_A, profiles=["tiny"], baselines={"tiny": "1s"})
-    b = dict(by_kind["tiny-wan2.2-ti2v-5b"], name=MODEL_B, profiles=["tiny"])
+    by_name = {m["name"]: m for m in cfg["models"]}
+    a = dict(by_name["tiny-t2v-a14b"], name=MODEL_A, profiles=["tiny"], baselines={"tiny": "1s"})
+    b = dict(by_name["tiny-ti2v-5b"], name=MODEL_B, profiles=["tiny"])
+    # A's weights in bfloat16, compared with A: the Comparison dashboard's "Formats side by side" row.
+    a_bf16 = dict(by_name["tiny-t2v-a14b-bf16"], name=MODEL_A_BF16, compare_to=MODEL_A, profiles=["tiny"])
     missing = {"name": MISSING, "kind": "wan2.2-ti2v-5b", "hub_id": "Wan-AI/Wan2.2-TI2V-5B-Diffusers",
                "device": "cuda:1", "profiles": ["tiny"]}
-    cfg["models"] = [a, b, missing]
+    cfg["models"] = [a, b, a_bf16, missing]
     cfg["schedules"] = {
         "gpu": {"interval": "1s"}, "host": {"interval": "1s"}, "layout": {"interval": "2s"},
         "headers": {"interval": "5s"}, "hash": {"interval": "10m"}, "load": {"interval": "10m", "enabled": False},

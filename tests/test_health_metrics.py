@@ -14,7 +14,7 @@ from wan_exporter.health import hashing, headers, layout
 from wan_exporter.collectors.health import HealthFigures
 from wan_exporter.findings import CHECKS, ISSUE_KINDS
 from wan_exporter.health.subsystem import publish
-from wan_exporter.health.verdict import STATUSES
+from wan_exporter.contract.labels import STATUSES
 from wan_exporter.state import Store
 from wan_exporter import catalog
 

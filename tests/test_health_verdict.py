@@ -8,7 +8,8 @@ import pytest
 
 from wan_exporter.config import Thresholds
 from wan_exporter.findings import ISSUE_KINDS
-from wan_exporter.health.verdict import CRITICAL_KINDS, DEGRADED_KINDS, STATUSES, verdict
+from wan_exporter.contract.labels import STATUSES
+from wan_exporter.health.verdict import CRITICAL_KINDS, DEGRADED_KINDS, verdict
 from wan_exporter.state import (BenchmarkAggregate, BenchmarkResult, CheckResult, HealthIssue, Snapshot,
                                 frozen_map)
 

@@ -321,6 +321,14 @@ def default_bars() -> timeseries.Panel:
     )
 
 
+def series(title: str, description: str, unit: str, span: int, *targets: object) -> timeseries.Panel:
+    """A default time series from zero: title, description, unit, width and its queries, in order."""
+    p = default_timeseries().title(title).description(description).unit(unit).min(0).span(span)
+    for t in targets:
+        p = p.with_target(t)
+    return p
+
+
 def default_stat() -> stat.Panel:
     return (
         stat.Panel()

@@ -73,10 +73,8 @@ def latency_within_objective() -> object:
 
 def _quantiles(title: str, description: str, query, legend: str) -> object:
     """p50, p95 and p99 of one traffic histogram (``query(q)`` gives the rule of quantile ``q``)."""
-    p = c.default_timeseries().title(title).description(description).unit(units.Seconds).min(0).span(12)
-    for ref, qn in zip("ABC", ("p50", "p95", "p99")):
-        p = p.with_target(c.prom_query(query(qn), f"{qn} {legend}", ref))
-    return p
+    return c.series(title, description, units.Seconds, 12,
+                    *(c.prom_query(query(qn), f"{qn} {legend}", ref) for ref, qn in zip("ABC", ("p50", "p95", "p99"))))
 
 
 def latency() -> object:
@@ -102,14 +100,13 @@ def throughput() -> list:
                      "time), successful requests, 5 m windows. 1 would be real time.")
         .unit("suffix:×").min(0).span(6)
         .with_target(c.prom_query(tq.real_time_factor(), "{{job}} {{model}}")),
-        c.default_timeseries().title("Model FLOPs utilisation")
-        .description("Achieved FLOP/s of successful requests' denoising (model FLOPs of their steps, computed from "
-                     "the transformer config and each request's tokens, over their denoise seconds) over each "
-                     "replica's GPU datasheet peak dense tensor rate; absent on CPU, for float32 and for GPUs "
-                     "without a datasheet row. Achieved FLOP/s on the right axis. 5 m windows.")
-        .unit(units.PercentUnit).min(0).span(6)
-        .with_target(c.prom_query(tq.model_flops_utilization(), "MFU {{job}} {{model}}", "A"))
-        .with_target(c.prom_query(tq.flops_per_second(), "achieved {{job}} {{model}}", "B"))
+        c.series("Model FLOPs utilisation",
+                 "Achieved FLOP/s of successful requests' denoising (model FLOPs of their steps, computed from "
+                 "the transformer config and each request's tokens, over their denoise seconds) over each "
+                 "replica's GPU datasheet peak dense tensor rate; absent on CPU, for float32 and for GPUs "
+                 "without a datasheet row. Achieved FLOP/s on the right axis. 5 m windows.", units.PercentUnit, 6,
+                 c.prom_query(tq.model_flops_utilization(), "MFU {{job}} {{model}}", "A"),
+                 c.prom_query(tq.flops_per_second(), "achieved {{job}} {{model}}", "B"))
         .override_by_query("B", [c.prop("unit", FLOPS), c.prop("custom.axisPlacement", "right")]),
         c.default_timeseries().title("Pixels per second")
         .description("Width x height x frames generated per second of generation: comparable across resolutions.")
@@ -135,14 +132,13 @@ def failures() -> list:
 
 def steps() -> list:
     return [
-        c.default_timeseries().title("Seconds per step: traffic and probes")
-        .description("Mean denoising step time of traffic (by resolution class, 5 m windows) and of the "
-                     "scheduled probe (last run, by profile) for the same model, on exporters whose GPUs are "
-                     "of the GPU model chosen above. Traffic slower than the probe at a like resolution: "
-                     "overlapping requests, or a hotter, busier GPU.")
-        .unit(units.Seconds).min(0).span(16)
-        .with_target(c.prom_query(tq.traffic_seconds_per_step(), "traffic {{model}} {{resolution}}", "A"))
-        .with_target(c.prom_query(tq.probe_seconds_per_step(), "probe {{model}} {{profile}}", "B"))
+        c.series("Seconds per step: traffic and probes",
+                 "Mean denoising step time of traffic (by resolution class, 5 m windows) and of the "
+                 "scheduled probe (last run, by profile) for the same model, on exporters whose GPUs are "
+                 "of the GPU model chosen above. Traffic slower than the probe at a like resolution: "
+                 "overlapping requests, or a hotter, busier GPU.", units.Seconds, 16,
+                 c.prom_query(tq.traffic_seconds_per_step(), "traffic {{model}} {{resolution}}", "A"),
+                 c.prom_query(tq.probe_seconds_per_step(), "probe {{model}} {{profile}}", "B"))
         .override_by_query("B", [c.prop("custom.lineStyle", {"fill": "dash", "dash": [10, 10]})]),
         c.default_stat().title("In flight")
         .description("Requests being generated now.")

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from ..config import Config, ModelConfig
-from ..state import BenchmarkResult, frozen_map
+from ..state import BenchmarkResult, Efficiency, MemoryEstimate, frozen_map
 
 log = logging.getLogger(__name__)
 
@@ -257,6 +257,8 @@ class ProbeInbox:
             return self._handle(environ, start_response)
 
         app.web_security = getattr(inner, "web_security", None)  # type: ignore[attr-defined]  # TLS stays on
+        # The probe path checks its own token, so the server asks no basic auth of it (web.connections).
+        app.own_auth_paths = frozenset(getattr(inner, "own_auth_paths", ())) | {PROBE_PATH}  # type: ignore[attr-defined]
         return app
 
     def _handle(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
@@ -298,6 +300,18 @@ def result_from_report(d: dict, model: str, profile: str) -> tuple[BenchmarkResu
     kw["model"], kw["profile"] = model, profile  # the exporter's, never the pod's word for them
     kw["phases"] = frozen_map({str(k): float(v) for k, v in (d.get("phases") or {}).items()})
     kw["sanity"] = frozen_map({str(k): bool(v) for k, v in (d.get("sanity") or {}).items()})
+    for key in ("rank_seconds_per_step", "rank_peak_memory_bytes"):  # per-rank figures of a parallel profile
+        if isinstance(d.get(key), dict):
+            kw[key] = frozen_map({str(k): v for k, v in d[key].items()})
+    # The run's own figures (computed in the pod when it ended, from what it loaded) and the memory
+    # guard's estimate, typed as a local run's; anything else in their place is dropped, never guessed.
+    for key, cls in (("efficiency", Efficiency), ("memory_estimate", MemoryEstimate)):
+        value = d.get(key)
+        names = {f.name for f in fields(cls)}
+        try:
+            kw[key] = cls(**{k: v for k, v in value.items() if k in names}) if isinstance(value, dict) else None
+        except TypeError:  # a document missing a required figure
+            kw[key] = None
     from ..contract.labels import FAILURE_REASONS
 
     if kw.get("reason") and kw["reason"] not in FAILURE_REASONS:

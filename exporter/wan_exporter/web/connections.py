@@ -103,8 +103,12 @@ class Intake:
 
     def __init__(self, listener: socket.socket, *, cap: int, header_timeout: float, web: "WebSecurity | None",
                  admit: Callable[[str], threading.Semaphore | None], busy: Callable[[str], bytes],
-                 dispatch: Callable[[Handoff], None], count: Callable[[str], None]) -> None:
+                 dispatch: Callable[[Handoff], None], count: Callable[[str], None],
+                 own_auth_paths: frozenset[str] = frozenset()) -> None:
         self.listener = listener
+        # Paths whose app authenticates the request itself (a Job pod's bearer token on
+        # /-/probe-result): basic auth is not asked of them here.
+        self.own_auth_paths = own_auth_paths
         self.cap = cap
         self.header_timeout = header_timeout
         self.web = web
@@ -372,9 +376,10 @@ class Intake:
 
     def _hand_off(self, p: _Pending) -> None:
         self.pending.pop(p.sock.fileno(), None)
-        if self.web is not None and not p.authed and self.web.needs_auth and not self._auth_gate(p):
-            return
         path = request_path(p.buf)
+        if (self.web is not None and not p.authed and self.web.needs_auth and path not in self.own_auth_paths
+                and not self._auth_gate(p)):
+            return
         slot = self.admit(path)
         if slot is None:
             self.count("requests_rejected")

@@ -288,7 +288,8 @@ class _Server:
         # As many as there are request slots (both kinds): a complete request never waits for a thread.
         self.workers = _Workers(2 * limits.max_requests, self._serve)
         self.intake = Intake(self.socket, cap=self.cap, header_timeout=limits.header_timeout, web=web,
-                             admit=self._admit, busy=self._busy, dispatch=self._dispatch, count=self.stats.inc)
+                             admit=self._admit, busy=self._busy, dispatch=self._dispatch, count=self.stats.inc,
+                             own_auth_paths=frozenset(getattr(app, "own_auth_paths", ())))
 
     @property
     def port(self) -> int:
