@@ -18,7 +18,8 @@ from pathlib import Path
 import psutil
 import pytest
 
-from support.deploy_procs import active_targets, api, demo_stack, needs_prometheus
+from support.deploy_procs import active_targets, api, demo_stack
+from support.peers import PEER_IDS, PEER_SETS
 from support.procs import REPO, free_port, wait_for
 from wan_exporter import shipped
 
@@ -102,17 +103,20 @@ def test_an_installed_package_finds_its_files_from_any_directory(venv, tmp_path)
 
 @pytest.mark.e2e
 @pytest.mark.slow
-@needs_prometheus
 @pytest.mark.timeout(300)
-def test_wheel_install_runs_the_demo_stack_from_another_directory(venv, tiny_dir, tmp_path):
+@pytest.mark.parametrize("peers", PEER_SETS, ids=PEER_IDS)
+def test_wheel_install_runs_the_demo_stack_from_another_directory(venv, tiny_dir, tmp_path, peers):
+    """The installed wheel's stack, with each peer set's Prometheus and Alertmanager."""
+    peers.need("prometheus", "alertmanager")
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     ports = {"--exporter-port": free_port(), "--prometheus-port": free_port(), "--alertmanager-port": free_port()}
     env = _clean_env(WAN_EXPORTER_CACHE=str(tiny_dir), XDG_STATE_HOME=str(tmp_path / "state"),
                      HF_HUB_CACHE=str(tmp_path / "hf"), WAN_EXPORTER_NVML_MODULE="no_such_nvml_module",
                      PYTHONUNBUFFERED="1")
-    with demo_stack([str(venv / "bin" / "wan-exporter"), "stack", "--demo"], ports, tmp_path, elsewhere, env,
-                    up_within=200) as (proc, out_path, prom):
+    argv = [str(venv / "bin" / "wan-exporter"), "stack", "--demo",
+            f"--prometheus.binary={peers.prometheus}", f"--alertmanager.binary={peers.alertmanager}"]
+    with demo_stack(argv, ports, tmp_path, elsewhere, env, up_within=200) as (proc, out_path, prom):
         # The configs came from the installed package, not from a checkout.
         generated = (tmp_path / "data" / "config" / "prometheus.yml").read_text()
         assert str(venv) in generated and str(REPO) not in generated, generated

@@ -17,7 +17,6 @@ import sys
 import urllib.parse
 from pathlib import Path
 
-import pytest
 
 from support.alerting_procs import WebhookReceiver  # noqa: F401 - re-exported for the deployment tests
 from support.peers import DEBIAN, PeerSet
@@ -28,10 +27,6 @@ ALERTMANAGER = DEBIAN.alertmanager
 PROMTOOL = shutil.which("promtool")
 AMTOOL = shutil.which("amtool")
 
-needs_prometheus = pytest.mark.skipif(
-    not (PROMETHEUS and ALERTMANAGER),
-    reason="needs the prometheus and prometheus-alertmanager binaries: "
-           "apt-get install --no-install-recommends prometheus prometheus-alertmanager")
 
 
 def build_tiny_models(dest: Path) -> Path:
