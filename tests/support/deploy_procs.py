@@ -17,7 +17,6 @@ import sys
 import urllib.parse
 from pathlib import Path
 
-
 from support.alerting_procs import WebhookReceiver  # noqa: F401 - re-exported for the deployment tests
 from support.peers import DEBIAN, PeerSet
 from support.procs import REPO, ManagedProcess, free_port, http_get, wait_for
