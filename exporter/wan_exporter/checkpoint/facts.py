@@ -16,11 +16,11 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Iterable, Mapping
+from typing import Any, Mapping
 
 from ..catalog import CatalogEntry
 from .model import EMPTY, MAX_PROBLEMS, CheckpointFacts, Problems  # noqa: F401 - MAX_PROBLEMS: public here too
-from .. import fileio
+from ..scan.unindexed import declared_components, read_json, weight_files
 from ..scan.header_io import read_header
 from ..scan.safetensors_header import Header, HeaderError, TensorInfo, dtype_name
 
@@ -29,9 +29,6 @@ MAX_MISMATCHES = 16
 
 # Components that hold no weights (their directories carry tokenizer/scheduler/processor files).
 _WEIGHTLESS = re.compile(r"Tokeni[sz]er|TokenizersBackend|Scheduler|Processor|FeatureExtractor")
-_SHARD = re.compile(r"-(\d+)-of-(\d+)\.safetensors$")
-_KNOWN_COMPONENTS = ("transformer", "transformer_2", "vae", "text_encoder", "image_encoder")
-_INDEX_PREFERENCE = ("diffusion_pytorch_model.safetensors.index.json", "model.safetensors.index.json")
 
 
 
@@ -67,8 +64,8 @@ def derive_facts(model_dir: Any, headers: Mapping[Path, Header] | None = None, f
     if not root.is_dir():
         problems.add(f"{root}: not a directory")
         return _facts(problems=problems)
-    index = _read_json(root / "model_index.json", problems)
-    components = _declared_components(index, root, problems)
+    index = read_json(root / "model_index.json", problems)
+    components = declared_components(index, root, problems)
     configs: dict[str, Mapping[str, Any]] = {}
     weights: dict[str, _Weights] = {}
     for name, cls in components.items():
@@ -78,7 +75,7 @@ def derive_facts(model_dir: Any, headers: Mapping[Path, Header] | None = None, f
             continue
         if _WEIGHTLESS.search(cls):
             continue
-        cfg = _read_json(d / "config.json", problems)
+        cfg = read_json(d / "config.json", problems)
         if cfg is not None:
             configs[name] = cfg
         w = _read_weights(d, name, problems, headers or {})
@@ -93,14 +90,14 @@ def _from_scan(sc: Any, known: Mapping[Path, Header]) -> CheckpointFacts:
     problems = Problems(root)
     for i in sc.issues:
         problems.add(f"{i.path}: {i.detail}" if i.path else i.detail)
-    index = _read_json(root / "model_index.json", problems)
+    index = read_json(root / "model_index.json", problems)
     configs: dict[str, Mapping[str, Any]] = {}
     weights: dict[str, _Weights] = {}
     for name, cls in sc.components.items():
         if _WEIGHTLESS.search(cls):
             continue
         if f"{name}/config.json" in sc.configs:
-            cfg = _read_json(root / name / "config.json", problems)
+            cfg = read_json(root / name / "config.json", problems)
             if cfg is not None:
                 configs[name] = cfg
         files = [w for w in sc.weights if w.component == name]
@@ -181,36 +178,9 @@ def _facts(problems: Problems, **kw: Any) -> CheckpointFacts:
     return CheckpointFacts(problems=problems.result(), **base)
 
 
-def _declared_components(index: Mapping[str, Any] | None, root: Path, problems: Problems) -> dict[str, str]:
-    """name -> class of each component model_index.json declares (``[null, null]`` = absent).
-
-    Without a readable model_index.json, fall back to the well-known subdirectories that
-    hold a config.json, so parameters and dtypes can still be reported.
-    """
-    if index is None:
-        found = {n: "?" for n in _KNOWN_COMPONENTS if (root / n / "config.json").is_file()}
-        if found:
-            problems.add("model_index.json unreadable: components guessed from subdirectories")
-        return found
-    out: dict[str, str] = {}
-    for name, value in index.items():
-        if name.startswith("_") or not isinstance(value, list):
-            continue
-        if len(value) != 2:
-            problems.add(f"model_index.json: component {name!r} is not a [library, class] pair")
-            continue
-        if value[1] is None:
-            continue
-        if not _safe_name(name):
-            problems.add(f"model_index.json: component name {name!r} is not a plain directory name")
-            continue
-        out[name] = str(value[1])
-    return out
-
-
 def _read_weights(d: Path, name: str, problems: Problems, known: Mapping[Path, Header]) -> _Weights | None:
     """Tensors of one component from its safetensors headers (sharded or not)."""
-    files, expected_names, complete = _weight_files(d, name, problems)
+    files, expected_names, complete = weight_files(d, name, problems)
     if files is None:
         return None
     tensors: dict[str, TensorInfo] = {}
@@ -234,76 +204,7 @@ def _read_weights(d: Path, name: str, problems: Problems, known: Mapping[Path, H
     return _Weights(tensors, complete)
 
 
-def _weight_files(d: Path, name: str, problems: Problems) -> tuple[list[Path] | None, set[str] | None, bool]:
-    """(files, tensor names the index promises, complete) for a component directory."""
-    index = _pick_index(d)
-    if index is not None:
-        doc = _read_json(index, problems)
-        wm = doc.get("weight_map") if doc else None
-        if isinstance(wm, dict) and all(isinstance(v, str) and _safe_name(v) for v in wm.values()):
-            files, complete = [], True
-            for shard in sorted(set(wm.values())):
-                if (d / shard).is_file():
-                    files.append(d / shard)
-                else:
-                    problems.add(f"{name}/{shard}: shard listed in {index.name} is missing")
-                    complete = False
-            return files, set(wm), complete
-        if doc is not None:
-            problems.add(f"{name}/{index.name}: no usable weight_map")
-    plain = sorted(p for p in d.glob("*.safetensors") if p.name.count(".") == 1)
-    files = plain or sorted(d.glob("*.safetensors"))  # fall back to variants (model.fp16.safetensors)
-    if not files:
-        others = sorted({p.suffix for p in d.iterdir() if p.suffix in (".bin", ".pt", ".pth", ".ckpt", ".gguf")})
-        what = f"only {', '.join(others)} weights (not safetensors)" if others else "no weight files"
-        problems.add(f"{name}: {what}; parameters not counted")
-        return None, None, False
-    return files, None, _shards_complete(files, name, problems)
-
-
-def _pick_index(d: Path) -> Path | None:
-    for n in _INDEX_PREFERENCE:
-        if (d / n).is_file():
-            return d / n
-    found = sorted(d.glob("*.safetensors.index.json"))
-    return found[0] if found else None
-
-
-def _shards_complete(files: Iterable[Path], name: str, problems: Problems) -> bool:
-    """Without an index, ``-0000k-of-0000N`` names still tell whether a shard is missing."""
-    seen: dict[str, set[int]] = {}
-    total: dict[str, int] = {}
-    for f in files:
-        m = _SHARD.search(f.name)
-        if m:
-            stem = f.name[: m.start()]
-            seen.setdefault(stem, set()).add(int(m.group(1)))
-            total[stem] = int(m.group(2))
-    ok = True
-    for stem, have in seen.items():
-        missing = set(range(1, total[stem] + 1)) - have
-        if missing:
-            problems.add(f"{name}: {len(missing)} of {total[stem]} shards of {stem} missing and no index file")
-            ok = False
-    return ok
-
-
 # ---------------------------------------------------------------- small readers
-
-
-def _read_json(path: Path, problems: Problems) -> dict[str, Any] | None:
-    try:
-        doc = fileio.read_json(path)
-    except FileNotFoundError:
-        problems.add(f"{path}: missing")
-        return None
-    except (OSError, ValueError) as e:
-        problems.add(f"{path}: unreadable: {e}")
-        return None
-    if not isinstance(doc, dict):
-        problems.add(f"{path}: not a JSON object")
-        return None
-    return doc
 
 
 def _compression(vae: Mapping[str, Any], transformer: Mapping[str, Any]) -> tuple[int, int, int] | None:
@@ -329,10 +230,6 @@ def image_tokens_of(encoder: Mapping[str, Any]) -> int | None:
     """A CLIP vision encoder's output tokens: (image_size / patch_size)^2 patches plus the class token."""
     size, patch = _int(encoder.get("image_size")), _int(encoder.get("patch_size"))
     return (size // patch) ** 2 + 1 if size and patch and size >= patch else None
-
-
-def _safe_name(s: str) -> bool:
-    return bool(s) and s not in (".", "..") and "/" not in s and "\\" not in s
 
 
 def _str(v: Any) -> str | None:
