@@ -51,8 +51,11 @@ schedules:
   headers: {{interval: 1s}}
   hash: {{interval: 1h, enabled: false}}
   load: {{interval: 1h, enabled: false}}
-  benchmark: {{interval: 5s, jitter: 0s}}
+  benchmark: {{interval: 5s, jitter: 0s, deadline: 2m}}
 benchmark: {{kill_grace: 2s, baseline_runs: 1}}
+# This stack is about fault switches and repairs: a generation slowed by the other test processes
+# sharing this machine must not hold the verdict degraded against the baseline of an idle moment.
+thresholds: {{degraded_slowdown_ratio: 100}}
 exporter: {{state_dir: '{state_dir}'}}
 """
 
