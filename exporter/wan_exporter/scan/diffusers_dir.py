@@ -16,7 +16,7 @@ from .walk import Walk, safe_name
 
 _TOKENIZER = re.compile(r"Tokeni[sz]er|TokenizersBackend")
 _PROCESSOR = re.compile(r"Processor|FeatureExtractor")
-_INDEX_PREFERENCE = ("diffusion_pytorch_model.safetensors.index.json", "model.safetensors.index.json")
+INDEX_PREFERENCE = ("diffusion_pytorch_model.safetensors.index.json", "model.safetensors.index.json")
 
 
 def role(name: str, cls: str) -> str:
@@ -87,4 +87,4 @@ def _component(w: Walk, name: str, cls: str, library: str) -> None:
         return
     w.expect_config(f"{name}/config.json")
     default = "diffusion_pytorch_model.safetensors" if library == "diffusers" else "model.safetensors"
-    w.sharded_weights(name, name, names, default, _INDEX_PREFERENCE)
+    w.sharded_weights(name, name, names, default, INDEX_PREFERENCE)

@@ -12,11 +12,11 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping, Protocol
 
 from .. import fileio
+from .diffusers_dir import INDEX_PREFERENCE
 from .walk import safe_name
 
 SHARD = re.compile(r"-(\d+)-of-(\d+)\.safetensors$")
 KNOWN_COMPONENTS = ("transformer", "transformer_2", "vae", "text_encoder", "image_encoder")
-INDEX_PREFERENCE = ("diffusion_pytorch_model.safetensors.index.json", "model.safetensors.index.json")
 
 
 class _Problems(Protocol):
