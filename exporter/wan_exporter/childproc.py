@@ -203,3 +203,14 @@ def _reap(proc: Any, grace: float, terminate: bool) -> int | None:
     except ValueError:
         pass
     return code
+
+
+def die_with_parent(sig: int = signal.SIGKILL) -> None:
+    """Ask Linux to send this process ``sig`` when its parent dies (``PR_SET_PDEATHSIG``), so a child
+    started with plain subprocess never outlives the process that waits for it. A no-op elsewhere."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, int(sig))
+    except (OSError, AttributeError):
+        pass

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import ctypes
 import os
 import shutil
 import signal
@@ -35,6 +34,7 @@ from typing import Any
 import yaml
 
 from . import DEFAULT_PORT, shipped
+from .childproc import die_with_parent
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -210,12 +210,8 @@ def write_configs(alerting_dir: Path, config_dir: Path, ports: Ports) -> tuple[P
 # --------------------------------------------------------------------------- processes
 
 
-def _die_with_parent() -> None:  # runs in the child between fork and exec
-    try:
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG: no orphans if the stack is killed
-    except OSError:
-        pass
+def _die_with_parent() -> None:  # runs in the child between fork and exec: no orphans if the stack is killed
+    die_with_parent(signal.SIGTERM)
 
 
 def http_ok(url: str, timeout: float = 1.0) -> bool:

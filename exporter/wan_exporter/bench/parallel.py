@@ -156,6 +156,7 @@ class Ranks:
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             req["_port"] = s.getsockname()[1]
+        req["_parent"] = os.getpid()  # each rank dies with this process (bench/rank.py)
         self.procs = []
         text = json.dumps({k: v for k, v in req.items() if isinstance(v, (str, int, float, bool, type(None)))})
         for rank in range(1, int(req["ulysses"])):

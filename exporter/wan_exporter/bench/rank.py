@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import sys
 from typing import Any
 
+from ..childproc import die_with_parent
 from .parallel import StepClock, init_group, rank_device, ready
 
 
@@ -50,7 +52,13 @@ def rank_main(req: dict[str, Any], rank: int) -> dict[str, Any]:
 
 
 def main(argv: list[str]) -> int:
-    print(json.dumps(rank_main(json.loads(argv[1]), int(argv[0]))), flush=True)
+    req = json.loads(argv[1])
+    # Killed with the benchmark child (rank 0) that started it: a rank whose rank 0 died, was killed at
+    # its timeout or was stopped with the exporter would otherwise wait in its collectives for minutes.
+    die_with_parent()
+    if req.get("_parent") and os.getppid() != int(req["_parent"]):
+        return 1  # rank 0 died before this rank could ask to die with it
+    print(json.dumps(rank_main(req, int(argv[0]))), flush=True)
     return 0
 
 

@@ -27,6 +27,7 @@ from array import array
 from pathlib import Path
 from typing import Any
 
+from ..childproc import die_with_parent
 from .safetensors_header import DTYPES, MAX_TABLE_TENSORS, Header, HeaderError, Summary, TensorInfo, metadata, tensor
 
 CHILD_MAX_SECONDS = 300.0
@@ -233,17 +234,8 @@ def _peak_rss() -> int | None:
     return None
 
 
-def _die_with_parent() -> None:
-    try:
-        import ctypes
-
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, 9)  # PR_SET_PDEATHSIG, SIGKILL
-    except (OSError, AttributeError):
-        pass
-
-
 def main(argv: list[str]) -> int:
-    _die_with_parent()
+    die_with_parent()
     try:  # background work: on a busy host the exporter's scrapes go first
         os.nice(10)
     except OSError:
