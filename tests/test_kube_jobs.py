@@ -94,7 +94,7 @@ def test_probes_run_as_jobs_through_a_real_api_server(cluster, tiny_dir, tmp_pat
               "kubernetes:\n  jobs:\n"
               f"    {{enabled: true, api_server: '{apiserver.url}', api_token_file: '{token_file}', "
               f"api_ca_file: '{work / 'apiserver' / 'certs' / 'apiserver.crt'}', token_file: '{probe_token}', "
-              f"token_secret: wan-exporter-probe, config_map: wan-exporter-config, ttl_seconds_after_finished: 0, "
+              f"token_secret: wan-exporter-probe, config_map: wan-exporter-config, ttl_seconds_after_finished: 30, "
               f"pending_timeout: 4s, poll_interval: 0.5s, report_url: 'http://127.0.0.1:{port}', "
               f"image: 'wan-exporter:0.1.0', resources: {{requests: {{cpu: '1', memory: 2Gi}}}}}}\n")
     admin.apply({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "wan-exporter-config", "namespace": NS},
@@ -135,7 +135,7 @@ def test_probes_run_as_jobs_through_a_real_api_server(cluster, tiny_dir, tmp_pat
             owner_refs = pod["metadata"]["ownerReferences"]
             assert owner_refs[0]["kind"] == "Job"  # the pod is the Job's; the Job is the exporter pod's:
             job_name = owner_refs[0]["name"]
-            # ttlSecondsAfterFinished: 0 -> the TTL controller deletes the finished Job (and its pod).
+            # The exporter deletes a Job once it has read its result (its TTL is the backstop).
             wait_gone(admin, f"{jobs_path}/{job_name}", 60)
 
             # Owner, deadline and TTL on a Job still there: the deadline probe's.
@@ -148,7 +148,7 @@ def test_probes_run_as_jobs_through_a_real_api_server(cluster, tiny_dir, tmp_pat
             assert job["metadata"]["ownerReferences"] == [{
                 "apiVersion": "v1", "kind": "Pod", "name": owner["metadata"]["name"], "uid": owner["metadata"]["uid"],
                 "controller": True, "blockOwnerDeletion": False}]
-            assert job["spec"]["activeDeadlineSeconds"] == 3 and job["spec"]["ttlSecondsAfterFinished"] == 0
+            assert job["spec"]["activeDeadlineSeconds"] == 3 and job["spec"]["ttlSecondsAfterFinished"] == 30
             assert job["spec"]["backoffLimit"] == 0
             assert job["metadata"]["labels"]["app.kubernetes.io/component"] == "probe"
             t.join(120)
@@ -168,6 +168,8 @@ def test_probes_run_as_jobs_through_a_real_api_server(cluster, tiny_dir, tmp_pat
             assert sample(s, "wan_benchmark_failures_total", model="deadline", profile="short", reason="timeout") == 1
             assert sample(s, "wan_benchmark_skipped_total", model="preempt", reason="preempted") == 1
             assert sample(s, "wan_benchmark_skipped_total", model="unsched", reason="unschedulable") == 1
+            # Every probe's Job was deleted once read: none waits for its TTL.
+            wait_for(lambda: not admin.ok("GET", jobs_path)["items"], 60, what="every probe Job deleted")
         finally:
             app.stop()
 

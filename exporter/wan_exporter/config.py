@@ -187,6 +187,9 @@ class PodResources:
     publish_pods: bool = False
 
 
+JOB_TTL_FLOOR = 30  # seconds; see ProbeJobs.ttl_seconds_after_finished
+
+
 @dataclass(frozen=True)
 class ProbeJobs:
     """Job mode: each due benchmark becomes a Kubernetes Job that asks the scheduler for its GPUs.
@@ -198,6 +201,9 @@ class ProbeJobs:
     enabled: bool = False
     image: str | None = None  # default: the exporter's own image (IMAGE env, set by the chart)
     priority_class: str = "wan-exporter-probe"
+    # A backstop: the exporter deletes each Job once it has read its fate. The TTL controller
+    # deletes it after this long if the exporter could not (restarted); a TTL shorter than a few
+    # polls could delete a failed Job before the exporter saw why it failed.
     ttl_seconds_after_finished: int = 300
     token_file: str = "/var/run/secrets/wan-exporter/probe/token"  # the Secret both sides mount
     token_secret: str = "wan-exporter-probe"  # its name, for the Job's volume
@@ -288,8 +294,13 @@ def _validate(cfg: Config, raw: Mapping[str, Any], errors: list[str], check_path
         if url is not None and not re.match(r"^https?://[^\s/?#]+[^\s]*$", url):
             errors.append(f"exporter.links.{key}: expected an http:// or https:// URL, got {url!r}")
     kj = cfg.kubernetes.jobs
-    if kj.ttl_seconds_after_finished < 0:
-        errors.append("kubernetes.jobs.ttl_seconds_after_finished: expected 0 or more seconds")
+    if kj.ttl_seconds_after_finished < max(JOB_TTL_FLOOR, 3 * kj.poll_interval):
+        errors.append(
+            f"kubernetes.jobs.ttl_seconds_after_finished: expected at least {JOB_TTL_FLOOR} s and 3 poll intervals "
+            f"(got {kj.ttl_seconds_after_finished}); the exporter deletes each Job once it has read its fate, and "
+            "a shorter TTL can delete a failed Job before it is read")
+    if not kj.poll_interval > 0:
+        errors.append("kubernetes.jobs.poll_interval: expected a duration above 0")
     if kj.report_url is not None and not re.match(r"^https?://[^\s/?#]+[^\s]*$", kj.report_url):
         errors.append(f"kubernetes.jobs.report_url: expected an http:// or https:// URL, got {kj.report_url!r}")
     for f in fields(Schedules):

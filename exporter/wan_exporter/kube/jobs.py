@@ -385,7 +385,6 @@ class JobProbes:
         self.stopping = stopping or threading.Event()
 
     def run(self, cfg: Config, m: ModelConfig, profile: str, gpus: int = 1) -> Outcome:
-        kj = cfg.kubernetes.jobs
         probe_id = uuid.uuid4().hex
         job = _strip_none(job_manifest(cfg, m, profile, probe_id, self.me, self.report_url, gpus))
         name = job["metadata"]["name"]
@@ -393,28 +392,41 @@ class JobProbes:
         started = time.time()
         try:
             self.api.create_job(self.me.namespace, job)
-            log.info("probe %s/%s: created Job %s/%s", m.name, profile, self.me.namespace, name)
-            deadline = started + kj.pending_timeout + cfg.profiles[profile].timeout + 60
-            while not self.stopping.is_set():
-                if arrived.wait(kj.poll_interval):
-                    doc = self.inbox.take(probe_id)
-                    if doc is not None:
-                        r, versions = result_from_report(doc, m.name, profile)
-                        return Outcome(result=r, versions=versions)
-                o = self._fate(cfg, m, profile, name, started)
-                if o is not None:
-                    doc = self.inbox.take(probe_id)  # a result that came in meanwhile is the better word
-                    if doc is not None:
-                        r, versions = result_from_report(doc, m.name, profile)
-                        return Outcome(result=r, versions=versions)
-                    return o
-                if time.time() > deadline:
-                    self.api.delete_job(self.me.namespace, name)
-                    return Outcome(result=_failure(m, profile, started, "timeout", "no result from the Job"))
-            self.api.delete_job(self.me.namespace, name)
-            return Outcome(skip=None)
+        except BaseException:
+            self.inbox.take(probe_id)
+            raise
+        log.info("probe %s/%s: created Job %s/%s", m.name, profile, self.me.namespace, name)
+        try:
+            return self._await(cfg, m, profile, probe_id, name, arrived, started)
         finally:
             self.inbox.take(probe_id)
+            # Read, so done with: the Job (and its pod) go now. ttlSecondsAfterFinished is the backstop
+            # for an exporter that restarted before it got here.
+            try:
+                self.api.delete_job(self.me.namespace, name)
+            except (KubeError, OSError) as e:
+                log.warning("probe %s/%s: could not delete Job %s (its TTL will): %s", m.name, profile, name, e)
+
+    def _await(self, cfg: Config, m: ModelConfig, profile: str, probe_id: str, name: str,
+               arrived: threading.Event, started: float) -> Outcome:
+        kj = cfg.kubernetes.jobs
+        deadline = started + kj.pending_timeout + cfg.profiles[profile].timeout + 60
+        while not self.stopping.is_set():
+            if arrived.wait(kj.poll_interval):
+                doc = self.inbox.take(probe_id)
+                if doc is not None:
+                    r, versions = result_from_report(doc, m.name, profile)
+                    return Outcome(result=r, versions=versions)
+            o = self._fate(cfg, m, profile, name, started)
+            if o is not None:
+                doc = self.inbox.take(probe_id)  # a result that came in meanwhile is the better word
+                if doc is not None:
+                    r, versions = result_from_report(doc, m.name, profile)
+                    return Outcome(result=r, versions=versions)
+                return o
+            if time.time() > deadline:
+                return Outcome(result=_failure(m, profile, started, "timeout", "no result from the Job"))
+        return Outcome(skip=None)
 
     def _fate(self, cfg: Config, m: ModelConfig, profile: str, name: str, started: float) -> Outcome | None:
         try:
@@ -443,10 +455,8 @@ class JobProbes:
                 result=_failure(m, profile, started, "unknown", "the Job completed without handing back a result"))
         taken = pod_outcome(pods)
         if taken is not None:
-            self.api.delete_job(self.me.namespace, name)
             return Outcome(skip=taken)
         if unschedulable(pods) and time.time() - started > cfg.kubernetes.jobs.pending_timeout:
-            self.api.delete_job(self.me.namespace, name)
             return Outcome(skip="unschedulable")
         return None
 
