@@ -214,3 +214,20 @@ def die_with_parent(sig: int = signal.SIGKILL) -> None:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, int(sig))
     except (OSError, AttributeError):
         pass
+
+
+def keep_heap() -> None:
+    """Keep freed memory in this process (glibc), so a keep-warm benchmark child does not hand a
+    generation's buffers back to the OS after each run and fault them in again on the next: at
+    128x128, 33 frames on the CPU that was about 56,000 page faults and 8-11 % of every warm
+    generation (benchmarks/analysis.md, item 3). A long-lived serving process keeps them, so a
+    probe's figure should too. The cost: the child holds its peak heap, which it holds anyway
+    while its pipeline stays loaded. A no-op outside glibc."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallopt(-1, 1 << 30)  # M_TRIM_THRESHOLD: keep up to 1 GiB free at the top of the heap
+        libc.mallopt(-3, 32 << 20)  # M_MMAP_THRESHOLD: glibc's largest; smaller blocks are reused, not unmapped
+    except (OSError, AttributeError):
+        pass
