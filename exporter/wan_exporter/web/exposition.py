@@ -38,7 +38,9 @@ import zlib
 from typing import Callable, Iterable, Sequence
 
 from prometheus_client import CollectorRegistry
-from prometheus_client.exposition import choose_encoder, gzip_accepted
+from prometheus_client.exposition import gzip_accepted
+
+from .encode import Encoder, encoder_for
 
 log = logging.getLogger(__name__)
 
@@ -48,16 +50,6 @@ FORGET_AFTER = 600.0  # a variant nobody asked for in this long is dropped
 
 Section = tuple  # (name, key, render: () -> families or None when the part failed)
 GZIP_HEADER = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"  # deflate, no name, no mtime, unknown OS
-
-
-class _Families:
-    """A registry stand-in for encoding one part's families."""
-
-    def __init__(self, families: Sequence) -> None:
-        self._families = families
-
-    def collect(self) -> Sequence:
-        return self._families
 
 
 class _PartBytes:
@@ -86,7 +78,7 @@ def gzip_member(segments: Sequence[bytes], raws: Sequence[bytes]) -> bytes:
 
 
 class _Variant:
-    def __init__(self, encoder: Callable, content_type: str, gz: bool) -> None:
+    def __init__(self, encoder: Encoder, content_type: str, gz: bool) -> None:
         self.encoder = encoder
         self.headers = [("Content-Type", content_type)] + ([("Content-Encoding", "gzip")] if gz else [])
         self.gzip = gz
@@ -128,7 +120,7 @@ class PrerenderedMetrics:
 
     # -- the scrape --------------------------------------------------------------------
     def get(self, accept: str | None, accept_encoding: str | None) -> tuple[list[tuple[str, str]], bytes]:
-        encoder, content_type = choose_encoder(accept or "")
+        encoder, content_type = encoder_for(accept or "")
         gz = gzip_accepted(accept_encoding or "")
         now = self.clock()
         with self._cond:
@@ -184,7 +176,7 @@ class PrerenderedMetrics:
         if self.sections is not None:
             out = self._assemble(v, self.sections())
         else:
-            out = v.encoder(self.registry)
+            out = v.encoder(self.registry.collect())
             if v.gzip:
                 out = gzip.compress(out, compresslevel=self.compresslevel)
         v.body, v.version = out, version
@@ -196,7 +188,7 @@ class PrerenderedMetrics:
         from ..collectors import same_key
 
         if v.trailer is None:
-            v.trailer = v.encoder(_Families(()))
+            v.trailer = v.encoder(())
         parts: dict[str, _PartBytes] = {}
         rendered = []
         for i, (name, key, render) in enumerate(sections):
@@ -207,7 +199,7 @@ class PrerenderedMetrics:
             else:
                 families = render()
                 try:
-                    raw = v.encoder(_Families(families or ()))
+                    raw = v.encoder(families or ())
                 except Exception:  # noqa: BLE001 - one part that fails to encode never fails the scrape
                     log.exception("encoding the %s metrics failed; the part is left out", name)
                     families, raw = None, v.trailer
