@@ -108,3 +108,53 @@ def test_a_cycle_walks_each_model_once(tmp_path: Path, monkeypatch) -> None:  # 
     assert app.store.snapshot.checkpoint_facts["m"]["facts"].experts == 1
     sub.run_layout()  # the next cycle scans afresh
     assert len(calls) == 2
+
+
+def test_a_round_is_published_in_batches_and_a_slow_model_holds_back_nobody(tmp_path: Path) -> None:
+    """Each publication re-renders every model's health series: a round of quick checks is one
+    store update, and a result finished before a slow check is out within PUBLISH_WITHIN."""
+    import threading
+
+    from wan_exporter.findings import timed_out
+    from wan_exporter.health import subsystem
+
+    models = tuple(ModelConfig(name=f"m{i}", kind="wan2.2-ti2v-5b", hub_id="Wan-AI/Wan2.2-TI2V-5B-Diffusers")
+                   for i in range(20))
+    cfg = Config(models=models, exporter=ExporterSettings(state_dir=str(tmp_path / "state"),
+                                                          hf_cache_dir=str(tmp_path / "hf")))
+    app = App(cfg)
+    sub = next(s for s in app.subsystems if isinstance(s, HealthSubsystem))
+    updates: list[frozenset] = []
+    real_update = app.store.update
+
+    def counting(fn):  # noqa: ANN001, ANN202
+        before = app.store.snapshot.checks
+        real_update(fn)
+        after = app.store.snapshot.checks
+        if after is not before:
+            updates.append(frozenset(k for k in after if after[k] is not before.get(k)))
+
+    app.store.update = counting
+    sub.run_layout()
+    assert sum(len(u) for u in updates) == 20 and len(updates) <= 2, [len(u) for u in updates]
+
+    # m0 finishes at once; m1's check takes 3 s: m0's result is out long before m1's.
+    release = threading.Event()
+
+    def check(c, m, d):  # noqa: ANN001, ANN202
+        if m.name == "m1":
+            release.wait(3.0)
+        return timed_out(m.name, "layout", "", 0.0) if m.name in ("m0", "m1") else None
+
+    updates.clear()
+    t = threading.Thread(target=sub._each, args=("layout", check))
+    t0 = time.monotonic()
+    t.start()
+    while not any(("m0", "layout") in u for u in updates) and time.monotonic() - t0 < 5:
+        time.sleep(0.02)
+    waited = time.monotonic() - t0
+    assert any(("m0", "layout") in u for u in updates) and not any(("m1", "layout") in u for u in updates)
+    assert waited < subsystem.PUBLISH_WITHIN + 1.0, waited
+    release.set()
+    t.join(10)
+    assert any(("m1", "layout") in u for u in updates)
