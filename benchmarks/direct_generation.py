@@ -27,7 +27,8 @@ def main(argv: list[str]) -> int:
     from wan_exporter.bench.request import normalise_request
     from wan_exporter.childproc import keep_heap
 
-    keep_heap()  # as the benchmark child does: both sides keep their heap, so neither faults it in per call
+    if serve:  # as the keep-warm worker does: both sides keep their heap, so neither faults it in per call
+        keep_heap()
     pipeline.offline_env()
     req = normalise_request(request)
     t0 = time.perf_counter()

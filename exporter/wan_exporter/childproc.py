@@ -43,6 +43,7 @@ class ChildOutcome:
 def _entry(target: str, request: dict, conn: Any) -> None:
     """Child side: call ``module:function(request, progress)`` and send back its dict."""
     conn.send(("started", {}))
+    keep_heap()  # it generates again and again: its buffers are faulted in once, not once per run
     mod_name, _, fn_name = target.partition(":")
     try:
         fn = getattr(importlib.import_module(mod_name), fn_name)
@@ -113,6 +114,7 @@ def run_in_child(target: str, request: dict, timeout: float, kill_grace: float =
 def _warm_entry(target: str, conn: Any) -> None:
     """Child side of a :class:`WarmWorker`: serve requests until told to stop or killed."""
     conn.send(("started", {}))
+    keep_heap()  # it generates again and again: its buffers are faulted in once, not once per run
     mod_name, _, fn_name = target.partition(":")
     fn = getattr(importlib.import_module(mod_name), fn_name)
     while True:
@@ -217,12 +219,12 @@ def die_with_parent(sig: int = signal.SIGKILL) -> None:
 
 
 def keep_heap() -> None:
-    """Keep freed memory in this process (glibc), so a keep-warm benchmark child does not hand a
+    """Keep freed memory in this process (glibc), so a keep-warm benchmark worker does not hand a
     generation's buffers back to the OS after each run and fault them in again on the next: at
     128x128, 33 frames on the CPU that was about 56,000 page faults and 8-11 % of every warm
     generation (benchmarks/analysis.md, item 3). A long-lived serving process keeps them, so a
-    probe's figure should too. The cost: the child holds its peak heap, which it holds anyway
-    while its pipeline stays loaded. A no-op outside glibc."""
+    probe's figure should too. The cost: the worker holds its peak heap, which it holds anyway
+    while its pipeline stays loaded. A one-shot child has nothing to keep. A no-op outside glibc."""
     try:
         import ctypes
 

@@ -21,7 +21,6 @@ import traceback
 from typing import Any
 
 from . import faults, parallel, warm
-from ..childproc import keep_heap
 from ..measure import phases as measure
 from .export import export_phase
 from .faults import FAULTS
@@ -51,7 +50,6 @@ def run_benchmark(request: dict[str, Any], progress: Progress | None = None) -> 
     Never raises for a benchmark failure: the result says ``success`` False with a
     ``reason`` from :data:`REASONS`. Faults "crash" and "hang" do what they say.
     """
-    keep_heap()
     offline_env()
     device_order_env()
     req = normalise_request(request)
