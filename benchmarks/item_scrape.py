@@ -95,8 +95,10 @@ def measure_setup(ctx: Context, label: str, exp: procs.Exporter, node: procs.Nod
         scrape.interleaved(targets, rounds, per_round)
         out = {t.name: t.summary() for t in targets}
         out["_payload"] = payload
-        # Periodic: one scrape of the exporter and of its floor per tick, as Prometheus scrapes.
-        ticks, interval = ctx.n(60, 4), ctx.n(10, 5) / 10.0
+        # Periodic: one scrape of the exporter and of its floor per tick, as Prometheus scrapes. 120
+        # ticks, so that the p99 is the second slowest scrape, not the slowest: with 60, one scrape
+        # that met another process's burst on this shared machine decided the figure alone.
+        ticks, interval = ctx.n(120, 4), ctx.n(10, 5) / 10.0
         ctx.log(f"  {label}: periodic, {ticks} scrapes every {interval:g} s")
         per = scrape.periodic([t for t in targets if t.name in ("exporter/prometheus", "floor/prometheus")], ticks, interval)
         out["_periodic"] = per
