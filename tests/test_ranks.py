@@ -257,3 +257,42 @@ def test_a_parallel_profile_benchmarks_as_two_ranks_and_reports_every_ranks_step
         parse_config("profiles:\n  bad: {parallel: {ulysses: 0, ring: 2}}\n")
     assert "profiles.bad.parallel.ulysses: expected 1 to 64 ranks, got 0" in str(bad.value)
     assert "profiles.bad.parallel.ring: unknown key" in str(bad.value)
+
+
+def test_a_shorter_stall_after_is_watched_at_once_while_the_watch_sleeps_a_longer_tick(monkeypatch):
+    """The watch thread sleeping the 5 s tick of a request with the default stall_after must not
+    hold back the check of a later request with a shorter one."""
+    import threading
+
+    from wan_exporter.instrument import ranks, request, track
+
+    watch = ranks.Watch()
+    monkeypatch.setattr(request, "WATCH", watch)
+    reg = CollectorRegistry()
+    slow_started = threading.Event()
+
+    def long_request() -> None:  # stall_after 60 s: the watch ticks every 5 s
+        with track.request(model="first", registry=reg, rank=0, world_size=1) as req:
+            slow_started.set()
+            time.sleep(3.0)
+            req.step(total=1)
+
+    t = threading.Thread(target=long_request)
+    t.start()
+    slow_started.wait(5)
+    time.sleep(0.2)  # the watch thread is in its 5 s wait now
+    seen = []
+    with track.request(model="second", registry=reg, rank=0, world_size=1, stall_after=0.3) as req:
+        req.step(total=2)
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < 2.0:
+            fam = [x for f in reg.collect() if f.name == "wan_rank_stalled" for x in f.samples
+                   if x.labels.get("model") == "second" and x.value == 1]
+            if fam:
+                seen.append(time.monotonic() - t0)
+                break
+            time.sleep(0.02)
+        req.step(total=2)
+        req.output(frames=1, width=16, height=16, fps=16)
+    t.join(10)
+    assert seen and seen[0] < 1.5, seen  # 0.3 s plus the short tick, not the 5 s one

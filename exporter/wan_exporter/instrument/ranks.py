@@ -156,12 +156,16 @@ class Watch:
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._tick = 5.0
+        self._sooner = threading.Event()  # the tick got shorter: end the current wait now
 
     def add(self, beat: Beat) -> None:
         with self._lock:
             self._beats.add(beat)
             # Often enough that a stall shows within stall_after plus a twelfth of it (5 s at the default).
-            self._tick = min(self._tick, max(0.05, beat.stall_after / 12))
+            tick = min(self._tick, max(0.05, beat.stall_after / 12))
+            if tick < self._tick:
+                self._tick = tick
+                self._sooner.set()
             if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(target=self._run, name="wan-exporter-stall-watch", daemon=True)
                 self._thread.start()
@@ -173,7 +177,8 @@ class Watch:
 
     def _run(self) -> None:
         while True:
-            time.sleep(self._tick)
+            if self._sooner.wait(self._tick):
+                self._sooner.clear()
             try:
                 self.check(time.monotonic())
             except Exception:  # noqa: BLE001 - the watch never dies of one bad read
