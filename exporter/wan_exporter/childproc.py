@@ -43,7 +43,6 @@ class ChildOutcome:
 def _entry(target: str, request: dict, conn: Any) -> None:
     """Child side: call ``module:function(request, progress)`` and send back its dict."""
     conn.send(("started", {}))
-    keep_heap()  # it generates again and again: its buffers are faulted in once, not once per run
     mod_name, _, fn_name = target.partition(":")
     try:
         fn = getattr(importlib.import_module(mod_name), fn_name)
