@@ -15,7 +15,7 @@ from prometheus_client.metrics_core import (CounterMetricFamily, GaugeHistogramM
                                             SummaryMetricFamily, UnknownMetricFamily)
 from prometheus_client.samples import Exemplar, Timestamp
 
-from wan_exporter.web.encode import encoder_for
+from wan_exporter.web.encode import _Families, encoder_for
 
 ACCEPTS = [
     None,
@@ -34,14 +34,6 @@ ACCEPTS = [
 
 HOSTILE = ['', 'a', 'quote"d', 'back\\slash', 'new\nline', '\\n literal', 'tab\there', '\u00e9t\u00e9', '\U0001F3A5',
            '{x="y"}', '# HELP', ' spaced ', '\r', '\x00nul', 'a,b=c', '\u2028']
-
-
-class _Reg:
-    def __init__(self, families):
-        self.families = families
-
-    def collect(self):
-        return self.families
 
 
 def _families(rng: random.Random) -> list:
@@ -93,7 +85,7 @@ def _families(rng: random.Random) -> list:
 def _library(accept, families) -> bytes | str:
     encoder, content_type = choose_encoder(accept or "")
     try:
-        return encoder(_Reg(families))
+        return encoder(_Families(families))
     except Exception as e:  # noqa: BLE001 - a family the format cannot express: both must refuse it
         return type(e).__name__
 

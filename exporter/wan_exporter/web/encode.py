@@ -7,7 +7,8 @@ that escaping unchanged, so this module writes them as they are and escapes only
 label values and HELP texts.
 
 It writes exactly the bytes prometheus_client writes (tests/test_encode.py compares the two over
-every family of the exporter, every metric type and hostile label values), and hands a family to
+every metric type and hostile label values, tests/test_metrics_golden.py over the exporter's own
+families), and hands a family to
 prometheus_client whenever it is outside that common case: a name outside the legacy character
 set, exemplars, native histograms, an escaping scheme other than ``underscores`` or
 ``allow-utf-8``, or an OpenMetrics version other than 1.x.
@@ -155,8 +156,7 @@ def encoder_for(accept: str) -> tuple[Encoder, str]:
     def encode(families: Iterable) -> bytes:
         families = list(families)
         if writer is None:
-            body = library(_Families(families))
-            return body
+            return library(_Families(families))
         out: list[str] = []
         chunks: list[bytes] = []
         for metric in families:
